@@ -1,0 +1,65 @@
+"""The gated training pipeline: validate, train, evaluate, gate, register,
+package, promote. The flow only composes steps and decides; the steps do."""
+
+from __future__ import annotations
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from lockgate.data import dataset_name
+from lockgate.records import PipelineResult, ValidationSummary
+from lockgate.reporting import pipeline_markdown, publish_markdown, validation_markdown
+from lockgate.settings import LockgateSettings, get_settings
+from lockgate.tracking import model_name_for
+from tasks.champion import find_champion_task
+from tasks.evaluate import evaluate_task
+from tasks.gate import gate_task
+from tasks.package import package_task
+from tasks.promote import promote_task
+from tasks.register import register_task
+from tasks.track import finish_run, open_run_task
+from tasks.train import train_task
+from tasks.validate import validate_task
+
+
+class ValidationFailed(Exception):
+    """The data did not pass validation; nothing was trained or registered."""
+
+    def __init__(self, summary: ValidationSummary) -> None:
+        problems = "; ".join(f"{c.name}: {c.message}" for c in summary.blocking_failures)
+        super().__init__(f"validation of {summary.dataset} failed: {problems}")
+        self.summary = summary
+
+
+@flow(name="lockgate-training", log_prints=True)
+def training_pipeline(
+    data: str = "digits",
+    target: str | None = None,
+    model_name: str | None = None,
+    settings: LockgateSettings | None = None,
+) -> PipelineResult:
+    """Train on `data` and promote the model only if it passes every gate."""
+    settings = settings or get_settings()
+    name = model_name or model_name_for(settings, dataset_name(data))
+
+    champion = find_champion_task(name, settings)
+    summary = validate_task(data, target, champion.data_meta if champion else None, settings)
+    publish_markdown("data-validation", validation_markdown(summary), "Data validation report")
+    if not summary.success:
+        raise ValidationFailed(summary)
+
+    run_id = open_run_task(summary, name, str(flow_run.id or "local"), settings)
+    result = PipelineResult(status="rejected", validation=summary, run_id=run_id, tracking_uri=settings.tracking_uri)
+    with finish_run(run_id, settings):
+        training = train_task(run_id, summary.snapshot, settings)
+        result.evaluation = evaluate_task(training, summary.snapshot, champion, settings)
+        result.gate = gate_task(result.evaluation, settings)
+        if result.gate.promote:
+            registered = register_task(training, result.gate, summary, name, settings)
+            result.package = package_task(
+                registered, training, result.evaluation, summary.snapshot, summary.data_hash, settings
+            )
+            result.registered = promote_task(registered, result.package, settings)
+            result.status = "promoted"
+    publish_markdown("pipeline-summary", pipeline_markdown(result), "Lockgate run summary")
+    return result

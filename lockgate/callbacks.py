@@ -1,0 +1,57 @@
+"""Keras callbacks for progress reporting and the resumable-training test hook."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import keras
+import numpy as np
+
+from lockgate.faults import TransientFault, attempt_number
+
+
+class EpochReporter(keras.callbacks.Callback):
+    """Logs each epoch's metrics to the MLflow run and, as progress, to the run log."""
+
+    def __init__(self, client: Any, run_id: str, epochs: int) -> None:
+        super().__init__()
+        self.client, self.run_id, self.epochs = client, run_id, epochs
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        from mlflow.entities import Metric
+
+        values = {k: float(v) for k, v in (logs or {}).items() if np.isscalar(v)}
+        now = int(time.time() * 1000)
+        if values:
+            self.client.log_batch(
+                self.run_id, metrics=[Metric(key=k, value=v, timestamp=now, step=epoch) for k, v in values.items()]
+            )
+        shown = "  ".join(f"{k}={v:.4f}" for k, v in sorted(values.items()))
+        progress_logger().info("epoch %d/%d  %s", epoch + 1, self.epochs, shown)
+
+
+class FaultAfterEpoch(keras.callbacks.Callback):
+    """Test hook: the first `budget` attempts fail once an epoch is checkpointed,
+    so each retry has to resume from the backup rather than start over."""
+
+    def __init__(self, step: str, budget: int) -> None:
+        super().__init__()
+        self.step, self.budget = step, budget
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        attempt = attempt_number()
+        if attempt <= self.budget:
+            raise TransientFault(
+                f"injected transient fault in step '{self.step}' after epoch {epoch + 1} (attempt {attempt})"
+            )
+
+
+def progress_logger() -> logging.Logger | logging.LoggerAdapter:
+    try:
+        from prefect import get_run_logger
+
+        return get_run_logger()
+    except Exception:  # outside a Prefect run
+        return logging.getLogger("lockgate.train")

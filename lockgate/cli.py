@@ -1,0 +1,114 @@
+"""The `lockgate` command line."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Lockgate: a model rises gate by gate, from data validation to a served Bento.",
+)
+
+RUN_EXAMPLES = """
+Examples:
+
+  lockgate run                                   # the shipped handwritten digits
+
+  lockgate run --data wine.csv --target target   # your table, label column 'target'
+
+  lockgate run --data photos/ --epochs 30        # one sub-folder of images per class
+
+  lockgate run --data arrays.npz                 # arrays 'x' and 'y'
+
+Settings come from LOCKGATE_* variables or a YAML file (--config), e.g.
+LOCKGATE_GATE__MIN_ACCURACY=0.9. Exit status: 0 when the run completed
+(promoted or rejected by the gate), 2 when validation failed, 1 when a step failed.
+"""
+
+
+def _prepare(home: Optional[Path], config: Optional[Path], overrides: dict[str, str]):
+    if home is not None:
+        os.environ["LOCKGATE_HOME"] = str(home)
+    if config is not None:
+        os.environ["LOCKGATE_CONFIG"] = str(config)
+    for key, value in overrides.items():
+        os.environ[key] = value
+    from lockgate.settings import apply_environment, get_settings, reset_settings
+
+    reset_settings()
+    settings = get_settings()
+    apply_environment(settings)
+    return settings
+
+
+@app.command(help="Run the gated training pipeline on a data set." + RUN_EXAMPLES)
+def run(
+    data: str = typer.Option("digits", help="digits, mnist, cifar10, or a .csv/.parquet/.npz file or image folder"),
+    target: Optional[str] = typer.Option(None, help="label column of a table"),
+    epochs: Optional[int] = typer.Option(None, min=1, help="maximum training epochs (early stopping may end sooner)"),
+    model_name: Optional[str] = typer.Option(None, help="registered model name (default lockgate-<data set>)"),
+    home: Optional[Path] = typer.Option(None, help="workspace folder (default ./.lockgate or LOCKGATE_HOME)"),
+    config: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="YAML settings file"),
+) -> None:
+    overrides = {"LOCKGATE_TRAINING__EPOCHS": str(epochs)} if epochs else {}
+    settings = _prepare(home, config, overrides)
+    from rich.console import Console
+
+    from flows.training import ValidationFailed, training_pipeline
+    from lockgate.console import print_result, print_validation_failure
+
+    console = Console()
+    console.rule(f"[bold]Lockgate[/]  data={data}  workspace={settings.home}")
+    try:
+        result = training_pipeline(data=data, target=target, model_name=model_name, settings=settings)
+    except ValidationFailed as failure:
+        print_validation_failure(console, failure.summary)
+        raise typer.Exit(2)
+    except Exception as exc:  # a step failed after its retries
+        console.print(f"\n[bold red]Run failed:[/] {type(exc).__name__}: {exc}")
+        console.print("Nothing was promoted; the champion is unchanged.")
+        raise typer.Exit(1)
+    print_result(console, result, settings)
+
+
+@app.command(help="Serve the champion (or a Bento tag) with `bentoml serve`.")
+def serve(
+    bento: Optional[str] = typer.Option(None, help="a built Bento tag, e.g. lockgate:v3-1a2b3c4d; default: the champion"),
+    port: int = typer.Option(3000),
+    host: str = typer.Option("127.0.0.1"),
+    home: Optional[Path] = typer.Option(None, help="workspace folder"),
+) -> None:
+    settings = _prepare(home, None, {})
+    target = bento or "services.service:LockgateService"
+    command = [str(Path(sys.executable).with_name("bentoml")), "serve", target, "--host", host, "--port", str(port)]
+    cwd = Path(__file__).resolve().parent.parent
+    typer.echo(f"serving {target} from workspace {settings.home} on http://{host}:{port}")
+    os.chdir(cwd)
+    os.execv(command[0], command)
+
+
+@app.command(help="Show the current champion of a model.")
+def champion(
+    model_name: str = typer.Argument("lockgate-digits"),
+    home: Optional[Path] = typer.Option(None, help="workspace folder"),
+) -> None:
+    settings = _prepare(home, None, {})
+    from lockgate.tracking import champion_version
+
+    version = champion_version(settings, model_name)
+    if version is None:
+        typer.echo(f"{model_name} has no champion yet")
+        raise typer.Exit(1)
+    typer.echo(f"{model_name} champion: version {version.version} (run {version.run_id})")
+    for key, value in sorted(version.tags.items()):
+        typer.echo(f"  {key}: {value}")
+
+
+if __name__ == "__main__":
+    app()

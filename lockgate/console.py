@@ -1,0 +1,61 @@
+"""The end-of-run summary printed by `lockgate run`."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from lockgate.records import PipelineResult, ValidationSummary
+from lockgate.reporting import SHOWN_METRICS
+from lockgate.settings import LockgateSettings
+
+
+def print_validation_failure(console: Console, summary: ValidationSummary) -> None:
+    console.print(f"\n[bold red]Validation failed[/] for {summary.dataset}: {summary.verdict()}")
+    table = Table("check", "severity", "problem")
+    for check in summary.checks:
+        if not check.success:
+            table.add_row(check.name, check.severity, check.message)
+    console.print(table)
+    if summary.data_docs:
+        console.print(f"Data Docs: {summary.data_docs}")
+    console.print("Nothing was trained or registered; the champion is unchanged.")
+
+
+def print_result(console: Console, result: PipelineResult, settings: LockgateSettings) -> None:
+    summary = result.validation
+    console.rule("[bold]Summary")
+    seen = " (data seen before)" if summary.seen_before else ""
+    console.print(f"Validation: {summary.verdict()} on {summary.rows} rows{seen}")
+    for check in summary.warnings:
+        console.print(f"  [yellow]warning[/] {check.name}: {check.message}")
+    if summary.data_docs:
+        console.print(f"Data Docs:  {summary.data_docs}")
+    if result.evaluation:
+        report = result.evaluation
+        champion = report.champion_metrics or {}
+        table = Table("holdout metric", "challenger", f"champion v{report.champion_version}" if report.champion_version else "champion")
+        for key in SHOWN_METRICS:
+            if key in report.metrics:
+                table.add_row(key, f"{report.metrics[key]:.4f}", f"{champion[key]:.4f}" if key in champion else "-")
+        console.print(table)
+    if result.gate:
+        colour = "green" if result.gate.promote else "red"
+        console.print(f"Gate: [bold {colour}]{'PROMOTE' if result.gate.promote else 'REJECT'}[/]")
+        for reason in result.gate.reasons:
+            console.print(f"  - {reason}")
+    if result.registered and result.package:
+        console.print(
+            f"Champion: [bold]{result.registered.name}[/] version {result.registered.version} "
+            f"(MLflow run {result.registered.run_id})"
+        )
+        console.print(f"Bento:    {result.package.bento_tag} (answered {result.package.verified_examples} holdout examples)")
+    elif result.status == "rejected":
+        console.print("Nothing registered; the champion is unchanged.")
+    console.print("\nLook around:")
+    console.print(f"  mlflow ui --backend-store-uri {result.tracking_uri}")
+    console.print(f"  BENTOML_HOME={settings.bentoml_home} bentoml list")
+    if result.package:
+        console.print(
+            f"  LOCKGATE_HOME={settings.home} LOCKGATE_API_KEYS=<key> lockgate serve --bento {result.package.bento_tag}"
+        )

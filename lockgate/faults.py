@@ -1,0 +1,100 @@
+"""Which failures are worth retrying, and a test hook that causes them.
+
+Transient faults (a dropped connection, a timeout, a 5xx from a server) are
+retried; deterministic failures (bad data, a rejected model, a bug) are not,
+because running them again gives the same answer.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+
+class TransientFault(ConnectionError):
+    """A fault that may pass if the step is tried again."""
+
+
+class DeterministicFailure(RuntimeError):
+    """A failure that the same inputs will always reproduce."""
+
+
+_TRANSIENT_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ETIMEDOUT, errno.EPIPE, errno.EHOSTUNREACH}
+
+
+def is_transient(exc: BaseException | None) -> bool:
+    """True for connection errors, timeouts and 5xx answers from a server."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, DeterministicFailure):
+            return False
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return True
+        if isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS:
+            return True
+        if _is_transient_library_error(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _is_transient_library_error(exc: BaseException) -> bool:
+    name = type(exc).__name__
+    module = type(exc).__module__ or ""
+    if module.startswith("httpx") and name in {"ConnectError", "ReadTimeout", "ConnectTimeout", "RemoteProtocolError", "ReadError", "PoolTimeout"}:
+        return True
+    if module.startswith(("requests", "urllib3")) and ("Connection" in name or "Timeout" in name):
+        return True
+    status = _status_code(exc)
+    return status is not None and (status >= 500 or status == 429)
+
+
+def _status_code(exc: BaseException) -> int | None:
+    # mlflow.exceptions.RestException keeps the HTTP answer in `json`/`error_code`.
+    for attr in ("status_code", "http_status_code"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, int):
+            return value
+    response = getattr(exc, "response", None)
+    value = getattr(response, "status_code", None)
+    if isinstance(value, int):
+        return value
+    code = getattr(exc, "error_code", None)
+    if code in ("INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE"):
+        return 503
+    return None
+
+
+def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect `retry_condition_fn`: retry only transient faults."""
+    try:
+        state.result()
+    except BaseException as exc:  # noqa: BLE001 - we classify, not handle
+        return is_transient(exc)
+    return False
+
+
+def maybe_inject(step: str) -> None:
+    """Raise the faults asked for in settings (a test hook, off by default)."""
+    from lockgate.settings import get_settings
+
+    settings = get_settings()
+    if settings.inject_failure == step:
+        raise DeterministicFailure(f"injected deterministic failure in step '{step}'")
+    budget = settings.inject_faults.get(step, 0)
+    if budget <= 0:
+        return
+    attempt = attempt_number()
+    if attempt <= budget:
+        raise TransientFault(f"injected transient fault in step '{step}' (attempt {attempt} of {budget} failing)")
+
+
+def attempt_number() -> int:
+    try:
+        from prefect.runtime import task_run
+
+        count = task_run.run_count
+        return int(count) if count else 1
+    except Exception:
+        return 1

@@ -1,0 +1,221 @@
+"""The one typed configuration object of Lockgate.
+
+Values come from, in rising priority: defaults, a YAML file (``LOCKGATE_CONFIG``
+or ``--config``), and ``LOCKGATE_*`` environment variables (nested fields with
+``__``, e.g. ``LOCKGATE_GATE__MIN_ACCURACY=0.9``). Nothing is read or created
+at import time: call :func:`get_settings`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+
+class TrainingSettings(BaseModel):
+    epochs: int = Field(20, ge=1, le=10_000)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(2e-3, gt=0)
+    early_stopping_patience: int = Field(4, ge=1)
+    seed: int = 42
+    holdout_fraction: float = Field(0.2, gt=0.05, lt=0.5)
+    validation_fraction: float = Field(0.1, gt=0.0, lt=0.5)
+    # "auto" uses every visible GPU with MirroredStrategy and mixed precision.
+    device: Literal["auto", "cpu"] = "auto"
+    image_size: tuple[int, int] | None = None  # resize folder images to (h, w)
+
+
+class ValidationSettings(BaseModel):
+    min_rows: int = Field(50, ge=1)
+    max_null_fraction: float = Field(0.0, ge=0, le=1)
+    max_duplicate_fraction: float = Field(0.1, ge=0, le=1)
+    min_class_fraction: float = Field(0.02, ge=0, le=1)
+    # A feature's mean may move this many champion standard deviations.
+    max_mean_shift_std: float = Field(0.5, gt=0)
+    drift_severity: Literal["blocking", "warning"] = "blocking"
+    max_classes: int = Field(100, ge=2)
+
+
+class GateSettings(BaseModel):
+    metric: Literal["accuracy", "macro_f1"] = "accuracy"
+    min_accuracy: float = Field(0.8, ge=0, le=1)
+    min_macro_f1: float = Field(0.75, ge=0, le=1)
+    # The challenger may be worse than the champion by at most this much,
+    # judged on the lower bound of a paired bootstrap interval.
+    regression_margin: float = Field(0.01, ge=0, le=1)
+    bootstrap_samples: int = Field(2000, ge=100)
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+
+
+class ServingSettings(BaseModel):
+    api_keys: SecretStr = SecretStr("")
+    allow_anonymous: bool = False
+    max_batch_size: int = Field(64, ge=1)
+    max_latency_ms: int = Field(200, ge=1)
+    max_rows_per_request: int = Field(1024, ge=1)
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    request_timeout_s: int = Field(30, ge=1)
+
+
+class LockgateSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LOCKGATE_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    home: Path = Path(".lockgate")
+    config: Path | None = None
+    model_name: str | None = None  # default: "lockgate-<dataset>"
+    experiment_name: str = "lockgate"
+    training: TrainingSettings = TrainingSettings()
+    validation: ValidationSettings = ValidationSettings()
+    gate: GateSettings = GateSettings()
+    serving: ServingSettings = ServingSettings()
+    # Test hook: {"train": 2} makes the first two attempts of the train step
+    # fail with a transient fault. Off by default.
+    inject_faults: dict[str, int] = Field(default_factory=dict)
+    # Test hook: a step that fails deterministically (never retried).
+    inject_failure: str | None = None
+    verify_bento: bool = True
+    telemetry: bool = False
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+    # Workspace layout: everything Lockgate writes lives under `home`.
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.home / "mlflow"
+
+    @property
+    def bentoml_home(self) -> Path:
+        return self.home / "bentoml"
+
+    @property
+    def gx_dir(self) -> Path:
+        return self.home / "gx"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.home / "prefect"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.home / "checkpoints"
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.home / "snapshots"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+    @property
+    def tracking_uri(self) -> str:
+        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def artifact_location(self) -> str | None:
+        """Artifacts sit beside the SQLite store; a remote server decides its own."""
+        if os.environ.get("MLFLOW_TRACKING_URI"):
+            return None
+        return (self.mlflow_dir / "artifacts").as_uri()
+
+    def api_key_list(self) -> list[str]:
+        return [k.strip() for k in self.serving.api_keys.get_secret_value().split(",") if k.strip()]
+
+    def training_fingerprint(self) -> str:
+        """A hash of everything that changes what a training run produces."""
+        payload = {
+            "training": self.training.model_dump(mode="json"),
+            "gate": self.gate.model_dump(mode="json"),
+            "validation": self.validation.model_dump(mode="json"),
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads the YAML file named by LOCKGATE_CONFIG, when there is one."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("LOCKGATE_CONFIG")
+        if not path:
+            return {}
+        file = Path(path)
+        if not file.is_file():
+            raise FileNotFoundError(f"LOCKGATE_CONFIG names {file}, which does not exist")
+        data = yaml.safe_load(file.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{file} must hold a mapping of settings, not {type(data).__name__}")
+        return data
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> LockgateSettings:
+    return LockgateSettings()
+
+
+def reset_settings() -> None:
+    get_settings.cache_clear()
+
+
+def apply_environment(settings: LockgateSettings) -> None:
+    """Point every library at the workspace and turn their telemetry off.
+
+    Explicit environment values (MLFLOW_TRACKING_URI, PREFECT_API_URL,
+    BENTOML_HOME, ...) win over the embedded defaults.
+    """
+    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    defaults = {
+        "BENTOML_HOME": str(settings.bentoml_home),
+        "PREFECT_HOME": str(settings.prefect_home),
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "KERAS_BACKEND": "tensorflow",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "GIT_PYTHON_REFRESH": "quiet",
+    }
+    if not settings.telemetry:
+        defaults.update(
+            {
+                "MLFLOW_DISABLE_TELEMETRY": "true",
+                "DO_NOT_TRACK": "true",
+                "BENTOML_DO_NOT_TRACK": "true",
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "GX_ANALYTICS_ENABLED": "false",
+            }
+        )
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)

@@ -1,0 +1,57 @@
+"""Paired bootstrap of a metric difference between two models on one holdout."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, classes: int) -> float:
+    tp = np.bincount(y_true[y_true == y_pred], minlength=classes)
+    predicted = np.bincount(y_pred, minlength=classes)
+    actual = np.bincount(y_true, minlength=classes)
+    denom = predicted + actual
+    f1 = np.divide(2 * tp, denom, out=np.zeros(classes, dtype="float64"), where=denom > 0)
+    present = actual > 0
+    return float(f1[present].mean()) if present.any() else 0.0
+
+
+def metric_value(metric: str, y_true: np.ndarray, y_pred: np.ndarray, classes: int) -> float:
+    if metric == "accuracy":
+        return float(np.mean(y_true == y_pred)) if len(y_true) else 0.0
+    if metric == "macro_f1":
+        return macro_f1(y_true, y_pred, classes)
+    raise ValueError(f"unknown gate metric {metric!r}")
+
+
+def paired_bootstrap_difference(
+    y_true: np.ndarray,
+    challenger: np.ndarray,
+    champion: np.ndarray,
+    metric: str,
+    samples: int,
+    confidence: float,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """(observed difference, CI low, CI high) of challenger minus champion.
+
+    Both models are scored on the same resampled rows each time, so the
+    interval reflects the difference, not two independent noises.
+    """
+    classes = int(max(y_true.max(initial=0), challenger.max(initial=0), champion.max(initial=0))) + 1
+    observed = metric_value(metric, y_true, challenger, classes) - metric_value(metric, y_true, champion, classes)
+    rng = np.random.default_rng(seed)
+    n = len(y_true)
+    diffs = np.empty(samples)
+    if metric == "accuracy":
+        gain = (challenger == y_true).astype("float64") - (champion == y_true).astype("float64")
+        idx = rng.integers(0, n, size=(samples, n))
+        diffs = gain[idx].mean(axis=1)
+    else:
+        for i in range(samples):
+            rows = rng.integers(0, n, size=n)
+            diffs[i] = metric_value(metric, y_true[rows], challenger[rows], classes) - metric_value(
+                metric, y_true[rows], champion[rows], classes
+            )
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(diffs, [tail, 1 - tail])
+    return float(observed), float(low), float(high)

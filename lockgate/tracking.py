@@ -1,0 +1,88 @@
+"""MLflow connection and registry look-ups shared by the steps."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from lockgate.settings import LockgateSettings
+
+CHAMPION_ALIAS = "champion"
+
+
+def connect(settings: LockgateSettings) -> str:
+    """Point MLflow at the store and make sure the experiment exists; return its id."""
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(settings.experiment_name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(settings.experiment_name, artifact_location=settings.artifact_location)
+    except Exception:  # created meanwhile by a concurrent run
+        experiment = client.get_experiment_by_name(settings.experiment_name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def client(settings: LockgateSettings) -> Any:
+    import mlflow
+
+    connect(settings)
+    return mlflow.MlflowClient()
+
+
+def model_name_for(settings: LockgateSettings, dataset: str) -> str:
+    return settings.model_name or f"lockgate-{dataset}"
+
+
+def champion_version(settings: LockgateSettings, model_name: str) -> Any | None:
+    """The model version the champion alias points at, or None."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client(settings)
+    try:
+        return mlflow_client.get_model_version_by_alias(model_name, CHAMPION_ALIAS)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
+
+
+def download_json(settings: LockgateSettings, run_id: str, artifact_path: str) -> dict:
+    import mlflow
+
+    connect(settings)
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path)
+    return json.loads(Path(local).read_text())
+
+
+def code_version() -> str:
+    """The git commit of the code that ran, or the package version outside git."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
+        if sha:
+            return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    from importlib.metadata import version
+
+    return f"lockgate-{version('lockgate')}"

@@ -1,0 +1,139 @@
+"""Fitting a model on a snapshot: device strategy, input pipeline, callbacks.
+
+Kept free of MLflow and Prefect so the same code trains in the pipeline, in a
+benchmark, and on a GPU machine with the JAX backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from lockgate.data import Snapshot, split_indices
+from lockgate.models import build_model
+from lockgate.settings import TrainingSettings
+
+
+@dataclass
+class Placement:
+    """Where training runs and how: a strategy scope and a precision policy."""
+
+    description: str
+    scope: Callable[[], Any]
+    replicas: int
+    mixed_precision: bool
+
+
+def choose_placement(device: str = "auto") -> Placement:
+    """Every visible GPU with data parallelism and mixed precision, else the CPU."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU") if device == "auto" else []
+        if gpus:
+            strategy = tf.distribute.MirroredStrategy()
+            return Placement(
+                f"{len(gpus)} GPU(s), MirroredStrategy, mixed_float16",
+                strategy.scope,
+                strategy.num_replicas_in_sync,
+                True,
+            )
+        return Placement("CPU (tensorflow)", contextlib.nullcontext, 1, False)
+    if backend == "jax":
+        import jax
+
+        gpus = [d for d in jax.devices() if d.platform == "gpu"] if device == "auto" else []
+        if gpus:
+            return Placement(f"{len(gpus)} GPU(s) ({backend}), mixed_float16", contextlib.nullcontext, 1, True)
+    return Placement(f"CPU ({backend})", contextlib.nullcontext, 1, False)
+
+
+def input_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, shuffle: bool) -> Any:
+    """A tf.data pipeline on the TensorFlow backend; plain arrays elsewhere."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return (x, y)
+    import tensorflow as tf
+
+    data = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle:
+        data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def resumable_epoch(backup_dir: Path) -> int:
+    """The epoch a BackupAndRestore folder would resume from (0 if none)."""
+    meta = backup_dir / "training_metadata.json"
+    if not meta.is_file():
+        return 0
+    try:
+        return int(json.loads(meta.read_text()).get("epoch", -1)) + 1
+    except (ValueError, OSError):
+        return 0
+
+
+@dataclass
+class FitOutcome:
+    model: Any
+    history: dict[str, list[float]]
+    epochs_run: int
+    resumed_from_epoch: int
+    seconds: float
+    placement: Placement
+
+
+def fit(
+    snapshot: Snapshot,
+    settings: TrainingSettings,
+    backup_dir: Path | None = None,
+    callbacks: list[Any] | None = None,
+    verbose: int = 0,
+) -> FitOutcome:
+    """Train the kind's model on the snapshot's training split."""
+    import keras
+
+    keras.utils.set_random_seed(settings.seed)
+    placement = choose_placement(settings.device)
+    keras.mixed_precision.set_global_policy("mixed_float16" if placement.mixed_precision else "float32")
+    split = split_indices(snapshot.y, settings.holdout_fraction, settings.validation_fraction, settings.seed)
+    x_train, y_train = snapshot.x[split["train"]], snapshot.y[split["train"]]
+    x_val, y_val = snapshot.x[split["validation"]], snapshot.y[split["validation"]]
+    global_batch = settings.batch_size * placement.replicas
+    with placement.scope():
+        model = build_model(snapshot.meta, x_train, settings.learning_rate, placement.mixed_precision)
+    train_data = input_pipeline(x_train, y_train, global_batch, settings.seed, shuffle=True)
+    val_data = input_pipeline(x_val, y_val, global_batch, settings.seed, shuffle=False)
+    all_callbacks: list[Any] = [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=settings.early_stopping_patience, restore_best_weights=True
+        )
+    ]
+    resumed = 0
+    if backup_dir is not None:
+        resumed = resumable_epoch(backup_dir)
+        # Saves state every epoch; a retried task resumes where the last one stopped.
+        all_callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=True))
+    # Caller's callbacks run last, after the epoch's checkpoint is written.
+    all_callbacks += list(callbacks or [])
+    fit_kwargs: dict[str, Any] = {"epochs": settings.epochs, "callbacks": all_callbacks, "verbose": verbose}
+    if isinstance(train_data, tuple):
+        fit_kwargs.update(batch_size=global_batch, shuffle=True, validation_data=val_data)
+        started = time.perf_counter()
+        history = model.fit(*train_data, **fit_kwargs)
+    else:
+        fit_kwargs.update(validation_data=val_data, shuffle=False)  # the pipeline shuffles
+        started = time.perf_counter()
+        history = model.fit(train_data, **fit_kwargs)
+    seconds = time.perf_counter() - started
+    epochs_run = resumed + len(history.history.get("loss", []))
+    return FitOutcome(model, history.history, epochs_run, resumed, seconds, placement)

@@ -1,0 +1,151 @@
+"""Step 3: score the challenger, and the champion, on the same holdout."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lockgate.data import read_snapshot, split_indices
+from lockgate.faults import maybe_inject
+from lockgate.models import predict_proba
+from lockgate.plots import confusion_matrix_image
+from lockgate.records import EvaluationReport, TrainingResult
+from lockgate.settings import LockgateSettings, get_settings
+from lockgate.steps import pipeline_task
+from lockgate.tracking import connect
+from tasks.champion import ChampionRef
+
+
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: list[str]) -> dict[str, Any]:
+    """Accuracy, macro-F1, log-loss and per-class precision/recall."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, precision_recall_fscore_support
+
+    labels = list(range(len(class_names)))
+    y_pred = proba.argmax(axis=1)
+    precision, recall, _, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0
+    )
+    clipped = np.clip(proba.astype("float64"), 1e-7, 1.0)
+    clipped /= clipped.sum(axis=1, keepdims=True)
+    return {
+        "metrics": {
+            "accuracy": float(accuracy_score(y_true, y_pred)),
+            "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+            "log_loss": float(log_loss(y_true, clipped, labels=labels)),
+        },
+        "per_class": {
+            name: {"precision": float(p), "recall": float(r), "support": float(s)}
+            for name, p, r, s in zip(class_names, precision, recall, support)
+        },
+        "confusion": confusion_matrix(y_true, y_pred, labels=labels),
+    }
+
+
+def measure_latency(model: Any, x: np.ndarray, repeats: int = 30) -> dict[str, float]:
+    """Median single-example latency and full-batch throughput, in-process."""
+    one = x[:1]
+    predict_proba(model, one)  # warm-up: first call traces the graph
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        predict_proba(model, one)
+        times.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    predict_proba(model, x)
+    batch_seconds = time.perf_counter() - started
+    return {
+        "latency_ms_p50": float(np.median(times) * 1000),
+        "throughput_per_s": float(len(x) / batch_seconds) if batch_seconds > 0 else 0.0,
+    }
+
+
+def evaluate_model(
+    training: TrainingResult,
+    snapshot_folder: str,
+    champion: ChampionRef | None = None,
+    settings: LockgateSettings | None = None,
+) -> EvaluationReport:
+    import keras
+    import mlflow
+
+    settings = settings or get_settings()
+    maybe_inject("evaluate")
+    snapshot = read_snapshot(snapshot_folder)
+    split = split_indices(
+        snapshot.y, settings.training.holdout_fraction, settings.training.validation_fraction, settings.training.seed
+    )
+    x, y = snapshot.x[split["holdout"]], snapshot.y[split["holdout"]]
+    names = snapshot.class_names
+    model = keras.models.load_model(training.model_path)
+    proba = predict_proba(model, x)
+    scored = classification_metrics(y, proba, names)
+    metrics = scored["metrics"] | measure_latency(model, x)
+
+    champion_metrics, champion_pred = None, None
+    if champion is not None:
+        champion_proba = _champion_proba(champion, x, names)
+        champion_metrics = classification_metrics(y, champion_proba, names)["metrics"]
+        champion_pred = champion_proba.argmax(axis=1)
+
+    out_dir = settings.runs_dir / training.run_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    predictions = out_dir / "holdout_predictions.npz"
+    np.savez(
+        predictions,
+        y_true=y,
+        challenger_pred=proba.argmax(axis=1),
+        champion_pred=champion_pred if champion_pred is not None else np.array([], dtype="int64"),
+    )
+    figure = confusion_matrix_image(
+        scored["confusion"], names, out_dir / "confusion_matrix.png", f"holdout confusion matrix (n={len(y)})"
+    )
+    connect(settings)
+    client = mlflow.MlflowClient()
+    client.log_batch(
+        training.run_id,
+        metrics=[_metric(f"holdout_{k}", v) for k, v in metrics.items()]
+        + [_metric(f"champion_holdout_{k}", v) for k, v in (champion_metrics or {}).items()],
+    )
+    client.log_artifact(training.run_id, str(figure), artifact_path="plots")
+    client.log_text(training.run_id, json.dumps(scored["per_class"], indent=2), "evaluation/per_class.json")
+    return EvaluationReport(
+        run_id=training.run_id,
+        metrics=metrics,
+        per_class=scored["per_class"],
+        champion_version=champion.version if champion else None,
+        champion_metrics=champion_metrics,
+        predictions_file=str(predictions),
+        confusion_matrix_image=str(figure),
+    )
+
+
+def _champion_proba(champion: ChampionRef, x: np.ndarray, names: list[str]) -> np.ndarray:
+    """Champion probabilities re-ordered into the challenger's classes."""
+    import mlflow.tensorflow
+
+    model = mlflow.tensorflow.load_model(champion.uri)
+    raw = predict_proba(model, x)
+    champion_names = list(champion.data_meta["class_names"])
+    aligned = np.zeros((len(x), len(names)), dtype="float32")
+    for j, name in enumerate(names):
+        if name in champion_names:
+            aligned[:, j] = raw[:, champion_names.index(name)]
+    return aligned
+
+
+def _metric(key: str, value: float) -> Any:
+    from mlflow.entities import Metric
+
+    return Metric(key=key, value=float(value), timestamp=int(time.time() * 1000), step=0)
+
+
+evaluate_task = pipeline_task("evaluate model", timeout_seconds=900)(evaluate_model)
+
+
+def read_predictions(path: str | Path) -> dict[str, np.ndarray]:
+    with np.load(path) as archive:
+        return {k: archive[k] for k in archive.files}

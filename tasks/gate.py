@@ -1,0 +1,86 @@
+"""Step 4: the promotion gate. Fails closed, and says why in plain words."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from lockgate.faults import maybe_inject
+from lockgate.records import EvaluationReport, GateDecision
+from lockgate.settings import GateSettings, LockgateSettings, get_settings
+from lockgate.stats import paired_bootstrap_difference
+from lockgate.steps import pipeline_task
+from lockgate.tracking import connect
+from tasks.evaluate import read_predictions
+
+
+def decide(report: EvaluationReport, gate: GateSettings) -> GateDecision:
+    """Absolute thresholds, then no regression against the champion."""
+    reasons: list[str] = []
+    passed = True
+    value = report.metrics.get(gate.metric, float("nan"))
+    for metric, floor in (("accuracy", gate.min_accuracy), ("macro_f1", gate.min_macro_f1)):
+        observed = report.metrics.get(metric)
+        if observed is None or math.isnan(observed):
+            passed = False
+            reasons.append(f"{metric} is missing from the evaluation: cannot judge, rejecting")
+        elif observed < floor:
+            passed = False
+            reasons.append(f"{metric} {observed:.4f} is below the required {floor:.4f}")
+        else:
+            reasons.append(f"{metric} {observed:.4f} meets the required {floor:.4f}")
+    decision = GateDecision(promote=False, metric=gate.metric, challenger=value, reasons=reasons)
+
+    if report.champion_version is not None:
+        predictions = read_predictions(report.predictions_file)
+        champion_pred = predictions.get("champion_pred")
+        decision.champion = (report.champion_metrics or {}).get(gate.metric)
+        if champion_pred is None or len(champion_pred) != len(predictions["y_true"]) or decision.champion is None:
+            passed = False
+            reasons.append(f"champion v{report.champion_version} could not be scored on this holdout: rejecting")
+        else:
+            observed, low, high = paired_bootstrap_difference(
+                predictions["y_true"],
+                predictions["challenger_pred"],
+                champion_pred,
+                gate.metric,
+                gate.bootstrap_samples,
+                gate.confidence,
+            )
+            decision.difference_ci = (low, high)
+            verdict = f"{gate.metric} challenger - champion v{report.champion_version} = {observed:+.4f}, " \
+                      f"{gate.confidence:.0%} CI [{low:+.4f}, {high:+.4f}]"
+            if low < -gate.regression_margin:
+                passed = False
+                reasons.append(f"{verdict}: could be worse by more than the allowed {gate.regression_margin:.4f}")
+            else:
+                reasons.append(f"{verdict}: not worse by more than the allowed {gate.regression_margin:.4f}")
+    else:
+        reasons.append("no champion yet: judged on absolute thresholds only")
+    decision.promote = passed
+    return decision
+
+
+def gate_model(report: EvaluationReport, settings: LockgateSettings | None = None) -> GateDecision:
+    import mlflow
+
+    settings = settings or get_settings()
+    maybe_inject("gate")
+    decision = decide(report, settings.gate)
+    connect(settings)
+    client = mlflow.MlflowClient()
+    client.log_text(report.run_id, json.dumps(decision.model_dump(mode="json"), indent=2), "gate/decision.json")
+    client.set_tag(report.run_id, "lockgate.gate", "promote" if decision.promote else "reject")
+    client.set_tag(report.run_id, "lockgate.gate_reasons", "; ".join(decision.reasons)[:5000])
+    _publish(decision, report)
+    return decision
+
+
+def _publish(decision: GateDecision, report: EvaluationReport) -> None:
+    """The decision as a Prefect artifact, when running inside Prefect."""
+    from lockgate.reporting import gate_markdown, publish_markdown
+
+    publish_markdown("gate-decision", gate_markdown(decision, report), "Promotion gate decision")
+
+
+gate_task = pipeline_task("gate model", timeout_seconds=300)(gate_model)

@@ -1,0 +1,213 @@
+"""Step 6: put the registered version in the Bento store, build a Bento, and
+prove the Bento answers like the in-process model before anything is promoted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lockgate.data import read_snapshot, split_indices
+from lockgate.faults import DeterministicFailure, maybe_inject
+from lockgate.records import EvaluationReport, PackagedService, RegisteredModel, TrainingResult
+from lockgate.settings import LockgateSettings, get_settings
+from lockgate.steps import pipeline_task
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SERVICE = "services.service:LockgateService"
+
+
+def bento_version(registered: RegisteredModel) -> str:
+    return f"v{registered.version}-{registered.run_id[:8]}"
+
+
+def store_model(
+    registered: RegisteredModel,
+    training: TrainingResult,
+    evaluation: EvaluationReport,
+    snapshot_folder: str,
+    data_hash: str,
+) -> str:
+    """Copy the model and its serving metadata into the Bento model store."""
+    import bentoml
+
+    tag = f"{registered.name}:{bento_version(registered)}"
+    try:
+        return str(bentoml.models.get(tag).tag)  # already stored by an earlier attempt
+    except bentoml.exceptions.NotFound:
+        pass
+    meta = read_snapshot(snapshot_folder).meta
+    serving_meta = {
+        "model_name": registered.name,
+        "model_version": registered.version,
+        "run_id": registered.run_id,
+        "data_hash": data_hash,
+        "kind": meta["kind"],
+        "input_shape": meta["input_shape"],
+        "class_names": meta["class_names"],
+        "feature_columns": meta["feature_columns"],
+        "pixel_scale": meta["pixel_scale"],
+        "metrics": {k: round(v, 6) for k, v in evaluation.metrics.items()},
+    }
+    labels = {
+        "model_name": registered.name,
+        "model_version": registered.version,
+        "mlflow_run_id": registered.run_id,
+        "data_hash": data_hash[:16],
+    }
+    with bentoml.models.create(tag, labels=labels, metadata=serving_meta) as model:
+        shutil.copy(training.model_path, Path(model.path) / "model.keras")
+        (Path(model.path) / "lockgate.json").write_text(json.dumps(serving_meta, indent=2))
+    return tag
+
+
+def build_bento(registered: RegisteredModel, model_tag: str, data_hash: str) -> str:
+    """Build a Bento from services/ with the model tag baked in."""
+    import bentoml
+
+    tag = f"lockgate:{bento_version(registered)}"
+    try:
+        return str(bentoml.get(tag).tag)
+    except bentoml.exceptions.NotFound:
+        pass
+    with tempfile.TemporaryDirectory(prefix="lockgate-bento-") as ctx:
+        context = Path(ctx)
+        for package in ("services", "lockgate"):
+            shutil.copytree(REPO_ROOT / package, context / package, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(REPO_ROOT / "requirements.lock", context / "requirements.txt")
+        (context / "services" / "bento_model.json").write_text(json.dumps({"tag": model_tag}))
+        bento = bentoml.build(
+            SERVICE,
+            name="lockgate",
+            version=bento_version(registered),
+            build_ctx=str(context),
+            include=["services/**/*.py", "services/bento_model.json", "lockgate/**/*.py"],
+            models=[model_tag],
+            labels={
+                "model_name": registered.name,
+                "model_version": registered.version,
+                "mlflow_run_id": registered.run_id,
+                "data_hash": data_hash[:16],
+            },
+            python={"requirements_txt": "requirements.txt", "lock_packages": False},
+            description=f"Lockgate service for {registered.name} v{registered.version}",
+        )
+    return str(bento.tag)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def verify_bento(bento_tag: str, x: np.ndarray, expected: np.ndarray, timeout: float = 180.0) -> float:
+    """Serve the Bento as users will, send it the holdout, compare with `expected`.
+
+    Returns the largest absolute difference of probabilities; raises when any
+    predicted label differs.
+    """
+    import httpx
+
+    port, key = free_port(), secrets.token_urlsafe(24)
+    env = os.environ | {"LOCKGATE_API_KEYS": key, "LOCKGATE_ALLOW_ANONYMOUS": "false"}
+    env.pop("LOCKGATE_MODEL_TAG", None)
+    log = tempfile.TemporaryFile()
+    bentoml_cli = Path(sys.executable).with_name("bentoml")
+    server = subprocess.Popen(
+        [str(bentoml_cli), "serve", bento_tag, "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(base, server, log, timeout)
+        answers = []
+        with httpx.Client(base_url=base, timeout=60, headers={"Authorization": f"Bearer {key}"}) as client:
+            for start in range(0, len(x), 256):
+                response = client.post("/predict", json={"instances": x[start : start + 256].tolist()})
+                if response.status_code != 200:
+                    raise DeterministicFailure(f"Bento {bento_tag} answered {response.status_code}: {response.text[:300]}")
+                answers.append(np.asarray(response.json()["probabilities"], dtype="float32"))
+    finally:
+        _stop(server)
+        log.close()
+    served = np.concatenate(answers)
+    disagreements = int((served.argmax(axis=1) != expected.argmax(axis=1)).sum())
+    difference = float(np.abs(served - expected).max())
+    if disagreements:
+        raise DeterministicFailure(
+            f"Bento {bento_tag} disagrees with the in-process model on {disagreements} of {len(x)} holdout examples"
+        )
+    if difference > 1e-3:
+        raise DeterministicFailure(f"Bento {bento_tag} probabilities differ by up to {difference:.2e} from the in-process model")
+    return difference
+
+
+def _wait_ready(base: str, server: subprocess.Popen, log, timeout: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            log.seek(0)
+            raise DeterministicFailure(f"bentoml serve exited with {server.returncode}:\n{log.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"the Bento did not become ready within {timeout:.0f}s")
+
+
+def _stop(server: subprocess.Popen) -> None:
+    import signal
+
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def package_model(
+    registered: RegisteredModel,
+    training: TrainingResult,
+    evaluation: EvaluationReport,
+    snapshot_folder: str,
+    data_hash: str,
+    settings: LockgateSettings | None = None,
+) -> PackagedService:
+    import keras
+
+    from lockgate.models import predict_proba
+
+    settings = settings or get_settings()
+    maybe_inject("package")
+    model_tag = store_model(registered, training, evaluation, snapshot_folder, data_hash)
+    bento_tag = build_bento(registered, model_tag, data_hash)
+    snapshot = read_snapshot(snapshot_folder)
+    t = settings.training
+    holdout = split_indices(snapshot.y, t.holdout_fraction, t.validation_fraction, t.seed)["holdout"]
+    x = snapshot.x[holdout]
+    expected = predict_proba(keras.models.load_model(training.model_path), x)
+    difference = verify_bento(bento_tag, x, expected) if settings.verify_bento else float("nan")
+    return PackagedService(
+        bento_tag=bento_tag, model_tag=model_tag,
+        verified_examples=len(x) if settings.verify_bento else 0, max_abs_difference=difference,
+    )
+
+
+package_task = pipeline_task("package service", timeout_seconds=900)(package_model)

@@ -1,0 +1,89 @@
+"""Step 5: register the gated model version in the MLflow registry, once.
+
+Idempotent: a retried task, or a re-run for the same MLflow run, finds the
+version already registered from that run instead of making a second one.
+"""
+
+from __future__ import annotations
+
+import time
+
+from lockgate.faults import DeterministicFailure, maybe_inject
+from lockgate.records import GateDecision, RegisteredModel, TrainingResult, ValidationSummary
+from lockgate.settings import LockgateSettings, get_settings
+from lockgate.steps import pipeline_task
+from lockgate.tracking import code_version, connect
+
+
+def register_model(
+    training: TrainingResult,
+    decision: GateDecision,
+    summary: ValidationSummary,
+    model_name: str,
+    settings: LockgateSettings | None = None,
+) -> RegisteredModel:
+    import mlflow
+
+    settings = settings or get_settings()
+    if not decision.promote:
+        raise DeterministicFailure("refusing to register a model the gate rejected")
+    maybe_inject("register")
+    connect(settings)
+    client = mlflow.MlflowClient()
+    tags = {
+        "data_hash": summary.data_hash or "",
+        "dataset": summary.dataset,
+        "validation": summary.verdict(),
+        "gate": decision.headline()[:5000],
+        "config_hash": settings.training_fingerprint(),
+        "code_version": code_version(),
+        "run_id": training.run_id,
+    }
+    version = _existing_version(client, model_name, training.run_id)
+    if version is None:
+        _ensure_registered_model(client, model_name)
+        version = client.create_model_version(
+            model_name, source=training.model_uri, run_id=training.run_id, tags=tags,
+            description=f"Trained on {summary.dataset} ({summary.rows} rows); {decision.headline()[:500]}",
+        )
+    _wait_until_ready(client, model_name, str(version.version))
+    for key, value in tags.items():  # also completes a version a crash left untagged
+        client.set_model_version_tag(model_name, str(version.version), key, value)
+    return RegisteredModel(
+        name=model_name, version=str(version.version), run_id=training.run_id,
+        uri=f"models:/{model_name}/{version.version}",
+    )
+
+
+def _existing_version(client, model_name: str, run_id: str):
+    found = client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'")
+    return min(found, key=lambda v: int(v.version)) if found else None
+
+
+def _ensure_registered_model(client, model_name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(model_name)
+    except MlflowException:
+        try:
+            client.create_registered_model(model_name, description="Trained and gated by Lockgate")
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+
+
+def _wait_until_ready(client, model_name: str, version: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = client.get_model_version(model_name, version).status
+        if status == "READY":
+            return
+        if status == "FAILED_REGISTRATION":
+            raise DeterministicFailure(f"{model_name} v{version} failed to register")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{model_name} v{version} still {status} after {timeout:.0f}s")
+        time.sleep(0.5)
+
+
+register_task = pipeline_task("register model", timeout_seconds=300)(register_model)

@@ -1,0 +1,84 @@
+"""Open the MLflow run that every later step of one pipeline run writes into.
+
+Keyed by the pipeline run's id: a retried step finds the same MLflow run
+instead of starting a second one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from lockgate.faults import maybe_inject
+from lockgate.records import ValidationSummary
+from lockgate.settings import LockgateSettings, get_settings
+from lockgate.steps import pipeline_task
+from lockgate.tracking import code_version, connect
+
+
+def open_run(
+    summary: ValidationSummary,
+    model_name: str,
+    pipeline_id: str,
+    settings: LockgateSettings | None = None,
+) -> str:
+    import mlflow
+
+    settings = settings or get_settings()
+    maybe_inject("track")
+    experiment_id = connect(settings)
+    client = mlflow.MlflowClient()
+    existing = client.search_runs(
+        [experiment_id], filter_string=f"tags.`lockgate.pipeline_id` = '{pipeline_id}'", max_results=1
+    )
+    if existing:
+        return existing[0].info.run_id
+    run = client.create_run(
+        experiment_id,
+        run_name=f"{model_name}-{pipeline_id[:8]}",
+        tags={
+            "lockgate.pipeline_id": pipeline_id,
+            "lockgate.model_name": model_name,
+            "lockgate.dataset": summary.dataset,
+            "lockgate.data_hash": summary.data_hash or "",
+            "lockgate.config_hash": settings.training_fingerprint(),
+            "lockgate.code_version": code_version(),
+            "lockgate.validation": summary.verdict(),
+        },
+    )
+    run_id = run.info.run_id
+    meta_file = Path(summary.snapshot) / "meta.json"
+    client.log_artifact(run_id, str(meta_file), artifact_path="data")
+    client.log_text(run_id, json.dumps(summary.model_dump(mode="json"), indent=2), "validation/summary.json")
+    client.log_param(run_id, "dataset", summary.dataset)
+    client.log_param(run_id, "rows", summary.rows)
+    for key, value in settings.training.model_dump(mode="json").items():
+        client.log_param(run_id, f"training.{key}", value)
+    return run_id
+
+
+open_run_task = pipeline_task("open tracking run", timeout_seconds=120)(open_run)
+
+
+@contextmanager
+def finish_run(run_id: str, settings: LockgateSettings) -> Iterator[None]:
+    """Close the MLflow run as FINISHED, or FAILED if a step raised."""
+    try:
+        yield
+    except BaseException:
+        _set_status(run_id, settings, "FAILED")
+        raise
+    _set_status(run_id, settings, "FINISHED")
+
+
+def _set_status(run_id: str, settings: LockgateSettings, status: str) -> None:
+    import mlflow
+
+    try:
+        connect(settings)
+        mlflow.MlflowClient().set_terminated(run_id, status=status)
+    except Exception:  # the tracking server may be the thing that failed
+        logging.getLogger("lockgate").warning("could not mark MLflow run %s as %s", run_id, status)

@@ -1,0 +1,86 @@
+"""Step 2: train the kind's model, resumably, and log it to the MLflow run."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lockgate.data import read_snapshot
+from lockgate.faults import maybe_inject
+from lockgate.plots import training_curves
+from lockgate.records import TrainingResult
+from lockgate.settings import LockgateSettings, get_settings
+from lockgate.steps import pipeline_task
+from lockgate.tracking import connect
+from lockgate.training import fit
+
+
+def train_model(run_id: str, snapshot_folder: str, settings: LockgateSettings | None = None) -> TrainingResult:
+    import keras
+    import mlflow
+
+    settings = settings or get_settings()
+    keras.utils.disable_interactive_logging()  # progress goes to the run log, not bars
+    maybe_inject("train_start")
+    snapshot = read_snapshot(snapshot_folder)
+    connect(settings)
+    client = mlflow.MlflowClient()
+    out_dir = settings.runs_dir / run_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    backup_dir = settings.checkpoints_dir / run_id
+    from lockgate.callbacks import EpochReporter, FaultAfterEpoch
+
+    callbacks = [
+        EpochReporter(client, run_id, settings.training.epochs),
+        FaultAfterEpoch("train", settings.inject_faults.get("train", 0)),
+    ]
+    outcome = fit(snapshot, settings.training, backup_dir=backup_dir, callbacks=callbacks)
+    model_path = out_dir / "model.keras"
+    outcome.model.save(model_path)
+    figure_path = training_curves(outcome.history, out_dir / "training_curves.png", outcome.resumed_from_epoch)
+    client.log_artifact(run_id, str(figure_path), artifact_path="plots")
+    client.log_param(run_id, "device", outcome.placement.description)
+    client.log_metric(run_id, "epochs_run", outcome.epochs_run)
+    client.log_metric(run_id, "train_seconds", outcome.seconds)
+    with mlflow.start_run(run_id=run_id):
+        model_uri = _log_model(outcome.model, snapshot.x[:5])
+    return TrainingResult(
+        run_id=run_id,
+        model_path=str(model_path),
+        model_uri=model_uri,
+        epochs_run=outcome.epochs_run,
+        resumed_from_epoch=outcome.resumed_from_epoch,
+        parameters=int(outcome.model.count_params()),
+        seconds=round(outcome.seconds, 3),
+        device=outcome.placement.description + f", keras {keras.__version__}",
+    )
+
+
+def _log_model(model: Any, example: np.ndarray) -> str:
+    """Log with a signature and an input example, naming exact requirements."""
+    import keras
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from lockgate.models import predict_proba
+
+    signature = infer_signature(example, predict_proba(model, example))
+    requirements = [f"keras=={version('keras')}", f"numpy=={version('numpy')}"]
+    if keras.backend.backend() == "tensorflow":
+        import mlflow.tensorflow
+
+        requirements.append(f"tensorflow-cpu=={version('tensorflow-cpu')}")
+        info = mlflow.tensorflow.log_model(
+            model, name="model", signature=signature, input_example=example, pip_requirements=requirements
+        )
+    else:  # the keras flavour cannot write an input example (it crashes)
+        import mlflow.keras
+
+        info = mlflow.keras.log_model(model, name="model", signature=signature, pip_requirements=requirements)
+    return info.model_uri
+
+
+train_task = pipeline_task("train model", timeout_seconds=3600)(train_model)

@@ -1,0 +1,191 @@
+"""Step 1: read the data, validate it with Great Expectations, snapshot it.
+
+Blocking failures stop the flow before any training; warnings are reported.
+A source that cannot even be read is a blocking failure too, with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from lockgate.data import DataLoadError, LoadedData, dataset_name, load_source, write_snapshot
+from lockgate.expectations import build_expectations, describe_failure
+from lockgate.faults import maybe_inject
+from lockgate.records import CheckResult, ValidationSummary
+from lockgate.settings import LockgateSettings, get_settings
+from lockgate.steps import pipeline_task
+
+log = logging.getLogger("lockgate.validate")
+
+
+def validate_data(
+    source: str,
+    target: str | None = None,
+    reference: dict | None = None,
+    settings: LockgateSettings | None = None,
+) -> ValidationSummary:
+    """Validate `source`; on success its snapshot folder and hash are in the summary.
+
+    `reference` is the champion's training-data meta (schema, labels, profile).
+    """
+    settings = settings or get_settings()
+    maybe_inject("validate")
+    name = dataset_name(source)
+    try:
+        data = load_source(source, target, settings.training.image_size)
+    except DataLoadError as exc:
+        check = CheckResult(name="readable data", severity="blocking", success=False, message=str(exc))
+        return ValidationSummary(dataset=name, kind=None, rows=0, success=False, checks=[check])
+
+    checks = _run_suite(data, reference, settings)
+    checks += _extra_checks(data, settings)
+    success = not any(c.severity == "blocking" and not c.success for c in checks)
+    summary = ValidationSummary(
+        dataset=data.name,
+        kind=data.kind,
+        rows=len(data.frame),
+        success=success,
+        checks=checks,
+        data_docs=str(_data_docs_index(settings)) if _data_docs_index(settings).exists() else None,
+    )
+    if success:
+        folder, digest, seen = write_snapshot(data, settings.snapshots_dir)
+        summary.snapshot, summary.data_hash, summary.seen_before = str(folder), digest, seen
+    return summary
+
+
+def _data_docs_index(settings: LockgateSettings) -> Path:
+    return settings.gx_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+
+
+def _validation_frame(data: LoadedData) -> pd.DataFrame:
+    frame = data.frame.copy()
+    if data.target in frame.columns:
+        labels = frame[data.target]
+        # Labels are compared as text, so 3 and "3" are the same class.
+        frame[data.target] = labels.where(labels.isna(), labels.astype(str)).astype(object)
+    return frame
+
+
+def _run_suite(data: LoadedData, reference: dict | None, settings: LockgateSettings) -> list[CheckResult]:
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+
+    settings.gx_dir.mkdir(parents=True, exist_ok=True)
+    context = gx.get_context(mode="file", project_root_dir=str(settings.gx_dir))
+    _quiet_progress_bars(context)
+    expectations = build_expectations(
+        data.kind, data.target, data.feature_columns, settings.validation, data.pixel_scale, reference
+    )
+    suite_name = f"{data.name}-{data.kind}"
+    suite = context.suites.add_or_update(gx.ExpectationSuite(name=suite_name, expectations=expectations))
+    source = context.data_sources.add_or_update_pandas(name="lockgate")
+    try:
+        asset = source.get_asset(data.name)
+    except LookupError:
+        asset = source.add_dataframe_asset(name=data.name)
+    try:
+        batch = asset.get_batch_definition("whole")
+    except (KeyError, LookupError):
+        batch = asset.add_batch_definition_whole_dataframe("whole")
+    definition = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=suite_name, data=batch, suite=suite)
+    )
+    checkpoint = context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=suite_name,
+            validation_definitions=[definition],
+            actions=[UpdateDataDocsAction(name="data_docs")],
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
+        )
+    )
+    outcome = checkpoint.run(batch_parameters={"dataframe": _validation_frame(data)})
+    checks: list[CheckResult] = []
+    for run_result in outcome.run_results.values():
+        for result in run_result.results:
+            config = result.expectation_config
+            severity = "blocking" if str(config.severity.value) == "critical" else "warning"
+            name = (config.meta or {}).get("check", config.type)
+            exception = result.exception_info if isinstance(result.exception_info, dict) else None
+            failed = not result.success
+            message = describe_failure(config, result.result or {}, exception) if failed else "ok"
+            if failed and config.type == "expect_column_values_to_be_in_type_list":
+                message = _with_non_numeric_examples(message, data.frame, config.kwargs.get("column"))
+            checks.append(CheckResult(name=name, severity=severity, success=not failed, message=message))
+    return _collapse_missing_target(checks, data.target)
+
+
+def _with_non_numeric_examples(message: str, frame: pd.DataFrame, column: str | None) -> str:
+    if column not in frame.columns:
+        return message
+    values = frame[column]
+    bad = values[pd.to_numeric(values, errors="coerce").isna() & values.notna()]
+    if bad.empty:
+        return message
+    head = message.split("; sample values")[0]
+    return f"{head}; e.g. {', '.join(repr(v) for v in bad.unique()[:5])} in {len(bad)} rows"
+
+
+def _collapse_missing_target(checks: list[CheckResult], target: str) -> list[CheckResult]:
+    """When the label column is missing, one message says so, not five."""
+    missing = f"column '{target}' is missing"
+    if not any(c.message == missing and not c.success for c in checks):
+        return checks
+    kept, said = [], False
+    for check in checks:
+        if check.message == missing:
+            if said:
+                continue
+            said = True
+            check = check.model_copy(update={"name": "label column present"})
+        kept.append(check)
+    return kept
+
+
+def _extra_checks(data: LoadedData, settings: LockgateSettings) -> list[CheckResult]:
+    """Checks Great Expectations has no expectation for."""
+    checks: list[CheckResult] = []
+    if data.problems:
+        shown = "; ".join(data.problems[:5]) + (f" (+{len(data.problems) - 5} more)" if len(data.problems) > 5 else "")
+        checks.append(CheckResult(name="decodable images", severity="blocking", success=False, message=shown))
+    if data.target in data.frame.columns and len(data.frame):
+        shares = data.frame[data.target].astype(str).value_counts(normalize=True)
+        rare = shares[shares < settings.validation.min_class_fraction]
+        checks.append(
+            CheckResult(
+                name="class balance",
+                severity="warning",
+                success=rare.empty,
+                message="ok"
+                if rare.empty
+                else "rare classes: " + ", ".join(f"'{k}' {v:.1%}" for k, v in rare.items()),
+            )
+        )
+        counts = data.frame[data.target].astype(str).value_counts()
+        tiny = counts[counts < 2]
+        if not tiny.empty and len(counts) >= 2:
+            checks.append(
+                CheckResult(
+                    name="examples per class",
+                    severity="blocking",
+                    success=False,
+                    message="classes with a single example cannot be split for evaluation: "
+                    + ", ".join(repr(k) for k in tiny.index[:10]),
+                )
+            )
+    return checks
+
+
+def _quiet_progress_bars(context: object) -> None:
+    try:
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)  # type: ignore[attr-defined]
+    except Exception:  # cosmetic only
+        log.debug("could not turn GE progress bars off", exc_info=True)
+
+
+validate_task = pipeline_task("validate data", timeout_seconds=600)(validate_data)
