@@ -8,7 +8,10 @@ because running them again gives the same answer.
 from __future__ import annotations
 
 import errno
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lockgate.settings import LockgateSettings
 
 
 class TransientFault(ConnectionError):
@@ -51,7 +54,11 @@ def _is_transient_library_error(exc: BaseException) -> bool:
 
 
 def _status_code(exc: BaseException) -> int | None:
-    # mlflow.exceptions.RestException keeps the HTTP answer in `json`/`error_code`.
+    if type(exc).__name__ == "RestException":  # an HTTP answer from an MLflow server
+        code = getattr(exc, "error_code", None)
+        if code in ("TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR"):
+            return 503
+        return int(exc.get_http_status_code())  # type: ignore[attr-defined]
     for attr in ("status_code", "http_status_code"):
         value = getattr(exc, attr, None)
         if isinstance(value, int):
@@ -60,9 +67,6 @@ def _status_code(exc: BaseException) -> int | None:
     value = getattr(response, "status_code", None)
     if isinstance(value, int):
         return value
-    code = getattr(exc, "error_code", None)
-    if code in ("INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE"):
-        return 503
     return None
 
 
@@ -75,11 +79,8 @@ def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-def maybe_inject(step: str) -> None:
+def maybe_inject(step: str, settings: "LockgateSettings") -> None:
     """Raise the faults asked for in settings (a test hook, off by default)."""
-    from lockgate.settings import get_settings
-
-    settings = get_settings()
     if settings.inject_failure == step:
         raise DeterministicFailure(f"injected deterministic failure in step '{step}'")
     budget = settings.inject_faults.get(step, 0)

@@ -77,7 +77,7 @@ def resumable_epoch(backup_dir: Path) -> int:
     if not meta.is_file():
         return 0
     try:
-        return int(json.loads(meta.read_text()).get("epoch", -1)) + 1
+        return int(json.loads(meta.read_text()).get("epoch", 0))  # epochs completed
     except (ValueError, OSError):
         return 0
 
@@ -103,6 +103,10 @@ def fit(
     import keras
 
     keras.utils.set_random_seed(settings.seed)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()  # same seed, same model
     placement = choose_placement(settings.device)
     keras.mixed_precision.set_global_policy("mixed_float16" if placement.mixed_precision else "float32")
     split = split_indices(snapshot.y, settings.holdout_fraction, settings.validation_fraction, settings.seed)

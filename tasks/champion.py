@@ -20,7 +20,7 @@ class ChampionRef(BaseModel):
 
 def find_champion(model_name: str, settings: LockgateSettings | None = None) -> ChampionRef | None:
     settings = settings or get_settings()
-    maybe_inject("champion")
+    maybe_inject("champion", settings)
     version = champion_version(settings, model_name)
     if version is None:
         return None

@@ -73,7 +73,7 @@ def evaluate_model(
     import mlflow
 
     settings = settings or get_settings()
-    maybe_inject("evaluate")
+    maybe_inject("evaluate", settings)
     snapshot = read_snapshot(snapshot_folder)
     split = split_indices(
         snapshot.y, settings.training.holdout_fraction, settings.training.validation_fraction, settings.training.seed

@@ -58,6 +58,7 @@ def decide(report: EvaluationReport, gate: GateSettings) -> GateDecision:
     else:
         reasons.append("no champion yet: judged on absolute thresholds only")
     decision.promote = passed
+    decision.reasons = reasons
     return decision
 
 
@@ -65,7 +66,7 @@ def gate_model(report: EvaluationReport, settings: LockgateSettings | None = Non
     import mlflow
 
     settings = settings or get_settings()
-    maybe_inject("gate")
+    maybe_inject("gate", settings)
     decision = decide(report, settings.gate)
     connect(settings)
     client = mlflow.MlflowClient()

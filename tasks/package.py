@@ -195,7 +195,7 @@ def package_model(
     from lockgate.models import predict_proba
 
     settings = settings or get_settings()
-    maybe_inject("package")
+    maybe_inject("package", settings)
     model_tag = store_model(registered, training, evaluation, snapshot_folder, data_hash)
     bento_tag = build_bento(registered, model_tag, data_hash)
     snapshot = read_snapshot(snapshot_folder)

@@ -21,7 +21,7 @@ def promote_model(
     import mlflow
 
     settings = settings or get_settings()
-    maybe_inject("promote")
+    maybe_inject("promote", settings)
     connect(settings)
     client = mlflow.MlflowClient()
     client.set_model_version_tag(registered.name, registered.version, "bento_tag", package.bento_tag)

@@ -27,7 +27,7 @@ def register_model(
     settings = settings or get_settings()
     if not decision.promote:
         raise DeterministicFailure("refusing to register a model the gate rejected")
-    maybe_inject("register")
+    maybe_inject("register", settings)
     connect(settings)
     client = mlflow.MlflowClient()
     tags = {

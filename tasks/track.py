@@ -28,7 +28,7 @@ def open_run(
     import mlflow
 
     settings = settings or get_settings()
-    maybe_inject("track")
+    maybe_inject("track", settings)
     experiment_id = connect(settings)
     client = mlflow.MlflowClient()
     existing = client.search_runs(

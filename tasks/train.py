@@ -24,7 +24,7 @@ def train_model(run_id: str, snapshot_folder: str, settings: LockgateSettings | 
 
     settings = settings or get_settings()
     keras.utils.disable_interactive_logging()  # progress goes to the run log, not bars
-    maybe_inject("train_start")
+    maybe_inject("train_start", settings)
     snapshot = read_snapshot(snapshot_folder)
     connect(settings)
     client = mlflow.MlflowClient()

@@ -32,7 +32,7 @@ def validate_data(
     `reference` is the champion's training-data meta (schema, labels, profile).
     """
     settings = settings or get_settings()
-    maybe_inject("validate")
+    maybe_inject("validate", settings)
     name = dataset_name(source)
     try:
         data = load_source(source, target, settings.training.image_size)

@@ -1,0 +1,98 @@
+"""Every tool gets a throwaway home: one workspace per test session.
+
+The environment is set in `pytest_configure`, before any test module imports
+Prefect, MLflow or BentoML (they read their homes when first used).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+SESSION_HOME = Path(tempfile.mkdtemp(prefix="lockgate-tests-"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for key in list(os.environ):
+        if key.startswith("LOCKGATE_") or key in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL", "BENTOML_HOME"):
+            del os.environ[key]
+    os.environ["LOCKGATE_HOME"] = str(SESSION_HOME / "workspace")
+    os.environ["PREFECT_HOME"] = str(SESSION_HOME / "prefect")
+    os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
+    os.environ["PREFECT_LOGGING_TO_API_BATCH_INTERVAL"] = "0.3"
+    from lockgate.settings import apply_environment, get_settings, reset_settings
+
+    reset_settings()
+    apply_environment(get_settings())
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(SESSION_HOME, ignore_errors=True)
+
+
+@pytest.fixture
+def settings():
+    """The session's settings; tests change copies, never the shared object."""
+    from lockgate.settings import get_settings
+
+    return get_settings().model_copy(deep=True)
+
+
+@pytest.fixture
+def fast_settings(settings):
+    """Few epochs: enough to exercise training, not to win a gate."""
+    settings.training.epochs = 3
+    return settings
+
+
+@pytest.fixture
+def model_name() -> str:
+    """A registered-model name no other test uses."""
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    folder = SESSION_HOME / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def wine_frame() -> pd.DataFrame:
+    from sklearn.datasets import load_wine
+
+    return load_wine(as_frame=True).frame
+
+
+@pytest.fixture(scope="session")
+def wine_csv(data_dir: Path, wine_frame: pd.DataFrame) -> Path:
+    path = data_dir / "wine.csv"
+    wine_frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def breast_cancer_csv(data_dir: Path) -> Path:
+    from sklearn.datasets import load_breast_cancer
+
+    path = data_dir / "breast_cancer.csv"
+    frame = load_breast_cancer(as_frame=True).frame
+    frame["target"] = frame["target"].map({0: "malignant", 1: "benign"})
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One Prefect test server for every flow test in the session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield

@@ -1,0 +1,110 @@
+"""Data tests: good data passes, and each kind of bad data is stopped with a
+message that names the problem."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.validate import validate_task
+from tests.data.bad_inputs import CASES
+
+pytestmark = pytest.mark.data
+
+
+@pytest.fixture(scope="module")
+def wine_reference(wine_csv):
+    """The profile a champion trained on the wine data would carry."""
+    summary = validate_task.fn(str(wine_csv), "target")
+    assert summary.success, summary.checks
+    return json.loads((Path(summary.snapshot) / "meta.json").read_text())
+
+
+def test_digits_pass_with_snapshot_and_hash():
+    first = validate_task.fn("digits")
+    again = validate_task.fn("digits")
+    assert first.success and first.kind == "image" and first.rows == 1797
+    assert Path(first.snapshot, "data.npz").is_file()
+    assert first.data_hash == again.data_hash
+    assert again.seen_before, "the same data must be recognised by its hash"
+    assert first.data_docs and Path(first.data_docs).is_file()
+
+
+def test_user_csv_passes(wine_csv, breast_cancer_csv):
+    wine = validate_task.fn(str(wine_csv), "target")
+    cancer = validate_task.fn(str(breast_cancer_csv), "target")
+    assert wine.success and wine.kind == "tabular" and wine.rows == 178
+    assert cancer.success and cancer.rows == 569
+    meta = json.loads((Path(cancer.snapshot) / "meta.json").read_text())
+    assert meta["class_names"] == ["benign", "malignant"]
+    assert len(meta["feature_columns"]) == 30
+
+
+def test_same_data_passes_against_its_own_profile(wine_csv, wine_reference):
+    summary = validate_task.fn(str(wine_csv), "target", wine_reference)
+    assert summary.success, [c for c in summary.checks if not c.success]
+    names = {c.name for c in summary.checks}
+    assert "same columns as the champion's data" in names
+    assert "feature mean close to the champion's data" in names
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_data_is_blocked_with_a_reason(case, data_dir, wine_frame, wine_reference):
+    writer, needs_champion, expected = CASES[case]
+    folder = data_dir / "bad"
+    folder.mkdir(exist_ok=True)
+    path = writer(folder, wine_frame)
+    summary = validate_task.fn(str(path), "target", wine_reference if needs_champion else None)
+    assert not summary.success
+    assert summary.snapshot is None, "rejected data must not be snapshotted for training"
+    messages = " | ".join(c.message for c in summary.blocking_failures)
+    assert expected in messages, messages
+
+
+def test_warnings_do_not_block(data_dir, wine_frame):
+    path = data_dir / "imbalanced.csv"
+    frame = wine_frame.copy()
+    rare = frame[frame["target"] == 2].head(2)  # 2 of 132 rows: 1.5%
+    frame = frame[frame["target"] != 2]
+    pd.concat([frame, rare]).to_csv(path, index=False)
+    summary = validate_task.fn(str(path), "target")
+    assert summary.success
+    assert any(c.name == "class balance" for c in summary.warnings)
+
+
+def test_images_out_of_range_and_nan_are_blocked(data_dir):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(120, 12, 12)).astype("float32")
+    y = np.repeat(["a", "b", "c"], 40)
+    good = data_dir / "images.npz"
+    np.savez(good, x=x, y=y)
+    assert validate_task.fn(str(good)).success
+    x_bad = x.copy()
+    x_bad[3, 0, 0] = 400.0
+    x_bad[4, 1, 1] = np.nan
+    bad = data_dir / "images_bad.npz"
+    np.savez(bad, x=x_bad, y=y)
+    summary = validate_task.fn(str(bad))
+    messages = " | ".join(c.message for c in summary.blocking_failures)
+    assert not summary.success
+    assert "pixel_max" in messages and "null" in messages, messages
+
+
+def test_image_folder_with_a_broken_file(data_dir):
+    from PIL import Image
+
+    root = data_dir / "shapes"
+    rng = np.random.default_rng(1)
+    for label in ("circle", "square"):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(30):
+            Image.fromarray(rng.integers(0, 255, (10, 10), dtype="uint8")).save(root / label / f"{i}.png")
+    assert validate_task.fn(str(root)).success
+    (root / "circle" / "broken.png").write_bytes(b"not really a png")
+    summary = validate_task.fn(str(root))
+    assert not summary.success
+    assert any("broken.png" in c.message for c in summary.blocking_failures)

@@ -1,0 +1,148 @@
+"""Each pipeline step on its own, through `task.fn()`, on the wine table."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pytest
+
+from lockgate.records import GateDecision
+from lockgate.settings import get_settings
+from tasks.evaluate import classification_metrics, evaluate_task
+from tasks.package import build_bento, store_model
+from tasks.promote import promote_task
+from tasks.register import register_task
+from tasks.track import open_run_task
+from tasks.train import train_task
+from tasks.validate import validate_task
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def trained(wine_csv):
+    settings = get_settings().model_copy(deep=True)
+    settings.training.epochs = 4
+    summary = validate_task.fn(str(wine_csv), "target", None, settings)
+    name = f"unit-{uuid.uuid4().hex[:6]}"
+    run_id = open_run_task.fn(summary, name, f"pipeline-{uuid.uuid4().hex}", settings)
+    training = train_task.fn(run_id, summary.snapshot, settings)
+    return settings, summary, name, training
+
+
+def test_open_run_is_idempotent(trained):
+    settings, summary, name, training = trained
+    import mlflow
+
+    pipeline_id = f"pipeline-{uuid.uuid4().hex}"
+    first = open_run_task.fn(summary, name, pipeline_id, settings)
+    again = open_run_task.fn(summary, name, pipeline_id, settings)
+    assert first == again
+    run = mlflow.MlflowClient().get_run(first)
+    assert run.data.tags["lockgate.data_hash"] == summary.data_hash
+
+
+def test_train_logs_model_metrics_and_plot(trained):
+    settings, summary, name, training = trained
+    import mlflow
+
+    assert training.epochs_run >= 1 and training.parameters > 0
+    client = mlflow.MlflowClient()
+    history = client.get_metric_history(training.run_id, "val_loss")
+    assert len(history) == training.epochs_run
+    artifacts = {a.path for a in client.list_artifacts(training.run_id, "plots")}
+    assert "plots/training_curves.png" in artifacts
+    loaded = mlflow.tensorflow.load_model(training.model_uri)
+    assert loaded.output_shape[-1] == 3
+
+
+def test_training_resumes_from_the_last_checkpoint(tmp_path, wine_csv):
+    import keras
+
+    from lockgate.data import read_snapshot
+    from lockgate.training import fit
+
+    settings = get_settings().training.model_copy(update={"epochs": 5, "early_stopping_patience": 50})
+    snapshot = read_snapshot(validate_task.fn(str(wine_csv), "target").snapshot)
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 2:
+                raise ConnectionError("simulated crash after epoch 3")
+
+    with pytest.raises(ConnectionError):
+        fit(snapshot, settings, backup_dir=tmp_path / "backup", callbacks=[Crash()])
+    outcome = fit(snapshot, settings, backup_dir=tmp_path / "backup")
+    assert outcome.resumed_from_epoch == 3
+    assert outcome.epochs_run == 5
+    assert len(outcome.history["loss"]) == 2, "only the remaining epochs run again"
+    assert not (tmp_path / "backup" / "training_metadata.json").exists(), "backup removed after success"
+
+
+def test_evaluate_scores_the_holdout(trained):
+    settings, summary, name, training = trained
+    report = evaluate_task.fn(training, summary.snapshot, None, settings)
+    assert set(report.per_class) == {"0", "1", "2"}
+    assert 0 <= report.metrics["accuracy"] <= 1 and report.metrics["log_loss"] > 0
+    assert report.metrics["latency_ms_p50"] > 0
+    predictions = np.load(report.predictions_file)
+    assert len(predictions["y_true"]) == 36  # 20% of 178, stratified
+
+
+def test_classification_metrics_on_known_answers():
+    y = np.array([0, 0, 1, 1])
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.4, 0.6]])
+    scored = classification_metrics(y, proba, ["a", "b"])
+    assert scored["metrics"]["accuracy"] == 0.75
+    assert scored["per_class"]["a"] == {"precision": 1.0, "recall": 0.5, "support": 2.0}
+    assert scored["confusion"].tolist() == [[1, 1], [0, 2]]
+
+
+def test_register_is_idempotent_and_tagged(trained):
+    settings, summary, name, training = trained
+    import mlflow
+
+    decision = GateDecision(promote=True, metric="accuracy", challenger=0.9, reasons=["test"])
+    first = register_task.fn(training, decision, summary, name, settings)
+    again = register_task.fn(training, decision, summary, name, settings)
+    assert first.version == again.version
+    client = mlflow.MlflowClient()
+    versions = client.search_model_versions(f"name = '{name}'")
+    assert len(versions) == 1
+    tags = versions[0].tags
+    assert tags["data_hash"] == summary.data_hash
+    assert {"validation", "gate", "config_hash", "code_version"} <= set(tags)
+
+
+def test_register_refuses_a_rejected_model(trained):
+    settings, summary, name, training = trained
+    from lockgate.faults import DeterministicFailure
+
+    rejected = GateDecision(promote=False, metric="accuracy", challenger=0.1, reasons=["bad"])
+    with pytest.raises(DeterministicFailure):
+        register_task.fn(training, rejected, summary, name, settings)
+
+
+def test_package_store_and_build_are_idempotent_then_promote(trained):
+    settings, summary, name, training = trained
+    import bentoml
+    import mlflow
+
+    decision = GateDecision(promote=True, metric="accuracy", challenger=0.9, reasons=["test"])
+    registered = register_task.fn(training, decision, summary, name, settings)
+    report = evaluate_task.fn(training, summary.snapshot, None, settings)
+    tag = store_model(registered, training, report, summary.snapshot, summary.data_hash)
+    assert store_model(registered, training, report, summary.snapshot, summary.data_hash) == tag
+    bento = build_bento(registered, tag, summary.data_hash)
+    assert build_bento(registered, tag, summary.data_hash) == bento
+    info = bentoml.get(bento).info
+    assert info.labels["model_version"] == registered.version
+    assert info.labels["mlflow_run_id"] == registered.run_id
+    from lockgate.records import PackagedService
+
+    package = PackagedService(bento_tag=bento, model_tag=tag, verified_examples=0, max_abs_difference=0.0)
+    promote_task.fn(registered, package, settings)
+    champion = mlflow.MlflowClient().get_model_version_by_alias(name, "champion")
+    assert str(champion.version) == registered.version
+    assert champion.tags["bento_tag"] == bento
