@@ -1,0 +1,100 @@
+"""End to end, as a user runs it: `lockgate run` in a fresh workspace, then the
+packaged Bento served with `bentoml serve` and asked over HTTP."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+LOCKGATE = str(Path(sys.executable).with_name("lockgate"))
+BENTOML = str(Path(sys.executable).with_name("bentoml"))
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCKGATE_", "PREFECT_", "BENTOML_", "MLFLOW_"))}
+    env.update(LOCKGATE_HOME=str(home), COLUMNS="200")
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def fresh_run(tmp_path_factory):
+    home = tmp_path_factory.mktemp("e2e") / "workspace"
+    result = subprocess.run([LOCKGATE, "run"], env=_env(home), capture_output=True, text=True, timeout=900)
+    return home, result
+
+
+def test_run_promotes_a_champion_on_the_digits(fresh_run):
+    home, result = fresh_run
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "Gate: PROMOTE" in out
+    assert "Champion: lockgate-digits version 1" in out
+    assert (home / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").is_file()
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
+    champion = client.get_model_version_by_alias("lockgate-digits", "champion")
+    run = client.get_run(champion.run_id)
+    assert run.data.metrics["holdout_accuracy"] >= 0.95
+    assert run.info.status == "FINISHED"
+
+
+def test_the_packaged_bento_answers_over_http(fresh_run):
+    home, result = fresh_run
+    bento = re.search(r"Bento:\s+(lockgate:\S+)", result.stdout).group(1)
+    port, key = _free_port(), "e2e-key"
+    env = _env(home) | {"BENTOML_HOME": str(home / "bentoml"), "LOCKGATE_API_KEYS": key}
+    server = subprocess.Popen([BENTOML, "serve", bento, "--host", "127.0.0.1", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        x, y = digits.images[-100:, :, :, None], digits.target[-100:]
+        assert httpx.post(f"{base}/predict", json={"instances": x.tolist()}, timeout=30).status_code == 401
+        answer = httpx.post(f"{base}/predict", json={"instances": x.tolist()}, timeout=30,
+                            headers={"Authorization": f"Bearer {key}"})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["model"]["name"] == "lockgate-digits" and body["model"]["version"] == "1"
+        assert np.mean(np.array(body["labels"]).astype(int) == y) >= 0.9
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+
+
+def test_bad_file_exits_non_zero_with_the_reason(fresh_run, tmp_path):
+    home, _ = fresh_run
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b,label\n1,2,x\n3,4\n5,6,y,7\n")
+    result = subprocess.run([LOCKGATE, "run", "--data", str(bad), "--target", "label"], env=_env(home),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "Validation failed" in result.stdout
+    assert "not a well-formed table" in result.stdout
+    assert "champion is unchanged" in result.stdout
