@@ -63,10 +63,28 @@ class ServingSettings(BaseModel):
     api_keys: SecretStr = SecretStr("")
     allow_anonymous: bool = False
     max_batch_size: int = Field(64, ge=1)
-    max_latency_ms: int = Field(200, ge=1)
+    max_latency_ms: int = Field(1000, ge=1)  # a hard cap: later answers get 503
     max_rows_per_request: int = Field(1024, ge=1)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     request_timeout_s: int = Field(30, ge=1)
+
+
+class DeploySettings(BaseModel):
+    """Where and when the pipeline runs once a team puts it on servers."""
+
+    work_pool: str = "lockgate"
+    # Standard cron, evaluated by the Prefect server in `schedule_timezone`.
+    schedule_cron: str = "0 3 * * 1"
+    schedule_timezone: str = "UTC"
+    schedule_data: str = "digits"
+    schedule_target: str | None = None
+    # A container image for container work pools (Kubernetes); a process pool needs none.
+    image: str | None = None
+    # How hyper-parameter trials run: one after another, or on a Dask cluster
+    # (a local one with `dask_workers` processes, or the scheduler at `dask_address`).
+    trials_runner: Literal["thread", "dask"] = "thread"
+    dask_workers: int = Field(2, ge=1)
+    dask_address: str | None = None
 
 
 class LockgateSettings(BaseSettings):
@@ -84,6 +102,7 @@ class LockgateSettings(BaseSettings):
     validation: ValidationSettings = ValidationSettings()
     gate: GateSettings = GateSettings()
     serving: ServingSettings = ServingSettings()
+    deploy: DeploySettings = DeploySettings()
     # Test hook: {"train": 2} makes the first two attempts of the train step
     # fail with a transient fault. Off by default.
     inject_faults: dict[str, int] = Field(default_factory=dict)

@@ -1,6 +1,6 @@
-"""The served model: loading, input validation at the edge, and prediction.
+"""The served model's contract: input validation at the edge, and answers.
 
-Free of BentoML so it can be tested directly; the service class is a thin
+Free of BentoML so it can be tested directly; the service classes are a thin
 typed layer over it. Every rejection is a RequestError with an HTTP status
 and a message that names the problem.
 """
@@ -25,21 +25,28 @@ class RequestError(Exception):
         self.status, self.message = status, message
 
 
+def load_model(folder: str | Path) -> Any:
+    """The Keras model of a Bento model folder, traced once before traffic."""
+    import keras
+
+    folder = Path(folder)
+    model = keras.models.load_model(folder / MODEL_FILE)
+    meta = json.loads((folder / META_FILE).read_text())
+    model(np.zeros((1, *meta["input_shape"]), dtype="float32"), training=False)
+    return model
+
+
 @dataclass
-class ModelRuntime:
-    model: Any
+class ModelSpec:
+    """What a request must look like for one model, and how answers look."""
+
     meta: dict
 
     @classmethod
-    def from_folder(cls, folder: str | Path) -> "ModelRuntime":
-        import keras
-
-        folder = Path(folder)
-        meta = json.loads((folder / META_FILE).read_text())
-        model = keras.models.load_model(folder / MODEL_FILE)
-        runtime = cls(model=model, meta=meta)
-        runtime.predict(np.zeros((1, *meta["input_shape"]), dtype="float32"))  # trace once, before traffic
-        return runtime
+    def from_folder(cls, folder: str | Path, bento_model: str = "") -> "ModelSpec":
+        meta = json.loads((Path(folder) / META_FILE).read_text())
+        meta["bento_model"] = bento_model
+        return cls(meta=meta)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -57,6 +64,19 @@ class ModelRuntime:
             "bento_model": self.meta.get("bento_model", ""),
         }
 
+    def describe(self) -> dict[str, Any]:
+        meta = self.meta
+        return {
+            "model": self.identity(),
+            "kind": meta["kind"],
+            "input_shape": meta["input_shape"],
+            "feature_columns": meta.get("feature_columns", []),
+            "classes": meta["class_names"],
+            "pixel_scale": meta.get("pixel_scale"),
+            "metrics": meta.get("metrics", {}),
+            "data_hash": meta.get("data_hash"),
+        }
+
     def to_array(self, instances: Any, max_rows: int) -> np.ndarray:
         """Nested lists of numbers -> float32 array of the model's input shape."""
         if not isinstance(instances, list):
@@ -66,12 +86,15 @@ class ModelRuntime:
         if len(instances) > max_rows:
             raise RequestError(413, f"{len(instances)} examples in one request; the limit is {max_rows}")
         try:
-            array = np.asarray(instances, dtype="float64")
-        except (ValueError, TypeError) as exc:
+            array = np.asarray(instances)
+        except (ValueError, TypeError, OverflowError):
             raise RequestError(
-                422, f"'instances' must be numbers in equally sized nested lists of shape [n, {self._shape_text()}] ({exc})"
+                422, f"'instances' must be equally sized nested lists of numbers, shape [n, {self._shape_text()}]"
             ) from None
-        return self.check_array(array)
+        if array.dtype.kind not in "fiub":
+            kind = "text" if array.dtype.kind in "US" else "mixed or non-numeric values"
+            raise RequestError(422, f"examples must be numbers, got {kind} (dtype {array.dtype})")
+        return self.check_array(array.astype("float64"))
 
     def check_array(self, array: np.ndarray) -> np.ndarray:
         if array.dtype.kind not in "fiu":
@@ -84,15 +107,32 @@ class ModelRuntime:
                 raise RequestError(
                     422, f"each example must have shape [{self._shape_text()}], got [{', '.join(map(str, array.shape[1:]))}]"
                 )
-        if not np.isfinite(array).all():
-            bad = int((~np.isfinite(array)).reshape(len(array), -1).any(axis=1).sum())
-            raise RequestError(422, f"{bad} example(s) contain NaN or infinite values")
+        with np.errstate(over="ignore"):
+            as_float32 = array.astype("float32")
+        if not np.isfinite(as_float32).all():
+            bad = int((~np.isfinite(as_float32)).reshape(len(array), -1).any(axis=1).sum())
+            raise RequestError(422, f"{bad} example(s) contain NaN, infinite or out-of-float32-range values")
         if self.meta["kind"] == "image":
             scale = float(self.meta["pixel_scale"])
             low, high = float(array.min()), float(array.max())
             if low < 0 or high > scale:
                 raise RequestError(422, f"pixel values must lie in [0, {scale:g}]; got values from {low:g} to {high:g}")
-        return array.astype("float32")
+        return as_float32
+
+    def image_to_array(self, content: bytes) -> np.ndarray:
+        """One uploaded PNG/JPEG, prepared exactly as the training images were."""
+        from lockgate.preprocessing import load_image_file
+
+        if self.meta["kind"] != "image":
+            raise RequestError(422, "this model takes tables: use /predict_records or /predict")
+        if not content:
+            raise RequestError(422, "the uploaded image is empty")
+        height, width, channels = self.input_shape
+        try:
+            array = load_image_file(content, (height, width), channels, float(self.meta["pixel_scale"]))
+        except ValueError as exc:
+            raise RequestError(415, f"upload a PNG or JPEG image: {exc}") from None
+        return array[np.newaxis]
 
     def records_to_array(self, records: Any, max_rows: int) -> np.ndarray:
         """JSON objects keyed by column name -> the feature matrix of a table model."""
@@ -124,9 +164,6 @@ class ModelRuntime:
                 row.append(value)
             rows.append(row)
         return self.check_array(np.asarray(rows, dtype="float64"))
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model(x, training=False), dtype="float32")
 
     def respond(self, proba: np.ndarray) -> dict[str, Any]:
         names = self.class_names

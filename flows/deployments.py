@@ -1,0 +1,96 @@
+"""Retraining as Prefect deployments: one on a cron schedule, one on demand.
+
+`retrain` is the flow both deployments run. Its parameters are plain, typed
+and bounded, so the Prefect server validates them and its UI draws a run form
+from them; it turns them into settings and calls the training pipeline.
+`register_deployments` is what `lockgate deploy` calls.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+from uuid import UUID
+
+from prefect import flow
+from pydantic import Field
+
+from flows.training import training_pipeline
+from lockgate.records import PipelineResult
+from lockgate.settings import LockgateSettings, apply_environment, get_settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FLOW_NAME = "lockgate-retrain"
+ENTRYPOINT = "flows/deployments.py:retrain"
+SCHEDULED = "scheduled"
+ON_DEMAND = "on-demand"
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+@flow(name=FLOW_NAME, log_prints=True)
+def retrain(
+    data: Annotated[str, Field(min_length=1, description="digits, mnist, or a file or folder the worker can read")] = "digits",
+    target: Annotated[str | None, Field(description="label column of a table")] = None,
+    epochs: Annotated[int, Field(ge=1, le=1000, description="maximum training epochs")] = 20,
+    min_accuracy: Annotated[Fraction, Field(description="the gate's lowest holdout accuracy")] = 0.8,
+    min_macro_f1: Annotated[Fraction, Field(description="the gate's lowest holdout macro-F1")] = 0.75,
+    regression_margin: Annotated[Fraction, Field(description="how much worse than the champion is tolerated")] = 0.01,
+    model_name: Annotated[str | None, Field(description="registered model name (default lockgate-<data set>)")] = None,
+) -> PipelineResult:
+    """Retrain with the given data and thresholds; promote only through the gate."""
+    settings = settings_for_run(epochs, min_accuracy, min_macro_f1, regression_margin)
+    apply_environment(settings)
+    return training_pipeline(data=data, target=target, model_name=model_name, settings=settings)
+
+
+def settings_for_run(epochs: int, min_accuracy: float, min_macro_f1: float, regression_margin: float) -> LockgateSettings:
+    """The worker's settings with this run's parameters laid over them."""
+    settings = get_settings().model_copy(deep=True)
+    settings.training.epochs = epochs
+    settings.gate.min_accuracy = min_accuracy
+    settings.gate.min_macro_f1 = min_macro_f1
+    settings.gate.regression_margin = regression_margin
+    return settings
+
+
+def register_deployments(settings: LockgateSettings, work_pool: str | None = None) -> dict[str, UUID]:
+    """Create or update both deployments on the server in PREFECT_API_URL.
+
+    The flow is deployed from this checkout's folder, so a worker must see the
+    code at the same path (the same machine, or the same image).
+    """
+    pool = work_pool or settings.deploy.work_pool
+    source = retrain.from_source(source=str(REPO_ROOT), entrypoint=ENTRYPOINT)
+    job_variables: dict[str, Any] = {"image": settings.deploy.image} if settings.deploy.image else {}
+    scheduled_parameters = {"data": settings.deploy.schedule_data, "target": settings.deploy.schedule_target,
+                            "epochs": settings.training.epochs, "min_accuracy": settings.gate.min_accuracy,
+                            "min_macro_f1": settings.gate.min_macro_f1,
+                            "regression_margin": settings.gate.regression_margin}
+    from prefect.client.schemas.schedules import CronSchedule
+
+    ids = {
+        SCHEDULED: source.deploy(
+            name=SCHEDULED,
+            work_pool_name=pool,
+            schedule=CronSchedule(cron=settings.deploy.schedule_cron, timezone=settings.deploy.schedule_timezone),
+            parameters=scheduled_parameters,
+            job_variables=job_variables,
+            description="Retrains on a schedule with the thresholds from settings.",
+            tags=["lockgate", "scheduled"],
+            build=False,
+            push=False,
+            print_next_steps=False,
+        ),
+        ON_DEMAND: source.deploy(
+            name=ON_DEMAND,
+            work_pool_name=pool,
+            job_variables=job_variables,
+            description="Retrains when asked, from the UI's run form, the CLI or CI.",
+            tags=["lockgate", "on-demand"],
+            build=False,
+            push=False,
+            print_next_steps=False,
+        ),
+    }
+    return ids
