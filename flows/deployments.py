@@ -30,15 +30,25 @@ Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
 @flow(name=FLOW_NAME, log_prints=True)
 def retrain(
-    data: Annotated[str, Field(min_length=1, description="digits, mnist, or a file or folder the worker can read")] = "digits",
-    target: Annotated[str | None, Field(description="label column of a table")] = None,
-    epochs: Annotated[int, Field(ge=1, le=1000, description="maximum training epochs")] = 20,
-    min_accuracy: Annotated[Fraction, Field(description="the gate's lowest holdout accuracy")] = 0.8,
-    min_macro_f1: Annotated[Fraction, Field(description="the gate's lowest holdout macro-F1")] = 0.75,
-    regression_margin: Annotated[Fraction, Field(description="how much worse than the champion is tolerated")] = 0.01,
-    model_name: Annotated[str | None, Field(description="registered model name (default lockgate-<data set>)")] = None,
+    data: Annotated[str, Field(min_length=1)] = "digits",
+    target: str | None = None,
+    epochs: Annotated[int, Field(ge=1, le=1000)] = 20,
+    min_accuracy: Fraction = 0.8,
+    min_macro_f1: Fraction = 0.75,
+    regression_margin: Fraction = 0.01,
+    model_name: str | None = None,
 ) -> PipelineResult:
-    """Retrain with the given data and thresholds; promote only through the gate."""
+    """Retrain with the given data and thresholds; promote only through the gate.
+
+    Args:
+        data: digits, mnist, or a table, .npz file or image folder the worker can read
+        target: the label column of a table
+        epochs: maximum training epochs (early stopping may end sooner)
+        min_accuracy: the gate's lowest acceptable holdout accuracy
+        min_macro_f1: the gate's lowest acceptable holdout macro-F1
+        regression_margin: how much worse than the champion a challenger may be
+        model_name: the registered model name (default lockgate-<data set>)
+    """
     settings = settings_for_run(epochs, min_accuracy, min_macro_f1, regression_margin)
     apply_environment(settings)
     return training_pipeline(data=data, target=target, model_name=model_name, settings=settings)

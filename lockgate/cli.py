@@ -55,6 +55,7 @@ def run(
     model_name: Optional[str] = typer.Option(None, help="registered model name (default lockgate-<data set>)"),
     home: Optional[Path] = typer.Option(None, help="workspace folder (default ./.lockgate or LOCKGATE_HOME)"),
     config: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="YAML settings file"),
+    report: Optional[Path] = typer.Option(None, dir_okay=False, help="also write the run's Markdown report here (e.g. a CI job summary)"),
 ) -> None:
     overrides = {"LOCKGATE_TRAINING__EPOCHS": str(epochs)} if epochs else {}
     settings = _prepare(home, config, overrides)
@@ -74,7 +75,67 @@ def run(
         console.print(f"\n[bold red]Run failed:[/] {type(exc).__name__}: {exc}")
         console.print("Nothing was promoted; the champion is unchanged.")
         raise typer.Exit(1)
+    if report is not None:
+        from lockgate.reporting import pipeline_markdown
+
+        report.write_text(pipeline_markdown(result) + "\n")
     print_result(console, result, settings)
+
+
+DEPLOY_EXAMPLES = """
+Examples:
+
+  PREFECT_API_URL=http://127.0.0.1:4200/api lockgate deploy
+
+  lockgate deploy --pool lockgate-k8s             # a Kubernetes work pool (set LOCKGATE_DEPLOY__IMAGE)
+
+  LOCKGATE_DEPLOY__SCHEDULE_CRON='30 2 * * *' lockgate deploy
+
+Registers 'lockgate-retrain/scheduled' (cron from settings) and
+'lockgate-retrain/on-demand'. A process work pool of that name is created when
+missing. Then start a worker: prefect worker start --pool lockgate
+"""
+
+
+@app.command(help="Register the retraining deployments with the Prefect server." + DEPLOY_EXAMPLES)
+def deploy(
+    pool: Optional[str] = typer.Option(None, help="work pool (default: settings' deploy.work_pool, 'lockgate')"),
+    home: Optional[Path] = typer.Option(None, help="workspace folder"),
+    config: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="YAML settings file"),
+) -> None:
+    settings = _prepare(home, config, {})
+    from prefect.settings import PREFECT_API_URL
+
+    api_url = PREFECT_API_URL.value()
+    if not api_url:
+        typer.echo("Deployments live on a Prefect server: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api).")
+        raise typer.Exit(2)
+    from flows.deployments import FLOW_NAME, register_deployments
+
+    pool_name = pool or settings.deploy.work_pool
+    if _ensure_process_pool(pool_name):
+        typer.echo(f"created process work pool '{pool_name}'")
+    for name, deployment_id in register_deployments(settings, pool_name).items():
+        typer.echo(f"deployment {FLOW_NAME}/{name}: {deployment_id} (work pool '{pool_name}')")
+    typer.echo(f"schedule of {FLOW_NAME}/scheduled: '{settings.deploy.schedule_cron}' ({settings.deploy.schedule_timezone})")
+    typer.echo(f"server: {api_url}")
+
+
+def _ensure_process_pool(name: str) -> bool:
+    """Create a process work pool unless one of that name exists; True if created."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+    from prefect.workers.process import ProcessWorker
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pool(name)
+            return False
+        except ObjectNotFound:
+            template = ProcessWorker.get_default_base_job_template()
+            client.create_work_pool(WorkPoolCreate(name=name, type="process", base_job_template=template))
+            return True
 
 
 @app.command(help="Serve the champion (or a Bento tag) with `bentoml serve`.")

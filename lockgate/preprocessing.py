@@ -29,7 +29,9 @@ def load_image_file(
             if (img.height, img.width) != (height, width):
                 img = img.resize((width, height), Image.Resampling.BILINEAR)
             array = np.asarray(img, dtype="float32")
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except UnidentifiedImageError as exc:
+        raise ValueError("not a decodable image (unknown format)") from exc
+    except Exception as exc:  # truncated files, bad chunks, decompression bombs, ...
         raise ValueError(f"not a decodable image ({exc.__class__.__name__})") from exc
     if array.ndim == 2:
         array = array[..., np.newaxis]

@@ -82,7 +82,7 @@ class DeploySettings(BaseModel):
     image: str | None = None
     # How hyper-parameter trials run: one after another, or on a Dask cluster
     # (a local one with `dask_workers` processes, or the scheduler at `dask_address`).
-    trials_runner: Literal["thread", "dask"] = "thread"
+    trials_runner: Literal["sequential", "dask"] = "sequential"
     dask_workers: int = Field(2, ge=1)
     dask_address: str | None = None
 

@@ -7,7 +7,9 @@ benchmark, and on a GPU machine with the JAX backend.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,8 @@ def choose_placement(device: str = "auto") -> Placement:
     import keras
 
     backend = keras.backend.backend()
+    if backend == "tensorflow" and os.environ.get("TF_CONFIG"):
+        return _multi_worker_placement()
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -55,6 +59,25 @@ def choose_placement(device: str = "auto") -> Placement:
         if gpus:
             return Placement(f"{len(gpus)} GPU(s) ({backend}), mixed_float16", contextlib.nullcontext, 1, True)
     return Placement(f"CPU ({backend})", contextlib.nullcontext, 1, False)
+
+
+@functools.cache
+def _multi_worker_placement() -> Placement:
+    """Data parallelism across the machines named in TF_CONFIG, each worker using
+    its GPUs (or its CPU). TensorFlow allows one such strategy per process, made
+    before any collective op runs, hence the cache: a retried step reuses it."""
+    import tensorflow as tf
+
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    workers = len(json.loads(os.environ["TF_CONFIG"]).get("cluster", {}).get("worker", [])) or 1
+    gpus = bool(tf.config.list_physical_devices("GPU"))
+    return Placement(
+        f"{workers} worker(s), MultiWorkerMirroredStrategy, {strategy.num_replicas_in_sync} replica(s)"
+        + (", mixed_float16" if gpus else ""),
+        strategy.scope,
+        strategy.num_replicas_in_sync,
+        gpus,
+    )
 
 
 def input_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, shuffle: bool) -> Any:

@@ -87,7 +87,7 @@ class ModelSpec:
             raise RequestError(413, f"{len(instances)} examples in one request; the limit is {max_rows}")
         try:
             array = np.asarray(instances)
-        except (ValueError, TypeError, OverflowError):
+        except (ValueError, TypeError, OverflowError, RecursionError):
             raise RequestError(
                 422, f"'instances' must be equally sized nested lists of numbers, shape [n, {self._shape_text()}]"
             ) from None

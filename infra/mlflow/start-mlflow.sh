@@ -3,7 +3,9 @@
 # on PostgreSQL, artifacts served by the server itself, basic authentication on.
 # Every secret comes from the environment; there are no defaults to forget.
 # The auth config is written at start because an .ini cannot read the
-# environment and the auth database URI holds a password.
+# environment and the auth database URI holds a password. Checking a password
+# hash costs seconds of CPU, so verified credentials are cached for a minute
+# (MLFLOW_AUTH_CACHE_TTL_SECONDS); a changed password takes up to that long.
 set -eu
 : "${MLFLOW_BACKEND_STORE_URI:?set MLFLOW_BACKEND_STORE_URI (postgresql://user:password@host/db)}"
 : "${MLFLOW_AUTH_DATABASE_URI:?set MLFLOW_AUTH_DATABASE_URI (postgresql://user:password@host/db)}"
@@ -19,6 +21,7 @@ default_permission = NO_PERMISSIONS
 database_uri = ${MLFLOW_AUTH_DATABASE_URI}
 admin_username = ${MLFLOW_AUTH_ADMIN_USERNAME:-admin}
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+auth_cache_ttl_seconds = ${MLFLOW_AUTH_CACHE_TTL_SECONDS:-60}
 INI
 export MLFLOW_AUTH_CONFIG_PATH="$config_dir/basic_auth.ini"
 # Host names other than loopback (e.g. "mlflow:*" in compose) go in

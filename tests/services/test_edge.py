@@ -1,0 +1,109 @@
+"""The service's edge without a server: request validation and middleware."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import httpx
+import numpy as np
+import pytest
+
+from services.middleware import ApiKeyMiddleware, BodyLimitMiddleware, key_is_valid, presented_key
+from services.runtime import ModelSpec, RequestError
+
+pytestmark = pytest.mark.unit
+
+IMAGE_META = {"kind": "image", "input_shape": [8, 8, 1], "pixel_scale": 16.0, "class_names": ["a", "b"],
+              "feature_columns": [], "model_name": "m", "model_version": "3", "run_id": "r" * 32}
+TABLE_META = IMAGE_META | {"kind": "tabular", "input_shape": [2], "feature_columns": ["x", "y"]}
+
+
+def _status(call) -> tuple[int, str]:
+    with pytest.raises(RequestError) as error:
+        call()
+    return error.value.status, error.value.message
+
+
+def test_arrays_are_checked_and_flat_images_reshaped():
+    spec = ModelSpec(IMAGE_META)
+    assert spec.to_array([[0] * 64], 10).shape == (1, 8, 8, 1)
+    assert _status(lambda: spec.to_array([[0] * 63], 10))[0] == 422
+    assert _status(lambda: spec.to_array([[0] * 64] * 11, 10)) == (413, "11 examples in one request; the limit is 10")
+    assert _status(lambda: spec.to_array([[17] * 64], 10))[0] == 422
+    assert _status(lambda: spec.to_array([["1"] * 64], 10))[1].startswith("examples must be numbers")
+    assert "NaN" in _status(lambda: spec.to_array([[float("nan")] * 64], 10))[1]
+
+
+def test_records_must_match_the_columns():
+    spec = ModelSpec(TABLE_META)
+    assert spec.records_to_array([{"x": 1, "y": 2.5}], 10).tolist() == [[1.0, 2.5]]
+    assert "missing columns ['y']" in _status(lambda: spec.records_to_array([{"x": 1}], 10))[1]
+    assert "unknown columns ['z']" in _status(lambda: spec.records_to_array([{"x": 1, "y": 2, "z": 3}], 10))[1]
+    assert "must be a number" in _status(lambda: spec.records_to_array([{"x": True, "y": 2}], 10))[1]
+
+
+def test_images_are_decoded_resized_and_scaled():
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((40, 30, 3), 255, dtype="uint8")).save(buffer, format="JPEG")
+    array = ModelSpec(IMAGE_META).image_to_array(buffer.getvalue())
+    assert array.shape == (1, 8, 8, 1)
+    assert array.max() == pytest.approx(16.0, abs=0.2)
+    assert _status(lambda: ModelSpec(IMAGE_META).image_to_array(b"GIF89a broken"))[0] == 415
+    assert _status(lambda: ModelSpec(TABLE_META).image_to_array(buffer.getvalue()))[0] == 422
+
+
+def test_answers_carry_the_model_identity():
+    answer = ModelSpec(IMAGE_META | {"bento_model": "m:v3"}).respond(np.array([[0.2, 0.8]], dtype="float32"))
+    assert answer["labels"] == ["b"]
+    assert answer["model"] == {"name": "m", "version": "3", "run_id": "r" * 32, "bento_model": "m:v3"}
+
+
+def test_key_parsing_and_comparison():
+    assert presented_key([(b"Authorization", b"Bearer abc")]) == "abc"
+    assert presented_key([(b"x-api-key", b" abc ")]) == "abc"
+    assert presented_key([(b"authorization", b"Basic abc")]) is None
+    assert key_is_valid("abc", ["old", "abc"]) and not key_is_valid("ab", ["abc"]) and not key_is_valid(None, ["a"])
+
+
+async def _ok(scope, receive, send):
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def _call(app, path: str, **kwargs) -> httpx.Response:
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            return await client.post(path, **kwargs)
+
+    return asyncio.run(go())
+
+
+def test_api_key_middleware(monkeypatch):
+    monkeypatch.setenv("LOCKGATE_API_KEYS", "k1, k2")
+    monkeypatch.delenv("LOCKGATE_ALLOW_ANONYMOUS", raising=False)
+    app = ApiKeyMiddleware(_ok)
+    assert _call(app, "/predict").status_code == 401
+    assert _call(app, "/predict", headers={"X-API-Key": "k2"}).status_code == 200
+    assert _call(app, "/livez").status_code == 200
+    monkeypatch.setenv("LOCKGATE_API_KEYS", "")
+    refused = _call(ApiKeyMiddleware(_ok), "/predict", headers={"X-API-Key": ""})
+    assert refused.status_code == 401 and "no API keys are configured" in refused.json()["error"]
+    monkeypatch.setenv("LOCKGATE_ALLOW_ANONYMOUS", "true")
+    assert _call(ApiKeyMiddleware(_ok), "/predict").status_code == 200
+
+
+def test_body_limit_declared_and_streamed():
+    app = BodyLimitMiddleware(_ok, max_bytes=100)
+    assert _call(app, "/predict", content=b"x" * 50).status_code == 200
+    assert _call(app, "/predict", content=b"x" * 101).status_code == 413
+
+    async def chunks():
+        for _ in range(5):
+            yield b"x" * 40
+
+    assert _call(app, "/predict", content=chunks()).status_code == 413

@@ -1,0 +1,182 @@
+"""The Bento built by the pipeline, served with `bentoml serve` on 127.0.0.1,
+asked over HTTP: answers, authentication, every bad input, concurrency."""
+
+from __future__ import annotations
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from tests.services.conftest import API_KEY, OLD_KEY
+
+pytestmark = pytest.mark.integration
+
+
+def test_predictions_match_the_in_process_model(digits_service):
+    with digits_service.client() as client:
+        response = client.post("/predict", json={"instances": digits_service.x.tolist()})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    served = np.asarray(body["probabilities"])
+    np.testing.assert_allclose(served, digits_service.expected, atol=1e-5)
+    assert body["labels"] == [body["classes"][i] for i in digits_service.expected.argmax(axis=1)]
+    assert body["model"] == {
+        "name": digits_service.model_name, "version": digits_service.version,
+        "run_id": body["model"]["run_id"], "bento_model": body["model"]["bento_model"],
+    }
+    assert len(body["model"]["run_id"]) == 32
+
+
+@pytest.mark.parametrize("headers, status", [
+    ({}, 401),
+    ({"Authorization": "Bearer wrong"}, 401),
+    ({"X-API-Key": "wrong"}, 401),
+    ({"Authorization": "Basic " + API_KEY}, 401),
+    ({"Authorization": f"Bearer {API_KEY}"}, 200),
+    ({"X-API-Key": API_KEY}, 200),
+    ({"X-API-Key": OLD_KEY}, 200),  # both keys work while one is rotated out
+])
+def test_api_keys(digits_service, headers, status):
+    with digits_service.client(key=None, headers=headers) as client:
+        response = client.post("/predict", json={"instances": digits_service.x[:2].tolist()})
+    assert response.status_code == status, response.text
+    if status == 401:
+        assert "API key" in response.json()["error"]
+
+
+def test_health_and_metrics_stay_open_and_keys_never_logged(digits_service):
+    with digits_service.client(key=None) as client:
+        for path in ("/livez", "/readyz", "/metrics"):
+            assert client.get(path).status_code == 200, path
+    with digits_service.client() as client:
+        client.post("/predict", json={"instances": digits_service.x[:3].tolist()})
+        metrics = client.get("/metrics").text
+    assert f'model_version="{digits_service.version}"' in metrics
+    assert "lockgate_predictions_total" in metrics
+    log = digits_service.log.read_text()
+    assert API_KEY not in log and OLD_KEY not in log
+    assert '"event": "request"' in log and '"status": 200' in log
+
+
+def _image(value: float = 0.0) -> list:
+    return np.full((8, 8, 1), value).tolist()
+
+
+BAD_REQUESTS = {
+    "wrong shape": ({"instances": [[1, 2, 3]]}, 422, "shape [8, 8, 1]"),
+    "ragged lists": ({"instances": [[[1]] * 8, [[1]] * 7]}, 422, "equally sized"),
+    "text values": ({"instances": [[["a"]] * 8] * 1}, 422, "must be numbers"),
+    "null values": ({"instances": [[[None]] * 8] * 8}, 422, "must be numbers"),
+    "out-of-range pixels": ({"instances": [_image(99)]}, 422, "pixel values must lie in [0, 16]"),
+    "negative pixels": ({"instances": [_image(-1)]}, 422, "pixel values must lie in [0, 16]"),
+    "float32 overflow": ({"instances": [_image(1e39)]}, 422, "out-of-float32-range"),
+    "empty batch": ({"instances": []}, 422, "is empty"),
+    "too many rows": ({"instances": [_image()] * 1025}, 413, "the limit is 1024"),
+    "not a list": ({"instances": "seven"}, 400, "instances"),
+    "missing field": ({"rows": []}, 400, "instances"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
+def test_bad_requests_get_a_4xx_naming_the_problem(digits_service, case):
+    body, status, words = BAD_REQUESTS[case]
+    with digits_service.client() as client:
+        response = client.post("/predict", json=body)
+    assert response.status_code == status, response.text
+    assert words in response.text
+    assert "Traceback" not in response.text
+
+
+def test_nan_is_refused(digits_service):
+    payload = '{"instances": [' + ",".join(["[" + ",".join(["[NaN]"] * 8) + "]"] * 8) + "]}"
+    with digits_service.client() as client:
+        response = client.post("/predict", content=payload, headers={"content-type": "application/json"})
+    assert 400 <= response.status_code < 500, response.text
+
+
+def test_body_over_the_size_limit(digits_service):
+    with digits_service.client() as client:
+        response = client.post("/predict", content=b"[" + b"0," * 5_000_000 + b"0]",
+                               headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert "limit" in response.json()["error"]
+
+
+def test_a_large_client_batch_is_split_not_refused(digits_service):
+    x = np.tile(digits_service.x, (2, 1, 1, 1))[:500]
+    with digits_service.client() as client:
+        response = client.post("/predict", json={"instances": x.tolist()})
+    assert response.status_code == 200, response.text
+    expected = np.tile(digits_service.expected, (2, 1))[:500]
+    np.testing.assert_allclose(np.asarray(response.json()["probabilities"]), expected, atol=1e-5)
+
+
+def test_thirty_two_concurrent_clients(digits_service):
+    x, expected = digits_service.x, digits_service.expected
+
+    def ask(i: int) -> tuple[int, list, list]:
+        rows = slice((i * 7) % len(x), (i * 7) % len(x) + 1 + i % 5)
+        with digits_service.client() as client:
+            response = client.post("/predict", json={"instances": x[rows].tolist()})
+        return response.status_code, response.json().get("probabilities"), expected[rows].tolist()
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        answers = list(pool.map(ask, range(32)))
+    for status, got, want in answers:
+        assert status == 200
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
+
+
+def test_image_upload_is_prepared_as_in_training(digits_service):
+    from PIL import Image
+
+    from lockgate.preprocessing import load_image_file
+
+    pixels = (digits_service.x[0, :, :, 0] * 255 / 16).round().astype("uint8")
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).resize((32, 32)).save(buffer, format="PNG")  # a bigger photo of the digit
+    with digits_service.client() as client:
+        response = client.post("/predict_image", files={"image": ("digit.png", buffer.getvalue(), "image/png")})
+        broken = client.post("/predict_image", files={"image": ("digit.png", b"\x89PNG broken", "image/png")})
+        wrong_type = client.post("/predict_image", files={"image": ("a.txt", b"hello", "text/plain")})
+    assert response.status_code == 200, response.text
+    prepared = load_image_file(buffer.getvalue(), (8, 8), 1, 16.0)
+    assert prepared.shape == (8, 8, 1) and 0 <= prepared.min() and prepared.max() <= 16
+    assert broken.status_code == 415 and "PNG or JPEG" in broken.text
+    assert 400 <= wrong_type.status_code < 500
+
+
+def test_metadata_by_get(digits_service):
+    with digits_service.client() as client:
+        response = client.get("/metadata")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"]["version"] == digits_service.version
+    assert body["input_shape"] == [8, 8, 1] and body["classes"] == [str(i) for i in range(10)]
+    assert body["metrics"]["accuracy"] > 0.9
+
+
+def test_openapi_page(digits_service):
+    with digits_service.client(key=None) as client:
+        schema = client.get("/docs.json")
+    assert schema.status_code == 200
+    assert {"/predict", "/predict_records", "/predict_image", "/metadata"} <= set(schema.json()["paths"])
+
+
+def test_records_for_a_table_model(wine_service):
+    columns = wine_service.meta["feature_columns"]
+    records = [dict(zip(columns, map(float, row))) for row in wine_service.x]
+    with wine_service.client() as client:
+        response = client.post("/predict_records", json={"records": records})
+        missing = client.post("/predict_records", json={"records": [{k: v for k, v in records[0].items() if k != "alcohol"}]})
+        unknown = client.post("/predict_records", json={"records": [records[0] | {"colour": 3.0}]})
+        text = client.post("/predict_records", json={"records": [records[0] | {"alcohol": "high"}]})
+        images = client.post("/predict_image", files={"image": ("a.png", b"x", "image/png")})
+    assert response.status_code == 200, response.text
+    np.testing.assert_allclose(np.asarray(response.json()["probabilities"]), wine_service.expected, atol=1e-5)
+    assert missing.status_code == 422 and "missing columns ['alcohol']" in missing.text
+    assert unknown.status_code == 422 and "unknown columns ['colour']" in unknown.text
+    assert text.status_code == 422 and "'alcohol' must be a number" in text.text
+    assert images.status_code == 422 and "takes tables" in images.text

@@ -1,0 +1,178 @@
+"""The production stack as files: docker-compose.yml against the Compose
+Specification schema (vendored in infra/compose-spec/, no network and no
+Docker engine needed), the Dockerfile, the Kubernetes job template and the CI
+workflows. The same programs are started for real in tests/integration/test_stack.py."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+SCHEMA = ROOT / "infra" / "compose-spec" / "compose-spec.json"
+SECRETS = ("POSTGRES_PASSWORD", "PREFECT_DB_PASSWORD", "MLFLOW_DB_PASSWORD", "MLFLOW_ADMIN_PASSWORD",
+           "MLFLOW_SECRET_KEY", "LOCKGATE_API_KEYS")
+# ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}
+VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
+PINNED_TAG = re.compile(r"^[a-z0-9./-]+:[0-9][0-9A-Za-z.-]*$")
+
+
+def interpolate(value: Any, env: dict[str, str]) -> Any:
+    """Compose's variable interpolation, enough to render this file."""
+    if isinstance(value, dict):
+        return {key: interpolate(item, env) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate(item, env) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match) -> str:
+        name, op, arg = match["name"], match["op"], match["arg"]
+        present = name in env and (env[name] != "" or not (op or "").startswith(":"))
+        if present:
+            return env[name]
+        if op in ("?", ":?"):
+            raise KeyError(f"{name}: {arg}")
+        return arg if op in ("-", ":-") else ""
+
+    return VARIABLE.sub(substitute, value)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+@pytest.fixture(scope="module")
+def validator() -> jsonschema.protocols.Validator:
+    schema = json.loads(SCHEMA.read_text())
+    assert "draft-07" in schema["$schema"]
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(schema)
+
+
+def _errors(validator, document: dict) -> list[str]:
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(document)]
+
+
+def test_the_compose_file_follows_the_compose_specification(compose, validator):
+    assert _errors(validator, compose) == []
+    rendered = interpolate(compose, {name: "x" * 24 for name in SECRETS})
+    assert _errors(validator, rendered) == []
+
+
+def test_the_validator_really_rejects_a_broken_file(compose, validator):
+    broken = json.loads(json.dumps(compose))
+    broken["services"]["postgres"]["healthchek"] = {"test": ["CMD", "true"]}
+    broken["services"]["worker"]["depends_on"]["mlflow"]["condition"] = "service_ready"
+    assert len(_errors(validator, broken)) == 2
+
+
+def test_the_stack_has_every_server_the_issue_names(compose):
+    services = compose["services"]
+    assert set(services) == {"postgres", "prefect-server", "mlflow", "worker", "bento"}
+    assert "--app-name" in (ROOT / "infra" / "mlflow" / "start-mlflow.sh").read_text()
+    assert "postgresql+asyncpg://" in services["prefect-server"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]
+    mlflow_env = services["mlflow"]["environment"]
+    assert mlflow_env["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql://")
+    assert mlflow_env["MLFLOW_AUTH_DATABASE_URI"].startswith("postgresql://")
+    assert "prefect worker start" in " ".join(services["worker"]["command"])
+    assert "lockgate serve" in " ".join(services["bento"]["command"])
+
+
+@pytest.mark.parametrize("secret", SECRETS)
+def test_every_secret_is_required_and_has_no_default(compose, secret):
+    text = COMPOSE.read_text()
+    uses = [m for m in VARIABLE.finditer(text) if m["name"] == secret]
+    assert uses, f"{secret} is not used"
+    assert all(m["op"] == ":?" for m in uses), f"{secret} must be ${{{secret}:?...}} everywhere"
+    others = {name: "x" * 24 for name in SECRETS if name != secret}
+    with pytest.raises(KeyError, match=secret):
+        interpolate(compose, others)
+    with pytest.raises(KeyError, match=secret):
+        interpolate(compose, others | {secret: ""})
+
+
+def test_no_service_carries_a_literal_secret(compose):
+    for name, service in compose["services"].items():
+        for key, value in (service.get("environment") or {}).items():
+            if re.search(r"PASSWORD|SECRET|API_KEYS", key):
+                assert "${" in str(value), f"{name}.{key} holds a literal value"
+
+
+def test_every_image_is_built_in_infra_or_a_pinned_public_image(compose):
+    for name, service in compose["services"].items():
+        build = service.get("build")
+        if build is None:
+            assert PINNED_TAG.match(service["image"]), f"{name}: {service['image']} is not pinned to a version"
+            assert ":latest" not in service["image"]
+            continue
+        dockerfile = ROOT / build["context"] / build["dockerfile"]
+        assert dockerfile.is_file() and dockerfile.parent.relative_to(ROOT).parts[0] == "infra", name
+        stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", dockerfile.read_text(), flags=re.MULTILINE | re.IGNORECASE)
+        assert build["target"] in stages, f"{name}: no stage {build['target']} in {dockerfile}"
+
+
+def test_the_dockerfile_is_multi_stage_pinned_and_installs_from_the_lock():
+    text = (ROOT / "infra" / "Dockerfile").read_text()
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)", text, flags=re.MULTILINE)[1]
+    assert PINNED_TAG.match(base), base
+    assert len(re.findall(r"^FROM ", text, flags=re.MULTILINE)) >= 4
+    assert re.search(r"uv pip sync .*requirements\.lock", text)
+    for stage in ("prefect-build", "mlflow-build"):
+        body = text.split(f"AS {stage}", 1)[1].split("FROM ", 1)[0]
+        assert "--constraint requirements.lock" in body, stage
+    for runtime in ("prefect-server", "mlflow-server", "pipeline"):
+        body = text.split(f"AS {runtime}\n", 1)[1].split("\nFROM ", 1)[0]
+        assert "USER lockgate" in body, f"{runtime} runs as root"
+    extra = (ROOT / "infra" / "mlflow" / "requirements-auth.txt").read_text().splitlines()
+    requirements = [line for line in extra if line.strip() and not line.startswith("#")]
+    assert requirements and all(re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][0-9A-Za-z.]*", r) for r in requirements)
+
+def test_services_start_in_order_of_health(compose):
+    services = compose["services"]
+    for name, service in services.items():
+        assert "healthcheck" in service, f"{name} has no healthcheck"
+        for dependency, rule in (service.get("depends_on") or {}).items():
+            assert rule == {"condition": "service_healthy"}, f"{name} -> {dependency}"
+    assert set(services["worker"]["depends_on"]) == {"prefect-server", "mlflow"}
+    assert set(services["prefect-server"]["depends_on"]) == set(services["mlflow"]["depends_on"]) == {"postgres"}
+
+
+def test_the_kubernetes_job_template_requests_gpus():
+    template = json.loads((ROOT / "infra" / "k8s" / "base-job-template.json").read_text())
+    manifest = template["job_configuration"]["job_manifest"]
+    [container] = manifest["spec"]["template"]["spec"]["containers"]
+    resources = container["resources"]
+    assert resources["limits"]["nvidia.com/gpu"] == resources["requests"]["nvidia.com/gpu"] == "{{ gpu_count }}"
+    variables = template["variables"]["properties"]
+    assert variables["gpu_count"]["type"] == "integer" and variables["gpu_count"]["default"] >= 1
+    assert "image" in template["variables"]["required"]
+    placeholders = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", json.dumps(template["job_configuration"])))
+    assert placeholders <= set(variables), placeholders - set(variables)
+
+
+def test_the_ci_workflows_run_the_tests_and_retrain_with_a_summary():
+    workflows = ROOT / ".github" / "workflows"
+    ci = yaml.safe_load((workflows / "ci.yml").read_text())
+    retrain = yaml.safe_load((workflows / "retrain.yml").read_text())
+    ci_steps = [step for job in ci["jobs"].values() for step in job["steps"]]
+    assert any(step.get("run", "") == "bash .ci/run" for step in ci_steps)
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    triggers = retrain[True] if True in retrain else retrain["on"]  # YAML 1.1 reads `on` as True
+    assert {"workflow_dispatch", "schedule", "push"} <= set(triggers)
+    assert any(path.startswith(("data", "lockgate", "tasks", "flows")) for path in triggers["push"]["paths"])
+    steps = [step for job in retrain["jobs"].values() for step in job["steps"]]
+    assert any("GITHUB_STEP_SUMMARY" in step.get("run", "") for step in steps)
+    for step in ci_steps + steps:
+        if "uses" in step:
+            assert re.search(r"@v\d+(\.\d+)*$", step["uses"]), f"{step['uses']} is not pinned to a version"
