@@ -68,10 +68,12 @@ def _mlp(x_train: np.ndarray):
 
 
 def predict_proba(model, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Call the model directly in fixed batches (model.predict retraces)."""
+    """Compiled inference in chunks: `predict_on_batch` runs the traced predict
+    function (about 10x faster than an eager call on a small batch) without
+    `predict`'s per-call set-up."""
     out = []
     for start in range(0, len(x), batch_size):
-        out.append(np.asarray(model(x[start : start + batch_size], training=False), dtype="float32"))
+        out.append(np.asarray(model.predict_on_batch(x[start : start + batch_size]), dtype="float32"))
     if not out:
         return np.zeros((0, 0), dtype="float32")
     return np.concatenate(out)

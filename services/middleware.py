@@ -144,6 +144,12 @@ class RequestLogMiddleware:
 
     def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
         self.app = app
+        if not access_log.handlers:  # BentoML configures only its own loggers
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            access_log.addHandler(handler)
+            access_log.setLevel(logging.INFO)
+            access_log.propagate = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:

@@ -32,7 +32,7 @@ def load_model(folder: str | Path) -> Any:
     folder = Path(folder)
     model = keras.models.load_model(folder / MODEL_FILE)
     meta = json.loads((folder / META_FILE).read_text())
-    model(np.zeros((1, *meta["input_shape"]), dtype="float32"), training=False)
+    model.predict_on_batch(np.zeros((1, *meta["input_shape"]), dtype="float32"))
     return model
 
 

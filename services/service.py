@@ -1,21 +1,18 @@
 """The Lockgate prediction service (BentoML 1.4, class-based API).
 
-Two services in one Bento: ``LockgateService`` is the public edge (auth,
-validation, answers with the model's identity) and ``ModelRunner`` holds the
-Keras model behind BentoML's adaptive batching. The edge splits a client's
-batch into pieces no larger than ``max_batch_size``, so a request of 500 rows
-never exceeds the batch limit, and the runner merges pieces from concurrent
-clients into full batches.
+The edge authenticates, validates and answers with the model's identity; the
+model sits behind adaptive batching in the same process (services/batching.py),
+which merges concurrent requests into batches of at most ``max_batch_size``
+rows and splits a client's large batch into pieces of that size.
 
 Serve the champion with ``bentoml serve services.service:LockgateService`` or a
-built Bento by its tag. The model is resolved from the Bento store when a
+built Bento by its tag. The model is resolved from the Bento store when the
 service starts, not at import: ``LOCKGATE_MODEL_TAG``, else the tag baked into
 a built Bento, else the champion recorded in the Lockgate workspace.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from http import HTTPStatus
@@ -58,34 +55,32 @@ def _http_error(error: RequestError) -> BentoMLException:
     return BentoMLException(error.message, error_code=HTTPStatus(error.status))
 
 
-@bentoml.service(name="lockgate-model", workers=1, traffic={"timeout": _serving.request_timeout_s})
-class ModelRunner:
-    """Holds the model; concurrent calls are merged into batches."""
-
-    def __init__(self) -> None:
-        self.bento_model = bentoml.models.get(resolve_model_tag())
-        self.model = load_model(self.bento_model.path)
-
-    @bentoml.api(batchable=BATCHING, max_batch_size=_serving.max_batch_size, max_latency_ms=_serving.max_latency_ms)
-    def infer(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model(x, training=False), dtype="float32")
-
-
 @bentoml.service(name="lockgate", workers=1, traffic={"timeout": _serving.request_timeout_s})
 class LockgateService:
-    runner = bentoml.depends(ModelRunner)
-
     def __init__(self) -> None:
+        from services.batching import AdaptiveBatcher
+
         self.settings = get_settings().serving
         bento_model = bentoml.models.get(resolve_model_tag())
         self.spec = ModelSpec.from_folder(bento_model.path, str(bento_model.tag))
-        self.predictions = _prediction_counter()
+        model = load_model(bento_model.path)
+        self.predictions, batch_sizes = _metrics()
+        self.batcher = AdaptiveBatcher(
+            lambda x: np.asarray(model.predict_on_batch(x), dtype="float32"),
+            max_batch_size=self.settings.max_batch_size,
+            max_latency_ms=self.settings.max_latency_ms,
+            enabled=BATCHING,
+            on_batch=batch_sizes.observe,
+        )
 
     async def _answer(self, x: np.ndarray) -> dict[str, Any]:
-        size = self.settings.max_batch_size
-        pieces = [x[i : i + size] for i in range(0, len(x), size)]
-        outputs = await asyncio.gather(*(self.runner.to_async.infer(piece) for piece in pieces))
-        answer = self.spec.respond(np.concatenate([np.asarray(o) for o in outputs]))
+        from services.batching import Overloaded
+
+        try:
+            probabilities = await self.batcher.submit(x)
+        except Overloaded as error:
+            raise BentoMLException(str(error), error_code=HTTPStatus.SERVICE_UNAVAILABLE) from None
+        answer = self.spec.respond(probabilities)
         version = answer["model"]["version"]
         for label in answer["labels"]:
             self.predictions.labels(label=label, model_version=version).inc()
@@ -130,20 +125,22 @@ class LockgateService:
         return self.spec.describe()
 
 
-def _prediction_counter() -> Any:
+def _metrics() -> tuple[Any, Any]:
     """Created on first use, after BentoML has set up multiprocess metrics."""
-    global _PREDICTIONS
-    if _PREDICTIONS is None:
-        from prometheus_client import Counter
+    global _METRICS
+    if _METRICS is None:
+        from prometheus_client import Counter, Histogram
 
-        _PREDICTIONS = Counter(
-            "lockgate_predictions", "Predictions served, by predicted label and model version",
-            labelnames=["label", "model_version"],
+        _METRICS = (
+            Counter("lockgate_predictions", "Predictions served, by predicted label and model version",
+                    labelnames=["label", "model_version"]),
+            Histogram("lockgate_batch_size", "Rows per model call after adaptive batching",
+                      buckets=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512]),
         )
-    return _PREDICTIONS
+    return _METRICS
 
 
-_PREDICTIONS: Any = None
+_METRICS: tuple[Any, Any] | None = None
 
 LockgateService.add_asgi_middleware(RequestLogMiddleware)
 LockgateService.add_asgi_middleware(BodyLimitMiddleware, max_bytes=_serving.max_body_bytes)

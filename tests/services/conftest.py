@@ -31,9 +31,9 @@ class Served:
     meta: dict
     log: Path
 
-    def client(self, key: str | None = API_KEY, **kwargs) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=60, **kwargs)
+    def client(self, key: str | None = API_KEY, headers: dict[str, str] | None = None) -> httpx.Client:
+        sent = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url, headers=sent | (headers or {}), timeout=60)
 
 
 def free_port() -> int:
