@@ -44,6 +44,7 @@ def register_model(
         _ensure_registered_model(client, model_name)
         version = client.create_model_version(
             model_name, source=training.model_uri, run_id=training.run_id, tags=tags,
+            model_id=_logged_model_id(training.model_uri),
             description=f"Trained on {summary.dataset} ({summary.rows} rows); {decision.headline()[:500]}",
         )
     _wait_until_ready(client, model_name, str(version.version))
@@ -53,6 +54,12 @@ def register_model(
         name=model_name, version=str(version.version), run_id=training.run_id,
         uri=f"models:/{model_name}/{version.version}",
     )
+
+
+def _logged_model_id(model_uri: str) -> str | None:
+    """MLflow 3 logs a model as `models:/<model id>`; a tracking server registers
+    such a source only when the request names that model id (SQLite does not check)."""
+    return model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
 
 
 def _existing_version(client, model_name: str, run_id: str):

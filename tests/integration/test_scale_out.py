@@ -51,7 +51,7 @@ def _tf_worker(tf_config: dict, snapshot_root: Path, epochs: int = 3) -> subproc
 
 
 def _outcome(worker: subprocess.Popen) -> dict:
-    output, _ = worker.communicate(timeout=300)
+    output, _ = worker.communicate(timeout=180)
     assert worker.returncode == 0, output[-3000:]
     return json.loads(output.strip().splitlines()[-1])
 
@@ -64,7 +64,12 @@ def test_tf_config_switches_training_to_multi_worker_mirrored_strategy(tmp_path)
     assert outcome["val_accuracy"] > 0.5
 
 
+class MultiWorkerFitUnsupported(Exception):
+    """Keras 3's model.fit fails on a dataset distributed across workers."""
+
+
 @pytest.mark.xfail(
+    raises=MultiWorkerFitUnsupported,
     strict=True,
     reason="Keras 3 model.fit cannot consume a multi-worker distributed dataset "
     "(ValueError: Attempt to convert a value (PerReplica...)); keras-team/keras#20585",
@@ -76,10 +81,15 @@ def test_two_workers_train_together_over_loopback(tmp_path):
         for i in range(2)
     ]
     try:
-        outcomes = [_outcome(worker) for worker in workers]
+        outputs = [worker.communicate(timeout=180)[0] for worker in workers]
     finally:
         for worker in workers:
             if worker.poll() is None:
                 worker.kill()
                 worker.wait()
-    assert all(o["replicas"] == 2 for o in outcomes)
+    failed = [output for worker, output in zip(workers, outputs) if worker.returncode != 0]
+    if failed and all("PerReplica" in output for output in failed):
+        raise MultiWorkerFitUnsupported(failed[0][-500:])
+    assert not failed, failed[0][-3000:]
+    outcomes = [json.loads(output.strip().splitlines()[-1]) for output in outputs]
+    assert all(o["replicas"] == 2 and "2 worker(s)" in o["placement"] for o in outcomes)
