@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,27 +28,16 @@ KEY = "bench-key"
 CONCURRENCY = (1, 8, 32)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start(bento: str, batching: bool, x: np.ndarray) -> tuple[subprocess.Popen, str, float]:
     """Start `bentoml serve`; return (process, url, seconds to the first answered prediction)."""
     import httpx
 
-    port = free_port()
+    from lockgate import bento_server
+
     env = os.environ | {"LOCKGATE_API_KEYS": KEY, "LOCKGATE_BATCHING": "true" if batching else "false"}
     started = time.perf_counter()
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("bentoml")), "serve", bento, "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    process, url = bento_server.start(bento, env, subprocess.DEVNULL, timeout=300)  # type: ignore[arg-type]
     while True:
-        if process.poll() is not None:
-            raise RuntimeError("bentoml serve exited during start-up")
         try:
             response = httpx.post(f"{url}/predict", json={"instances": x[:1].tolist()},
                                   headers={"X-API-Key": KEY}, timeout=5)
@@ -62,8 +49,9 @@ def start(bento: str, batching: bool, x: np.ndarray) -> tuple[subprocess.Popen, 
 
 
 def stop(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=30)
+    from lockgate import bento_server
+
+    bento_server.stop(process)
 
 
 async def load(url: str, x: np.ndarray, clients: int, seconds: float) -> dict[str, float]:

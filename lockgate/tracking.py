@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,12 @@ def connect(settings: LockgateSettings) -> str:
     """Point MLflow at the store and make sure the experiment exists; return its id."""
     import mlflow
 
+    exported = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(settings.tracking_uri)
+    # set_tracking_uri also exports the URI to the environment, where a later
+    # settings object would mistake it for the user's override of the store.
+    if exported is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name(settings.experiment_name)
     if experiment is not None:

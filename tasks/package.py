@@ -8,11 +8,7 @@ import json
 import os
 import secrets
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -105,12 +101,6 @@ def build_bento(registered: RegisteredModel, model_tag: str, data_hash: str) -> 
     return str(bento.tag)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def verify_bento(bento_tag: str, x: np.ndarray, expected: np.ndarray, timeout: float = 180.0) -> float:
     """Serve the Bento as users will, send it the holdout, compare with `expected`.
 
@@ -119,18 +109,18 @@ def verify_bento(bento_tag: str, x: np.ndarray, expected: np.ndarray, timeout: f
     """
     import httpx
 
-    port, key = free_port(), secrets.token_urlsafe(24)
+    from lockgate import bento_server
+
+    key = secrets.token_urlsafe(24)
     env = os.environ | {"LOCKGATE_API_KEYS": key, "LOCKGATE_ALLOW_ANONYMOUS": "false"}
     env.pop("LOCKGATE_MODEL_TAG", None)
     log = tempfile.TemporaryFile()
-    bentoml_cli = Path(sys.executable).with_name("bentoml")
-    server = subprocess.Popen(
-        [str(bentoml_cli), "serve", bento_tag, "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(base, server, log, timeout)
+        server, base = bento_server.start(bento_tag, env, log, timeout)
+    except bento_server.ServerFailed as exc:
+        log.close()
+        raise DeterministicFailure(str(exc)) from None
+    try:
         answers = []
         with httpx.Client(base_url=base, timeout=60, headers={"Authorization": f"Bearer {key}"}) as client:
             for start in range(0, len(x), 256):
@@ -139,7 +129,7 @@ def verify_bento(bento_tag: str, x: np.ndarray, expected: np.ndarray, timeout: f
                     raise DeterministicFailure(f"Bento {bento_tag} answered {response.status_code}: {response.text[:300]}")
                 answers.append(np.asarray(response.json()["probabilities"], dtype="float32"))
     finally:
-        _stop(server)
+        bento_server.stop(server)
         log.close()
     served = np.concatenate(answers)
     disagreements = int((served.argmax(axis=1) != expected.argmax(axis=1)).sum())
@@ -151,35 +141,6 @@ def verify_bento(bento_tag: str, x: np.ndarray, expected: np.ndarray, timeout: f
     if difference > 1e-3:
         raise DeterministicFailure(f"Bento {bento_tag} probabilities differ by up to {difference:.2e} from the in-process model")
     return difference
-
-
-def _wait_ready(base: str, server: subprocess.Popen, log, timeout: float) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            log.seek(0)
-            raise DeterministicFailure(f"bentoml serve exited with {server.returncode}:\n{log.read().decode()[-2000:]}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"the Bento did not become ready within {timeout:.0f}s")
-
-
-def _stop(server: subprocess.Popen) -> None:
-    import signal
-
-    if server.poll() is None:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
 
 
 def package_model(

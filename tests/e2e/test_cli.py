@@ -5,32 +5,26 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
+from lockgate import bento_server
+
 pytestmark = pytest.mark.e2e
 
 LOCKGATE = str(Path(sys.executable).with_name("lockgate"))
-BENTOML = str(Path(sys.executable).with_name("bentoml"))
 
 
 def _env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCKGATE_", "PREFECT_", "BENTOML_", "MLFLOW_"))}
     env.update(LOCKGATE_HOME=str(home), COLUMNS="200")
     return env
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -59,19 +53,11 @@ def test_run_promotes_a_champion_on_the_digits(fresh_run):
 def test_the_packaged_bento_answers_over_http(fresh_run):
     home, result = fresh_run
     bento = re.search(r"Bento:\s+(lockgate:\S+)", result.stdout).group(1)
-    port, key = _free_port(), "e2e-key"
+    key = "e2e-key"
     env = _env(home) | {"BENTOML_HOME": str(home / "bentoml"), "LOCKGATE_API_KEYS": key}
-    server = subprocess.Popen([BENTOML, "serve", bento, "--host", "127.0.0.1", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    with tempfile.TemporaryFile() as log:
+        server, base = bento_server.start(bento, env, log, timeout=120)
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
         from sklearn.datasets import load_digits
 
         digits = load_digits()
@@ -84,8 +70,7 @@ def test_the_packaged_bento_answers_over_http(fresh_run):
         assert body["model"]["name"] == "lockgate-digits" and body["model"]["version"] == "1"
         assert np.mean(np.array(body["labels"]).astype(int) == y) >= 0.9
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+        bento_server.stop(server)
 
 
 def test_bad_file_exits_non_zero_with_the_reason(fresh_run, tmp_path):

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +11,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+
+from lockgate import bento_server
 
 API_KEY = "test-key-" + uuid.uuid4().hex
 OLD_KEY = "rotated-out-" + uuid.uuid4().hex
@@ -36,44 +34,9 @@ class Served:
         return httpx.Client(base_url=self.url, headers=sent | (headers or {}), timeout=60)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_server(target: str, log: Path, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    port = free_port()
     env = os.environ | {"LOCKGATE_API_KEYS": f"{API_KEY},{OLD_KEY}"} | (extra_env or {})
-    bentoml_cli = str(Path(sys.executable).with_name("bentoml"))
-    process = subprocess.Popen(
-        [bentoml_cli, "serve", target, "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"bentoml serve exited: {log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    stop_server(process)
-    raise RuntimeError(f"bentoml serve not ready after 120 s: {log.read_text()[-3000:]}")
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    return bento_server.start(target, env, log.open("wb"), timeout=120, cwd=Path(__file__).resolve().parents[2])
 
 
 def _build_and_serve(data: str, target: str | None, epochs: int, tmp: Path):
@@ -107,11 +70,11 @@ def _build_and_serve(data: str, target: str | None, epochs: int, tmp: Path):
 def digits_service(prefect_harness, tmp_path_factory):
     process, served = _build_and_serve("digits", None, 8, tmp_path_factory.mktemp("serve-digits"))
     yield served
-    stop_server(process)
+    bento_server.stop(process)
 
 
 @pytest.fixture(scope="session")
 def wine_service(prefect_harness, tmp_path_factory, wine_csv):
     process, served = _build_and_serve(str(wine_csv), "target", 40, tmp_path_factory.mktemp("serve-wine"))
     yield served
-    stop_server(process)
+    bento_server.stop(process)
