@@ -70,6 +70,10 @@ def run(
         result = training_pipeline(data=data, target=target, model_name=model_name, settings=settings)
     except ValidationFailed as failure:
         print_validation_failure(console, failure.summary)
+        if report is not None:
+            from lockgate.reporting import validation_markdown
+
+            report.write_text(validation_markdown(failure.summary) + "\n")
         raise typer.Exit(2)
     except Exception as exc:  # a step failed after its retries
         console.print(f"\n[bold red]Run failed:[/] {type(exc).__name__}: {exc}")

@@ -30,7 +30,9 @@ def _env(home: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def fresh_run(tmp_path_factory):
     home = tmp_path_factory.mktemp("e2e") / "workspace"
-    result = subprocess.run([LOCKGATE, "run"], env=_env(home), capture_output=True, text=True, timeout=900)
+    report = home.parent / "gate-report.md"
+    result = subprocess.run([LOCKGATE, "run", "--report", str(report)], env=_env(home),
+                            capture_output=True, text=True, timeout=900)
     return home, result
 
 
@@ -41,6 +43,8 @@ def test_run_promotes_a_champion_on_the_digits(fresh_run):
     assert "Gate: PROMOTE" in out
     assert "Champion: lockgate-digits version 1" in out
     assert (home / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").is_file()
+    report = (home.parent / "gate-report.md").read_text()
+    assert "# Gate: PROMOTE" in report and "Registered **lockgate-digits** version **1**" in report
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
@@ -77,9 +81,11 @@ def test_bad_file_exits_non_zero_with_the_reason(fresh_run, tmp_path):
     home, _ = fresh_run
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b,label\n1,2,x\n3,4\n5,6,y,7\n")
-    result = subprocess.run([LOCKGATE, "run", "--data", str(bad), "--target", "label"], env=_env(home),
-                            capture_output=True, text=True, timeout=300)
+    report = tmp_path / "report.md"
+    result = subprocess.run([LOCKGATE, "run", "--data", str(bad), "--target", "label", "--report", str(report)],
+                            env=_env(home), capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
+    assert "FAILED" in report.read_text() and "not a well-formed table" in report.read_text()
     assert "Validation failed" in result.stdout
     assert "not a well-formed table" in result.stdout
     assert "champion is unchanged" in result.stdout
