@@ -79,28 +79,22 @@ def register_deployments(settings: LockgateSettings, work_pool: str | None = Non
                             "regression_margin": settings.gate.regression_margin}
     from prefect.client.schemas.schedules import CronSchedule
 
+    shared: dict[str, Any] = {"work_pool_name": pool, "job_variables": job_variables,
+                              "build": False, "push": False, "print_next_steps": False}
     ids = {
         SCHEDULED: source.deploy(
             name=SCHEDULED,
-            work_pool_name=pool,
             schedule=CronSchedule(cron=settings.deploy.schedule_cron, timezone=settings.deploy.schedule_timezone),
             parameters=scheduled_parameters,
-            job_variables=job_variables,
             description="Retrains on a schedule with the thresholds from settings.",
             tags=["lockgate", "scheduled"],
-            build=False,
-            push=False,
-            print_next_steps=False,
+            **shared,
         ),
         ON_DEMAND: source.deploy(
             name=ON_DEMAND,
-            work_pool_name=pool,
-            job_variables=job_variables,
             description="Retrains when asked, from the UI's run form, the CLI or CI.",
             tags=["lockgate", "on-demand"],
-            build=False,
-            push=False,
-            print_next_steps=False,
+            **shared,
         ),
     }
     return ids

@@ -13,12 +13,16 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from lockgate.preprocessing import load_image_file
 from lockgate.records import DatasetKind
+
+if TYPE_CHECKING:
+    from lockgate.settings import TrainingSettings
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 BUILTIN_SOURCES = ("digits", "mnist", "cifar10")
@@ -294,6 +298,11 @@ def _label_sort_key(label: str) -> tuple[int, float | str]:
         return (0, float(label))
     except ValueError:
         return (1, label)
+
+
+def split_for(y: np.ndarray, training: "TrainingSettings") -> dict[str, np.ndarray]:
+    """The pipeline's split of `y`, as the training settings define it."""
+    return split_indices(y, training.holdout_fraction, training.validation_fraction, training.seed)
 
 
 def split_indices(y: np.ndarray, holdout: float, validation: float, seed: int) -> dict[str, np.ndarray]:

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from lockgate.data import Snapshot, split_indices
+from lockgate.data import Snapshot, split_for
 from lockgate.models import build_model
 from lockgate.settings import TrainingSettings
 
@@ -132,7 +132,7 @@ def fit(
         tf.config.experimental.enable_op_determinism()  # same seed, same model
     placement = choose_placement(settings.device)
     keras.mixed_precision.set_global_policy("mixed_float16" if placement.mixed_precision else "float32")
-    split = split_indices(snapshot.y, settings.holdout_fraction, settings.validation_fraction, settings.seed)
+    split = split_for(snapshot.y, settings)
     x_train, y_train = snapshot.x[split["train"]], snapshot.y[split["train"]]
     x_val, y_val = snapshot.x[split["validation"]], snapshot.y[split["validation"]]
     global_batch = settings.batch_size * placement.replicas

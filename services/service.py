@@ -17,7 +17,7 @@ import json
 import os
 from http import HTTPStatus
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Callable
 
 import bentoml
 import numpy as np
@@ -73,9 +73,14 @@ class LockgateService:
             on_batch=batch_sizes.observe,
         )
 
-    async def _answer(self, x: np.ndarray) -> dict[str, Any]:
+    async def _answer(self, prepare: Callable[[], np.ndarray]) -> dict[str, Any]:
+        """Validate with `prepare` (a RequestError becomes its 4xx), predict, count."""
         from services.batching import Overloaded
 
+        try:
+            x = prepare()
+        except RequestError as error:
+            raise _http_error(error) from None
         try:
             probabilities = await self.batcher.submit(x)
         except Overloaded as error:
@@ -91,33 +96,21 @@ class LockgateService:
         self, instances: list[Any] = Field(description="examples as nested lists of numbers, shape [n, *input_shape]")
     ) -> dict[str, Any]:
         """Class probabilities and labels for a batch of arrays."""
-        try:
-            x = self.spec.to_array(instances, self.settings.max_rows_per_request)
-        except RequestError as error:
-            raise _http_error(error) from None
-        return await self._answer(x)
+        return await self._answer(lambda: self.spec.to_array(instances, self.settings.max_rows_per_request))
 
     @bentoml.api(route="/predict_records")
     async def predict_records(
         self, records: list[dict[str, Any]] = Field(description="rows as objects keyed by column name")
     ) -> dict[str, Any]:
         """Predictions for table rows given as JSON objects (tabular models)."""
-        try:
-            x = self.spec.records_to_array(records, self.settings.max_rows_per_request)
-        except RequestError as error:
-            raise _http_error(error) from None
-        return await self._answer(x)
+        return await self._answer(lambda: self.spec.records_to_array(records, self.settings.max_rows_per_request))
 
     @bentoml.api(route="/predict_image")
     async def predict_image(
         self, image: Annotated[Path, ContentType("image/*")] = Field(description="a PNG or JPEG file")
     ) -> dict[str, Any]:
         """Prediction for one uploaded image, resized and scaled as in training (image models)."""
-        try:
-            x = self.spec.image_to_array(Path(image).read_bytes())
-        except RequestError as error:
-            raise _http_error(error) from None
-        return await self._answer(x)
+        return await self._answer(lambda: self.spec.image_to_array(Path(image).read_bytes()))
 
     @bentoml.api(route="/metadata")
     def metadata(self) -> dict[str, Any]:

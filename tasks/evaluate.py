@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from lockgate.data import read_snapshot, split_indices
+from lockgate.data import read_snapshot, split_for
 from lockgate.faults import maybe_inject
 from lockgate.models import predict_proba
 from lockgate.plots import confusion_matrix_image
@@ -75,9 +75,7 @@ def evaluate_model(
     settings = settings or get_settings()
     maybe_inject("evaluate", settings)
     snapshot = read_snapshot(snapshot_folder)
-    split = split_indices(
-        snapshot.y, settings.training.holdout_fraction, settings.training.validation_fraction, settings.training.seed
-    )
+    split = split_for(snapshot.y, settings.training)
     x, y = snapshot.x[split["holdout"]], snapshot.y[split["holdout"]]
     names = snapshot.class_names
     model = keras.models.load_model(training.model_path)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lockgate.data import read_snapshot, split_indices
+from lockgate.data import read_snapshot, split_for
 from lockgate.faults import DeterministicFailure, maybe_inject
 from lockgate.records import EvaluationReport, PackagedService, RegisteredModel, TrainingResult
 from lockgate.settings import LockgateSettings, get_settings
@@ -160,8 +160,7 @@ def package_model(
     model_tag = store_model(registered, training, evaluation, snapshot_folder, data_hash)
     bento_tag = build_bento(registered, model_tag, data_hash)
     snapshot = read_snapshot(snapshot_folder)
-    t = settings.training
-    holdout = split_indices(snapshot.y, t.holdout_fraction, t.validation_fraction, t.seed)["holdout"]
+    holdout = split_for(snapshot.y, settings.training)["holdout"]
     x = snapshot.x[holdout]
     expected = predict_proba(keras.models.load_model(training.model_path), x)
     difference = verify_bento(bento_tag, x, expected) if settings.verify_bento else float("nan")

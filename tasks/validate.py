@@ -43,13 +43,14 @@ def validate_data(
     checks = _run_suite(data, reference, settings)
     checks += _extra_checks(data, settings)
     success = not any(c.severity == "blocking" and not c.success for c in checks)
+    docs = _data_docs_index(settings)
     summary = ValidationSummary(
         dataset=data.name,
         kind=data.kind,
         rows=len(data.frame),
         success=success,
         checks=checks,
-        data_docs=str(_data_docs_index(settings)) if _data_docs_index(settings).exists() else None,
+        data_docs=str(docs) if docs.exists() else None,
     )
     if success:
         folder, digest, seen = write_snapshot(data, settings.snapshots_dir)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lockgate.data import read_snapshot, split_indices
+from lockgate.data import read_snapshot, split_for
 from lockgate.models import predict_proba
 from lockgate.settings import get_settings
 from lockgate.training import fit
@@ -19,7 +19,7 @@ def digits():
     snapshot = read_snapshot(validate_task.fn("digits").snapshot)
     training = get_settings().training.model_copy(update={"epochs": 8})
     outcome = fit(snapshot, training)
-    holdout = split_indices(snapshot.y, training.holdout_fraction, training.validation_fraction, training.seed)["holdout"]
+    holdout = split_for(snapshot.y, training)["holdout"]
     return snapshot, training, outcome.model, snapshot.x[holdout], snapshot.y[holdout]
 
 
@@ -60,6 +60,6 @@ def test_tabular_model_learns_the_wine_classes(wine_csv):
     snapshot = read_snapshot(validate_task.fn(str(wine_csv), "target").snapshot)
     training = get_settings().training.model_copy(update={"epochs": 40})
     model = fit(snapshot, training).model
-    split = split_indices(snapshot.y, training.holdout_fraction, training.validation_fraction, training.seed)
+    split = split_for(snapshot.y, training)
     x, y = snapshot.x[split["holdout"]], snapshot.y[split["holdout"]]
     assert np.mean(predict_proba(model, x).argmax(axis=1) == y) >= 0.9

@@ -45,7 +45,7 @@ def _build_and_serve(data: str, target: str | None, epochs: int, tmp: Path):
     import keras
 
     from flows.training import training_pipeline
-    from lockgate.data import read_snapshot, split_indices
+    from lockgate.data import read_snapshot, split_for
     from lockgate.models import predict_proba
     from lockgate.settings import get_settings
 
@@ -55,8 +55,7 @@ def _build_and_serve(data: str, target: str | None, epochs: int, tmp: Path):
     result = training_pipeline(data=data, target=target, model_name=name, settings=settings)
     assert result.status == "promoted", result.gate
     snapshot = read_snapshot(result.validation.snapshot)
-    t = settings.training
-    holdout = split_indices(snapshot.y, t.holdout_fraction, t.validation_fraction, t.seed)["holdout"]
+    holdout = split_for(snapshot.y, settings.training)["holdout"]
     x = snapshot.x[holdout]
     model = keras.models.load_model(settings.runs_dir / result.run_id / "model.keras")
     log = tmp / f"{name}.log"
