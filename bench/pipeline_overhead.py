@@ -24,6 +24,7 @@ def bare_keras(epochs: int, seed: int) -> tuple[float, float]:
 
     from lockgate.data import split_indices
     from lockgate.models import build_model
+    from lockgate.settings import TrainingSettings
 
     started = time.perf_counter()
     digits = load_digits()
@@ -32,7 +33,7 @@ def bare_keras(epochs: int, seed: int) -> tuple[float, float]:
     keras.utils.set_random_seed(seed)
     split = split_indices(y, 0.2, 0.1, seed)
     meta = {"kind": "image", "class_names": [str(i) for i in range(10)], "input_shape": [8, 8, 1], "pixel_scale": 16.0}
-    model = build_model(meta, x[split["train"]], 2e-3)
+    model = build_model(meta, x[split["train"]], y[split["train"]], TrainingSettings(learning_rate=2e-3))
     model.fit(x[split["train"]], y[split["train"]], validation_data=(x[split["validation"]], y[split["validation"]]),
               epochs=epochs, batch_size=32, verbose=0)
     accuracy = float(np.mean(model(x[split["holdout"]], training=False).numpy().argmax(axis=1) == y[split["holdout"]]))

@@ -18,9 +18,9 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
 
 
-def write_section(name: str, command: str, body: str) -> None:
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    text = DOC.read_text() if DOC.exists() else HEADER
+def write_section(name: str, command: str, body: str, doc: Path = DOC, header: str = HEADER) -> None:
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    text = doc.read_text() if doc.exists() else header
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = (
         f"<!-- bench:{name} -->\n## {name}\n\nCommand: `{command}`  \n"
@@ -28,5 +28,5 @@ def write_section(name: str, command: str, body: str) -> None:
     )
     pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
-    DOC.write_text(text)
-    print(f"wrote section '{name}' of {DOC}", file=sys.stderr)
+    doc.write_text(text)
+    print(f"wrote section '{name}' of {doc}", file=sys.stderr)

@@ -1,5 +1,6 @@
-"""The gated training pipeline: validate, train, evaluate, gate, register,
-package, promote. The flow only composes steps and decides; the steps do."""
+"""The gated training pipeline: validate, train, evaluate, gate, export,
+register, package, promote. The flow only composes steps and decides; the
+steps do."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from lockgate.settings import LockgateSettings, get_settings
 from lockgate.tracking import model_name_for
 from tasks.champion import find_champion_task
 from tasks.evaluate import evaluate_task
+from tasks.export import export_task
 from tasks.gate import gate_task
 from tasks.package import package_task
 from tasks.promote import promote_task
@@ -55,9 +57,10 @@ def training_pipeline(
         result.evaluation = evaluate_task(training, summary.snapshot, champion, settings)
         result.gate = gate_task(result.evaluation, settings)
         if result.gate.promote:
-            registered = register_task(training, result.gate, summary, name, settings)
+            result.exports = export_task(training, summary.snapshot, settings)
+            registered = register_task(training, result.gate, summary, name, settings, result.exports)
             result.package = package_task(
-                registered, training, result.evaluation, summary.snapshot, summary.data_hash, settings
+                registered, training, result.evaluation, summary.snapshot, summary.data_hash, result.exports, settings
             )
             result.registered = promote_task(registered, result.package, settings)
             result.status = "promoted"

@@ -26,6 +26,14 @@ Examples:
 
   lockgate run --data arrays.npz                 # arrays 'x' and 'y'
 
+  lockgate run --data reviews.csv --target sentiment        # a text column: text classification
+
+  lockgate run --data aclImdb/train --family text            # one folder of .txt files per class
+
+  lockgate run --data houses.csv --target price              # a numeric target: regression
+
+  lockgate run --data photos/ --architecture cifar --augment
+
 Settings come from LOCKGATE_* variables or a YAML file (--config), e.g.
 LOCKGATE_GATE__MIN_ACCURACY=0.9. Exit status: 0 when the run completed
 (promoted or rejected by the gate), 2 when validation failed, 1 when a step failed.
@@ -41,23 +49,39 @@ def _prepare(home: Optional[Path], config: Optional[Path], overrides: dict[str, 
         os.environ[key] = value
     from lockgate.settings import apply_environment, get_settings, reset_settings
 
+    from pydantic import ValidationError
+
     reset_settings()
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        typer.echo(f"Invalid settings: {problems}", err=True)
+        raise typer.Exit(2) from None
     apply_environment(settings)
     return settings
 
 
 @app.command(help="Run the gated training pipeline on a data set." + RUN_EXAMPLES)
 def run(
-    data: str = typer.Option("digits", help="digits, mnist, cifar10, or a .csv/.parquet/.npz file or image folder"),
-    target: Optional[str] = typer.Option(None, help="label column of a table"),
+    data: str = typer.Option(
+        "digits", help="digits, mnist, cifar10, imdb, or a .csv/.parquet/.npz file, or a folder of images or .txt files"
+    ),
+    target: Optional[str] = typer.Option(None, help="label (or value, for regression) column of a table"),
     epochs: Optional[int] = typer.Option(None, min=1, help="maximum training epochs (early stopping may end sooner)"),
+    family: Optional[str] = typer.Option(None, help="image, text, tabular or regression (default: decided from the data)"),
+    architecture: Optional[str] = typer.Option(
+        None, help="small_cnn, mnist, cifar, lstm, transformer, mlp or linear (default: the family's)"
+    ),
+    augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="augment training images"),
     model_name: Optional[str] = typer.Option(None, help="registered model name (default lockgate-<data set>)"),
     home: Optional[Path] = typer.Option(None, help="workspace folder (default ./.lockgate or LOCKGATE_HOME)"),
     config: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="YAML settings file"),
     report: Optional[Path] = typer.Option(None, dir_okay=False, help="also write the run's Markdown report here (e.g. a CI job summary)"),
 ) -> None:
-    overrides = {"LOCKGATE_TRAINING__EPOCHS": str(epochs)} if epochs else {}
+    chosen = {"EPOCHS": epochs, "FAMILY": family, "ARCHITECTURE": architecture, "AUGMENT": augment}
+    overrides = {f"LOCKGATE_TRAINING__{key}": str(value).lower() if isinstance(value, bool) else str(value)
+                 for key, value in chosen.items() if value is not None}
     settings = _prepare(home, config, overrides)
     from rich.console import Console
 

@@ -1,9 +1,14 @@
 """Reading data sets of every supported kind, and snapshotting them.
 
-A source is a name (``digits``, ``mnist``, ``cifar10``) or a path: a CSV/TSV or
-Parquet table (with a target column), a ``.npz`` with ``x`` and ``y``, or a
-folder of images with one sub-folder per class. Reading is lenient on purpose:
-what is wrong with the data is reported by validation, not by a crash here.
+A source is a name (``digits``, ``mnist``, ``cifar10``, ``imdb``) or a path: a
+CSV/TSV or Parquet table (with a target column), a ``.npz`` with ``x`` and
+``y``, or a folder with one sub-folder per class holding images or ``.txt``
+files (the IMDB layout). Reading is lenient on purpose: what is wrong with the
+data is reported by validation, not by a crash here.
+
+The model family follows from the data unless settings name it: images; a
+table whose one feature is free text (text classification); a table whose
+numeric target takes many values (regression); else table classification.
 """
 
 from __future__ import annotations
@@ -25,7 +30,11 @@ if TYPE_CHECKING:
     from lockgate.settings import TrainingSettings
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
-BUILTIN_SOURCES = ("digits", "mnist", "cifar10")
+TEXT_SUFFIXES = {".txt"}
+BUILTIN_SOURCES = ("digits", "mnist", "cifar10", "imdb")
+# A numeric target with more distinct values than this is a regression target.
+REGRESSION_MIN_DISTINCT = 20
+TEXT_FEATURES = ["text_length", "word_count"]  # what validation profiles of a text
 
 
 class DataLoadError(Exception):
@@ -43,12 +52,15 @@ class LoadedData:
     x: np.ndarray | None = None  # images only: (n, h, w, c) raw pixel values
     pixel_scale: float = 1.0
     problems: list[str] = field(default_factory=list)  # found while reading
+    text_column: str | None = None  # text only: the column holding the text
 
     @property
     def feature_columns(self) -> list[str]:
         """Model inputs of a table; images have none (their pixels are the input)."""
         if self.kind == "image":
             return []
+        if self.kind == "text":
+            return [self.text_column]
         return [c for c in self.frame.columns if c != self.target]
 
     @property
@@ -56,7 +68,13 @@ class LoadedData:
         """Columns whose statistics are compared with the champion's data."""
         if self.kind == "image":
             return ["pixel_mean", "pixel_std"]
+        if self.kind == "text":
+            return TEXT_FEATURES
         return self.feature_columns
+
+    @property
+    def is_regression(self) -> bool:
+        return self.kind == "regression"
 
 
 def dataset_name(source: str) -> str:
@@ -67,25 +85,135 @@ def dataset_name(source: str) -> str:
     return cleaned or "dataset"
 
 
-def load_source(source: str, target: str | None = None, image_size: tuple[int, int] | None = None) -> LoadedData:
+def load_source(source: str, target: str | None = None, training: "TrainingSettings | None" = None) -> LoadedData:
     """Read a source into a LoadedData, raising DataLoadError if unreadable."""
+    family = training.family if training else "auto"
+    image_size = training.image_size if training else None
     if source == "digits":
-        return _load_digits()
-    if source in ("mnist", "cifar10"):
-        return _load_keras_dataset(source)
-    path = Path(source).expanduser()
-    if not path.exists():
-        raise DataLoadError(f"{source}: no such file or folder (or built-in data set: {', '.join(BUILTIN_SOURCES)})")
-    if path.is_dir():
-        return _load_image_folder(path, image_size)
-    suffix = path.suffix.lower()
-    if suffix == ".npz":
-        return _load_npz(path)
-    if suffix in (".csv", ".tsv", ".txt", ".parquet", ".pq"):
-        if not target:
-            raise DataLoadError(f"{path.name} is a table: name its label column with --target COLUMN")
-        return _load_table(path, target)
-    raise DataLoadError(f"{path.name}: unsupported file type {suffix or '(none)'}; use .csv, .tsv, .parquet, .npz or a folder of images")
+        data = _load_digits()
+    elif source in ("mnist", "cifar10"):
+        data = _load_keras_dataset(source)
+    elif source == "imdb":
+        data = _load_imdb()
+    else:
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise DataLoadError(f"{source}: no such file or folder (or built-in data set: {', '.join(BUILTIN_SOURCES)})")
+        if path.is_dir():
+            data = _load_text_folder(path) if _holds_text_files(path) else _load_image_folder(path, image_size)
+        elif path.suffix.lower() == ".npz":
+            data = _load_npz(path)
+        elif path.suffix.lower() in (".csv", ".tsv", ".txt", ".parquet", ".pq"):
+            if not target:
+                raise DataLoadError(f"{path.name} is a table: name its label column with --target COLUMN")
+            data = _table_family(_load_table(path, target), family, training.text_column if training else None)
+        else:
+            raise DataLoadError(
+                f"{path.name}: unsupported file type {path.suffix.lower() or '(none)'}; "
+                "use .csv, .tsv, .parquet, .npz or a folder of images or .txt files"
+            )
+    return _check_family(data, family)
+
+
+def _check_family(data: LoadedData, family: str) -> LoadedData:
+    """A family named in settings must be one this data can train."""
+    if family == "auto" or family == data.kind:
+        return data
+    if data.kind in ("tabular", "regression") and family in ("tabular", "regression"):
+        data.kind = family  # the user decides whether a numeric target is a class or a value
+        return data
+    raise DataLoadError(f"settings ask for the {family} family, but {data.name} holds {data.kind} data")
+
+
+def _table_family(data: LoadedData, family: str, text_column: str | None) -> LoadedData:
+    """Decide whether a table is text, regression or classification data."""
+    frame, target = data.frame, data.target
+    features = [c for c in frame.columns if c != target]
+    if text_column or family == "text":
+        column = text_column or _text_column(frame, features)
+        if column is None or column not in frame.columns:
+            raise DataLoadError(
+                f"{data.name}: no text column {('named ' + repr(column)) if column else 'found'}; "
+                "name it with training.text_column"
+            )
+        return _text_data(data.name, frame[column], frame[target] if target in frame.columns else None, target, column)
+    column = _text_column(frame, features) if family == "auto" else None
+    if column is not None and len(features) == 1:
+        return _text_data(data.name, frame[column], frame[target] if target in frame.columns else None, target, column)
+    if family == "regression" or (family == "auto" and target in frame.columns and _looks_continuous(frame[target])):
+        data.kind = "regression"
+    return data
+
+
+def _text_column(frame: pd.DataFrame, columns: list[str]) -> str | None:
+    """The one column of free text (strings averaging three or more words)."""
+    found = []
+    for col in columns:
+        values = frame[col]
+        if not (values.dtype == object or pd.api.types.is_string_dtype(values)):
+            continue
+        strings = values.dropna()
+        strings = strings[strings.map(lambda v: isinstance(v, str))]
+        if len(strings) and strings.str.split().str.len().mean() >= 3:
+            found.append(col)
+    return found[0] if len(found) == 1 else None
+
+
+def _looks_continuous(target: pd.Series) -> bool:
+    values = pd.to_numeric(target, errors="coerce")
+    if values.notna().mean() < 0.99:
+        return False
+    distinct = values.dropna().nunique()
+    fractional = bool((values.dropna() % 1 != 0).any())
+    return distinct > REGRESSION_MIN_DISTINCT or (fractional and distinct > 2)
+
+
+def _text_data(name: str, texts: pd.Series, labels: pd.Series | None, target: str, column: str) -> LoadedData:
+    """A text data set: the text, its label, and the lengths validation profiles."""
+    text = texts.where(texts.isna(), texts.astype(str))
+    lengths = text.str.len()
+    frame = pd.DataFrame({column: text, "text_length": lengths, "word_count": text.str.split().str.len()})
+    if labels is not None:
+        frame[target] = labels.to_numpy()
+    return LoadedData(name=name, kind="text", frame=frame, target=target, text_column=column)
+
+
+def _holds_text_files(path: Path) -> bool:
+    return any(f.suffix.lower() in TEXT_SUFFIXES for d in path.iterdir() if d.is_dir() for f in d.iterdir())
+
+
+def _load_text_folder(path: Path) -> LoadedData:
+    """One sub-folder per class of .txt files, as in the IMDB reviews archive."""
+    texts, labels, problems = [], [], []
+    for folder in sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith(".")):
+        for file in sorted(folder.iterdir()):
+            if file.suffix.lower() not in TEXT_SUFFIXES:
+                continue
+            try:
+                texts.append(file.read_text(encoding="utf-8"))
+                labels.append(folder.name)
+            except (UnicodeDecodeError, OSError) as exc:
+                problems.append(f"{file.relative_to(path)}: not UTF-8 text ({exc.__class__.__name__})")
+    if not texts:
+        raise DataLoadError(f"{path}: no readable .txt files in its class folders")
+    data = _text_data(dataset_name(str(path)), pd.Series(texts, dtype=object), pd.Series(labels), "label", "text")
+    data.problems = problems
+    return data
+
+
+def _load_imdb() -> LoadedData:
+    """The IMDB reviews through keras.datasets (downloads on first use)."""
+    import keras
+
+    try:
+        (x, y), _ = keras.datasets.imdb.load_data()
+        index = keras.datasets.imdb.get_word_index()
+    except Exception as exc:
+        raise DataLoadError(f"could not load imdb through keras.datasets (it downloads on first use): {exc}") from exc
+    words = {i + 3: w for w, i in index.items()}  # 0-2 are padding, start and unknown
+    texts = [" ".join(words.get(i, "") for i in review if i > 2) for review in x]
+    labels = pd.Series(np.where(np.asarray(y) == 1, "positive", "negative"))
+    return _text_data("imdb", pd.Series(texts, dtype=object), labels, "label", "text")
 
 
 def _load_digits() -> LoadedData:
@@ -226,20 +354,29 @@ class Snapshot:
         return self.meta["class_names"]
 
 
-def content_hash(x: np.ndarray, labels: np.ndarray, columns: list[str]) -> str:
+def content_hash(x: np.ndarray, targets: np.ndarray, columns: list[str], kind: str = "") -> str:
     digest = hashlib.sha256()
-    digest.update(json.dumps([list(x.shape), columns]).encode())
-    digest.update(np.ascontiguousarray(x, dtype="float32").tobytes())
-    digest.update("\x1f".join(labels.tolist()).encode())
+    digest.update(json.dumps([list(x.shape), columns, kind]).encode())
+    if x.dtype.kind in "USO":
+        digest.update("\x1e".join(map(str, x.tolist())).encode())
+    else:
+        digest.update(np.ascontiguousarray(x, dtype="float32").tobytes())
+    digest.update("\x1f".join(map(str, targets.tolist())).encode())
     return digest.hexdigest()
 
 
 def training_arrays(data: LoadedData) -> tuple[np.ndarray, np.ndarray]:
-    """Features and string labels; only call on data that passed validation."""
-    labels = data.frame[data.target].astype(str).to_numpy()
+    """Features and targets (string labels, or float values for regression);
+    only call on data that passed validation."""
+    if data.is_regression:
+        targets = data.frame[data.target].to_numpy(dtype="float32")
+    else:
+        targets = data.frame[data.target].astype(str).to_numpy()
     if data.kind == "image":
-        return data.x.astype("float32"), labels
-    return data.frame[data.feature_columns].to_numpy(dtype="float32"), labels
+        return data.x.astype("float32"), targets
+    if data.kind == "text":
+        return data.frame[data.text_column].astype(str).to_numpy(dtype=str), targets
+    return data.frame[data.feature_columns].to_numpy(dtype="float32"), targets
 
 
 def column_profile(frame: pd.DataFrame, columns: list[str]) -> dict[str, dict[str, float]]:
@@ -257,16 +394,19 @@ def column_profile(frame: pd.DataFrame, columns: list[str]) -> dict[str, dict[st
 
 def write_snapshot(data: LoadedData, root: Path) -> tuple[Path, str, bool]:
     """Store validated data under its hash; return (folder, hash, seen_before)."""
-    x, labels = training_arrays(data)
+    x, targets = training_arrays(data)
     columns = data.feature_columns
-    digest = content_hash(x, labels, columns)
+    digest = content_hash(x, targets, columns, data.kind)
     folder = root / digest[:16]
     seen_before = (folder / "meta.json").is_file()
     if not seen_before:
         folder.mkdir(parents=True, exist_ok=True)
-        class_names = sorted(set(labels.tolist()), key=_label_sort_key)
-        index = {name: i for i, name in enumerate(class_names)}
-        y = np.array([index[v] for v in labels], dtype="int64")
+        if data.is_regression:
+            class_names, y = [], targets.astype("float32")
+        else:
+            class_names = sorted(set(targets.tolist()), key=_label_sort_key)
+            index = {name: i for i, name in enumerate(class_names)}
+            y = np.array([index[v] for v in targets], dtype="int64")
         tmp = folder / "data.tmp.npz"
         np.savez_compressed(tmp, x=x, y=y)
         tmp.replace(folder / "data.npz")
@@ -278,6 +418,8 @@ def write_snapshot(data: LoadedData, root: Path) -> tuple[Path, str, bool]:
             "class_names": class_names,
             "input_shape": list(x.shape[1:]),
             "pixel_scale": data.pixel_scale,
+            "text_column": data.text_column,
+            "target_stats": column_profile(data.frame, [data.target])[data.target] if data.is_regression else None,
             "rows": int(len(x)),
             "data_hash": digest,
             "profile": column_profile(data.frame, data.profile_columns),
@@ -310,9 +452,10 @@ def split_indices(y: np.ndarray, holdout: float, validation: float, seed: int) -
     from sklearn.model_selection import train_test_split
 
     index = np.arange(len(y))
+    classes = y if y.dtype.kind in "iu" else _value_bins(y)  # regression: stratify by quantile
 
     def _split(idx: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-        labels = y[idx]
+        labels = classes[idx]
         counts = np.bincount(labels)
         stratify = labels if counts[counts > 0].min() >= 2 else None
         try:
@@ -323,3 +466,11 @@ def split_indices(y: np.ndarray, holdout: float, validation: float, seed: int) -
     rest, holdout_idx = _split(index, holdout)
     train_idx, val_idx = _split(rest, validation)
     return {"train": np.sort(train_idx), "validation": np.sort(val_idx), "holdout": np.sort(holdout_idx)}
+
+
+def _value_bins(values: np.ndarray, bins: int = 5) -> np.ndarray:
+    """Quantile bins of a regression target, so every split covers its range."""
+    if len(values) < bins * 4:
+        return np.zeros(len(values), dtype="int64")
+    edges = np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1])
+    return np.searchsorted(edges, values).astype("int64")

@@ -42,12 +42,22 @@ def build_expectations(
         gxe.ExpectColumnToExist(column=target, **_meta("label column present", BLOCKING)),
         gxe.ExpectTableRowCountToBeBetween(min_value=settings.min_rows, **_meta("enough rows", BLOCKING)),
         gxe.ExpectColumnValuesToNotBeNull(column=target, **_meta("labels not null", BLOCKING)),
-        gxe.ExpectColumnUniqueValueCountToBeBetween(
-            column=target, min_value=2, max_value=settings.max_classes, **_meta("label count", BLOCKING)
-        ),
     ]
-    if kind == "tabular":
+    if kind == "regression":
+        suite += [
+            gxe.ExpectColumnValuesToBeInTypeList(column=target, type_list=NUMERIC_TYPES, **_meta("numeric target", BLOCKING)),
+            gxe.ExpectColumnUniqueValueCountToBeBetween(column=target, min_value=2, **_meta("target varies", BLOCKING)),
+        ]
+    else:
+        suite.append(
+            gxe.ExpectColumnUniqueValueCountToBeBetween(
+                column=target, min_value=2, max_value=settings.max_classes, **_meta("label count", BLOCKING)
+            )
+        )
+    if kind in ("tabular", "regression"):
         suite += _tabular_expectations(feature_columns, settings)
+    elif kind == "text":
+        suite += _text_expectations(feature_columns[0], settings)
     else:
         suite += _image_expectations(pixel_scale, settings)
     if reference:
@@ -76,6 +86,21 @@ def _tabular_expectations(columns: list[str], settings: ValidationSettings) -> l
     return suite
 
 
+def _text_expectations(column: str, settings: ValidationSettings) -> list[gxe.Expectation]:
+    return [
+        gxe.ExpectColumnToExist(column=column, **_meta("text column present", BLOCKING)),
+        gxe.ExpectColumnValuesToNotBeNull(
+            column=column, mostly=1.0 - settings.max_null_fraction, **_meta("texts not null", BLOCKING)
+        ),
+        gxe.ExpectColumnValueLengthsToBeBetween(
+            column=column, min_value=1, mostly=1.0 - settings.max_null_fraction, **_meta("texts not empty", BLOCKING)
+        ),
+        gxe.ExpectColumnProportionOfUniqueValuesToBeBetween(
+            column=column, min_value=1.0 - settings.max_duplicate_fraction, **_meta("duplicate texts", WARNING)
+        ),
+    ]
+
+
 def _image_expectations(pixel_scale: float, settings: ValidationSettings) -> list[gxe.Expectation]:
     return [
         gxe.ExpectColumnValuesToNotBeNull(column="pixel_mean", **_meta("pixels are finite", BLOCKING)),
@@ -96,18 +121,24 @@ def _champion_expectations(
     kind: str, target: str, reference: dict, settings: ValidationSettings
 ) -> list[gxe.Expectation]:
     drift = BLOCKING if settings.drift_severity == "blocking" else WARNING
-    suite: list[gxe.Expectation] = [
-        gxe.ExpectColumnValuesToBeInSet(
-            column=target, value_set=list(reference["class_names"]), **_meta("labels known to the champion", BLOCKING)
-        ),
-    ]
-    if kind == "tabular":
+    suite: list[gxe.Expectation] = []
+    if kind != "regression":
+        suite.append(
+            gxe.ExpectColumnValuesToBeInSet(
+                column=target, value_set=list(reference["class_names"]), **_meta("labels known to the champion", BLOCKING)
+            )
+        )
+    if kind in ("tabular", "regression"):
         suite.append(
             gxe.ExpectTableColumnsToMatchSet(
                 column_set=list(reference["feature_columns"]) + [reference["target"]],
                 exact_match=True,
                 **_meta("same columns as the champion's data", BLOCKING),
             )
+        )
+    elif kind == "text":
+        suite.append(
+            gxe.ExpectColumnToExist(column=reference["text_column"], **_meta("same text column as the champion's", BLOCKING))
         )
     else:
         shape = "x".join(str(d) for d in reference["input_shape"])
@@ -125,7 +156,7 @@ def _champion_expectations(
                 **_meta("feature mean close to the champion's data", drift),
             )
         )
-        if kind == "tabular":
+        if kind in ("tabular", "regression"):
             margin = 0.1 * (stats["max"] - stats["min"]) + 1e-9
             suite.append(
                 gxe.ExpectColumnValuesToBeBetween(
@@ -178,6 +209,8 @@ def describe_failure(config: Any, result: dict, exception: dict | None) -> str:
         )
     count = result.get("unexpected_count")
     percent = result.get("unexpected_percent")
+    if kind == "expect_column_value_lengths_to_be_between":
+        return f"{where} has {count} empty values ({_num(percent)}%)"
     if kind in ("expect_column_values_to_not_be_null",):
         return f"{where} has {count} null values ({_num(percent)}%)"
     if kind == "expect_column_values_to_be_in_set":
@@ -188,7 +221,7 @@ def describe_failure(config: Any, result: dict, exception: dict | None) -> str:
     if kind in ("expect_compound_columns_to_be_unique", "expect_column_proportion_of_unique_values_to_be_between"):
         if percent is not None:
             return f"{_num(percent)}% of rows are duplicates"
-        return f"only {_num(100 * (observed or 0))}% of images are distinct"
+        return f"only {_num(100 * (observed or 0))}% of {'images' if column == 'image_hash' else 'values'} are distinct"
     return f"{where}: {kind} failed (observed {observed})"
 
 

@@ -7,39 +7,114 @@ a served model takes data exactly as it came in for training.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+if TYPE_CHECKING:
+    from lockgate.settings import TrainingSettings
 
-def build_model(meta: dict, x_train: np.ndarray, learning_rate: float, mixed_precision: bool = False):
+
+def build_model(
+    meta: dict, x_train: np.ndarray, y_train: np.ndarray, settings: "TrainingSettings", mixed_precision: bool = False
+):
+    """The family's model, compiled with its loss and metrics. Preprocessing
+    (pixel scaling, feature standardisation, tokenisation, the target's scale)
+    is part of the model, so it takes and gives data as users have it."""
     import keras
 
-    classes = len(meta["class_names"])
-    if meta["kind"] == "image":
-        body = _cnn(tuple(meta["input_shape"]), float(meta["pixel_scale"]))
+    kind = meta["kind"]
+    architecture = resolve_architecture(meta, settings.architecture)
+    if kind == "image":
+        inputs, features = _cnn(tuple(meta["input_shape"]), float(meta["pixel_scale"]), architecture, settings.augment)
+    elif kind == "text":
+        inputs, features = _text_encoder(x_train, architecture, settings.max_tokens, settings.sequence_length)
     else:
-        body = _mlp(x_train)
-    inputs, features = body
-    # Softmax in float32 even under mixed precision, for stable probabilities.
-    outputs = keras.layers.Dense(classes, activation="softmax", dtype="float32", name="probabilities")(features)
-    model = keras.Model(inputs, outputs, name=f"lockgate_{meta['kind']}")
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+        inputs, features = _table_encoder(x_train, architecture)
+    if kind == "regression":
+        # Predict the standardised target, then map back to the target's units.
+        mean, std = float(np.mean(y_train)), float(np.std(y_train)) or 1.0
+        standard = keras.layers.Dense(1, dtype="float32", name="standardised_value")(features)
+        outputs = keras.layers.Rescaling(scale=std, offset=mean, dtype="float32", name="value")(standard)
+        loss, metrics = "mse", [keras.metrics.RootMeanSquaredError(name="rmse"), "mae"]
+    else:
+        # Softmax in float32 even under mixed precision, for stable probabilities.
+        outputs = keras.layers.Dense(len(meta["class_names"]), activation="softmax", dtype="float32", name="probabilities")(features)
+        loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
+    model = keras.Model(inputs, outputs, name=f"lockgate_{kind}_{architecture}")
+    model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss=loss, metrics=metrics)
     return model
 
 
-def _cnn(shape: tuple[int, ...], pixel_scale: float):
-    """A small CNN; pooling only while the feature map is large enough."""
+ARCHITECTURES = {
+    "image": ("small_cnn", "mnist", "cifar"),
+    "text": ("lstm", "transformer"),
+    "tabular": ("mlp", "linear"),
+    "regression": ("mlp", "linear"),
+}
+
+
+def resolve_architecture(meta: dict, requested: str) -> str:
+    """The architecture for this data: the one asked for, or the family's default."""
+    kind = meta["kind"]
+    allowed = ARCHITECTURES[kind]
+    if requested != "auto":
+        if requested not in allowed:
+            raise ValueError(f"architecture {requested!r} does not fit {kind} data; choose one of {', '.join(allowed)}")
+        return requested
+    if kind == "image":
+        height, width, channels = meta["input_shape"]
+        if min(height, width) >= 32 and channels == 3:
+            return "cifar"
+        if min(height, width) >= 24:
+            return "mnist"
+        return "small_cnn"
+    return allowed[0]
+
+
+def _augmentation(x, channels: int):
+    """Random shifts, rotations and zoom while training; identity at inference."""
+    from keras import layers
+
+    if channels == 3:  # natural photos may be mirrored; digits and letters may not
+        x = layers.RandomFlip("horizontal", name="augment_flip")(x)
+    x = layers.RandomTranslation(0.1, 0.1, fill_mode="constant", name="augment_shift")(x)
+    x = layers.RandomRotation(0.05, fill_mode="constant", name="augment_rotate")(x)
+    return layers.RandomZoom(0.1, fill_mode="constant", name="augment_zoom")(x)
+
+
+def _cnn(shape: tuple[int, ...], pixel_scale: float, architecture: str, augment: bool):
+    """Three CNNs: a small one (8x8 digits), the classic MNIST one, and a deeper
+    VGG-style one with batch normalisation for CIFAR-style colour images."""
     import keras
     from keras import layers
 
     inputs = keras.Input(shape=shape, name="image")
-    x = layers.Rescaling(1.0 / pixel_scale)(inputs)
+    x = layers.Rescaling(1.0 / pixel_scale, dtype="float32")(inputs)
+    if augment:
+        x = _augmentation(x, shape[-1])
+    if architecture == "cifar":
+        for filters in (32, 64, 128):
+            for _ in range(2):
+                x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+                x = layers.BatchNormalization()(x)
+                x = layers.Activation("relu")(x)
+            x = layers.MaxPooling2D(2)(x)
+            x = layers.Dropout(0.2)(x)
+        x = layers.GlobalAveragePooling2D()(x)
+        return inputs, layers.Dense(128, activation="relu")(x)
+    if architecture == "mnist":
+        x = layers.Conv2D(32, 3, activation="relu")(x)
+        x = layers.MaxPooling2D(2)(x)
+        x = layers.Conv2D(64, 3, activation="relu")(x)
+        x = layers.MaxPooling2D(2)(x)
+        x = layers.Flatten()(x)
+        x = layers.Dropout(0.5)(x)
+        return inputs, x
     filters = 32
     size = min(shape[0], shape[1])
-    for _ in range(3):
+    for _ in range(3):  # pooling only while the feature map is large enough
         x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
         if size >= 8:
             x = layers.MaxPooling2D(2)(x)
@@ -53,27 +128,132 @@ def _cnn(shape: tuple[int, ...], pixel_scale: float):
     return inputs, x
 
 
-def _mlp(x_train: np.ndarray):
+def _table_encoder(x_train: np.ndarray, architecture: str):
+    """Standardised features into an MLP, or straight into the output (linear)."""
     import keras
     from keras import layers
 
     inputs = keras.Input(shape=(x_train.shape[1],), name="features")
-    norm = layers.Normalization(name="standardise")
+    # float32 even under mixed precision: raw feature variances overflow float16.
+    norm = layers.Normalization(name="standardise", dtype="float32")
     norm.adapt(x_train)
     x = norm(inputs)
+    if architecture == "linear":
+        return inputs, x
     x = layers.Dense(64, activation="relu")(x)
     x = layers.Dropout(0.1)(x)
     x = layers.Dense(32, activation="relu")(x)
     return inputs, x
 
 
-def predict_proba(model, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Compiled inference in chunks: `predict_on_batch` runs the traced predict
+def _text_encoder(texts: np.ndarray, architecture: str, max_tokens: int, sequence_length: int):
+    """Raw strings in: tokenisation is a layer of the model, so the saved model
+    and the service take text exactly as users write it."""
+    import keras
+    from keras import layers
+
+    texts = np.asarray(texts, dtype=str)
+    # No longer than nearly all texts: padding most of every sequence only dilutes.
+    words = np.char.count(texts, " ") + 1
+    sequence_length = int(min(sequence_length, max(8, np.percentile(words, 95) if len(words) else 8)))
+    vectorise = layers.TextVectorization(
+        max_tokens=max_tokens, output_sequence_length=sequence_length, name="tokenise"
+    )
+    vectorise.adapt(texts)
+    vocabulary = vectorise.vocabulary_size()
+    inputs = keras.Input(shape=(), dtype="string", name="text")
+    tokens = vectorise(inputs)
+    if architecture == "transformer":
+        x = _token_and_position_embedding()(vocabulary, sequence_length, 64, name="embed")(tokens)
+        attention = layers.MultiHeadAttention(num_heads=2, key_dim=32, dropout=0.1)(x, x)
+        x = layers.LayerNormalization(epsilon=1e-6)(x + attention)
+        feed_forward = layers.Dense(64)(layers.Dense(128, activation="relu")(x))
+        x = layers.LayerNormalization(epsilon=1e-6)(x + layers.Dropout(0.1)(feed_forward))
+        x = layers.GlobalAveragePooling1D()(x)
+    else:
+        x = layers.Embedding(vocabulary, 64, mask_zero=True, name="embed")(tokens)
+        x = layers.Bidirectional(layers.LSTM(32))(x)
+    x = layers.Dropout(0.3)(x)
+    return inputs, layers.Dense(32, activation="relu")(x)
+
+
+def _register(cls):
+    import keras
+
+    return keras.saving.register_keras_serializable(package="lockgate")(cls)
+
+
+_LAYERS: dict = {}
+
+
+def _token_and_position_embedding():
+    """The layer class, defined on first use so importing this module stays cheap."""
+    if "embedding" in _LAYERS:
+        return _LAYERS["embedding"]
+    from keras import layers, ops
+
+    @_register
+    class TokenAndPositionEmbedding(layers.Layer):
+        """Token embedding plus a learned embedding of each position."""
+
+        def __init__(self, vocabulary: int, sequence_length: int, width: int, **kwargs):
+            super().__init__(**kwargs)
+            self.vocabulary, self.sequence_length, self.width = vocabulary, sequence_length, width
+            self.tokens = layers.Embedding(vocabulary, width)
+            self.positions = layers.Embedding(sequence_length, width)
+
+        def build(self, input_shape):
+            self.tokens.build(input_shape)
+            self.positions.build((self.sequence_length,))
+            super().build(input_shape)
+
+        def call(self, ids):
+            positions = ops.arange(0, ops.shape(ids)[-1], 1)
+            return self.tokens(ids) + self.positions(positions)
+
+        def get_config(self):
+            return super().get_config() | {
+                "vocabulary": self.vocabulary, "sequence_length": self.sequence_length, "width": self.width
+            }
+
+    _LAYERS["embedding"] = TokenAndPositionEmbedding
+    return TokenAndPositionEmbedding
+
+
+def register_custom_layers() -> None:
+    """Make Lockgate's own layers known before a saved model is deserialised."""
+    _token_and_position_embedding()
+
+
+def load_keras_model(path: str | Path):
+    """Load a saved .keras model, Lockgate's own layers included."""
+    import keras
+
+    register_custom_layers()
+    return keras.models.load_model(path)
+
+
+def model_input(x: np.ndarray):
+    """What a model call takes: text arrives as a tensor of strings (Keras
+    converts numbers itself but not strings), everything else as it is."""
+    if x.dtype.kind in "USO":
+        import tensorflow as tf
+
+        return tf.constant(np.asarray(x, dtype=str))
+    return x
+
+
+def predict_outputs(model, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """The model's outputs (class probabilities, or the predicted value of a
+    regression) as float32 of shape (n, outputs).
+
+    Compiled inference in chunks: `predict_on_batch` runs the traced predict
     function (about 10x faster than an eager call on a small batch) without
     `predict`'s per-call set-up."""
     out = []
     for start in range(0, len(x), batch_size):
-        out.append(np.asarray(model.predict_on_batch(x[start : start + batch_size]), dtype="float32"))
+        batch = np.asarray(model.predict_on_batch(model_input(x[start : start + batch_size])), dtype="float32")
+        out.append(batch.reshape(len(batch), -1))
     if not out:
         return np.zeros((0, 0), dtype="float32")
     return np.concatenate(out)

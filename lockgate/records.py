@@ -10,7 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-DatasetKind = Literal["image", "tabular"]
+# The model families: image and table classification, text classification, and
+# regression on tables.
+DatasetKind = Literal["image", "tabular", "text", "regression"]
 Severity = Literal["blocking", "warning"]
 
 
@@ -61,6 +63,7 @@ class TrainingResult(BaseModel):
 
 class EvaluationReport(BaseModel):
     run_id: str
+    regression: bool = False  # metrics are rmse/mae/r2, predictions are values
     metrics: dict[str, float]
     per_class: dict[str, dict[str, float]]
     champion_version: str | None = None
@@ -72,6 +75,7 @@ class EvaluationReport(BaseModel):
 class GateDecision(BaseModel):
     promote: bool
     metric: str
+    higher_is_better: bool = True
     challenger: float
     champion: float | None = None
     difference_ci: tuple[float, float] | None = None
@@ -79,6 +83,39 @@ class GateDecision(BaseModel):
 
     def headline(self) -> str:
         return ("PROMOTE" if self.promote else "REJECT") + ": " + "; ".join(self.reasons)
+
+
+ExportStatus = Literal["passed", "failed_parity", "unavailable"]
+
+
+class ExportResult(BaseModel):
+    """One export format, checked against the Keras model on the holdout."""
+
+    format: str  # saved_model, tflite_dynamic, tflite_float16, tflite_int8, onnx
+    status: ExportStatus
+    reason: str = ""  # why it failed or could not be produced; empty when passed
+    path: str | None = None  # file or folder in the run's workspace
+    size_bytes: int | None = None
+    # Share of holdout examples whose predicted label matches the Keras model's
+    # (regression: whose prediction lies within the tolerance of it).
+    agreement: float | None = None
+    max_abs_difference: float | None = None
+    latency_ms_p50: float | None = None  # one example, in-process
+
+    @property
+    def shipped(self) -> bool:
+        return self.status == "passed"
+
+
+class ExportReport(BaseModel):
+    run_id: str
+    keras_size_bytes: int
+    keras_latency_ms_p50: float
+    examples: int  # holdout examples each export was compared on
+    results: list[ExportResult] = Field(default_factory=list)
+
+    def passed(self) -> list[ExportResult]:
+        return [r for r in self.results if r.shipped]
 
 
 class RegisteredModel(BaseModel):
@@ -103,4 +140,5 @@ class PipelineResult(BaseModel):
     gate: GateDecision | None = None
     registered: RegisteredModel | None = None
     package: PackagedService | None = None
+    exports: ExportReport | None = None
     tracking_uri: str = ""

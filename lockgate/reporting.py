@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lockgate.records import EvaluationReport, GateDecision, PipelineResult, ValidationSummary
 
-SHOWN_METRICS = ("accuracy", "macro_f1", "log_loss", "latency_ms_p50")
+SHOWN_METRICS = ("accuracy", "macro_f1", "log_loss", "rmse", "mae", "r2", "mean_predictor_rmse", "latency_ms_p50")
 
 
 def validation_markdown(summary: ValidationSummary) -> str:
@@ -59,6 +59,10 @@ def pipeline_markdown(result: PipelineResult) -> str:
     if result.registered:
         parts += ["", f"Registered **{result.registered.name}** version **{result.registered.version}** "
                       f"(run `{result.registered.run_id}`)."]
+    if result.exports:
+        shipped = [r.format for r in result.exports.passed()]
+        held = [f"{r.format} ({r.status})" for r in result.exports.results if not r.shipped]
+        parts.append(f"Exports shipped: {', '.join(shipped) or 'none'}; not shipped: {', '.join(held) or 'none'}.")
     if result.package:
         parts.append(f"Bento **{result.package.bento_tag}**, verified on {result.package.verified_examples} "
                      f"holdout examples (max |Δp| {result.package.max_abs_difference:.2e}).")

@@ -35,6 +35,16 @@ class TrainingSettings(BaseModel):
     # "auto" uses every visible GPU with MirroredStrategy and mixed precision.
     device: Literal["auto", "cpu"] = "auto"
     image_size: tuple[int, int] | None = None  # resize folder images to (h, w)
+    # The model family; "auto" decides from the data (images, a text column,
+    # a numeric target with many values, else table classification).
+    family: Literal["auto", "image", "text", "tabular", "regression"] = "auto"
+    # "auto" picks per family: a small CNN (digits), "mnist" (28x28x1) or
+    # "cifar" (32x32x3) by image size; "lstm" for text; "mlp" for tables.
+    architecture: Literal["auto", "small_cnn", "mnist", "cifar", "lstm", "transformer", "mlp", "linear"] = "auto"
+    augment: bool = False  # random flips/shifts/rotations of training images
+    text_column: str | None = None  # default: the table's one text column
+    max_tokens: int = Field(20_000, ge=100)  # text vocabulary size
+    sequence_length: int = Field(200, ge=4)  # tokens kept per text
 
 
 class ValidationSettings(BaseModel):
@@ -49,14 +59,36 @@ class ValidationSettings(BaseModel):
 
 
 class GateSettings(BaseModel):
+    # Classification is judged on `metric`; regression always on RMSE.
     metric: Literal["accuracy", "macro_f1"] = "accuracy"
     min_accuracy: float = Field(0.8, ge=0, le=1)
     min_macro_f1: float = Field(0.75, ge=0, le=1)
+    # Regression thresholds: R^2 on the holdout, and an optional RMSE ceiling.
+    min_r2: float = Field(0.2, le=1)
+    max_rmse: float | None = Field(None, gt=0)
+    # Regression: the challenger's RMSE may exceed the champion's by at most
+    # this fraction of the champion's RMSE, at the interval's bound.
+    rmse_margin_fraction: float = Field(0.02, ge=0)
     # The challenger may be worse than the champion by at most this much,
     # judged on the lower bound of a paired bootstrap interval.
     regression_margin: float = Field(0.01, ge=0, le=1)
     bootstrap_samples: int = Field(2000, ge=100)
     confidence: float = Field(0.95, gt=0.5, lt=1)
+
+
+ExportFormat = Literal["saved_model", "tflite_dynamic", "tflite_float16", "tflite_int8", "onnx"]
+
+
+class ExportSettings(BaseModel):
+    """Formats produced after the gate; each must agree with the Keras model."""
+
+    formats: list[ExportFormat] = ["saved_model", "tflite_dynamic", "tflite_float16", "tflite_int8", "onnx"]
+    min_label_agreement: float = Field(0.995, ge=0, le=1)
+    # Regression: an export agrees on an example when it is within this
+    # fraction of the holdout target's standard deviation of the Keras value.
+    regression_tolerance: float = Field(0.01, gt=0)
+    representative_examples: int = Field(200, ge=1)  # full-integer calibration
+    latency_repeats: int = Field(50, ge=1)
 
 
 class ServingSettings(BaseModel):
@@ -65,6 +97,7 @@ class ServingSettings(BaseModel):
     max_batch_size: int = Field(64, ge=1)
     max_latency_ms: int = Field(1000, ge=1)  # a hard cap: later answers get 503
     max_rows_per_request: int = Field(1024, ge=1)
+    max_text_chars: int = Field(100_000, ge=1)  # per text, for text models
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     request_timeout_s: int = Field(30, ge=1)
 
@@ -101,6 +134,7 @@ class LockgateSettings(BaseSettings):
     training: TrainingSettings = TrainingSettings()
     validation: ValidationSettings = ValidationSettings()
     gate: GateSettings = GateSettings()
+    export: ExportSettings = ExportSettings()
     serving: ServingSettings = ServingSettings()
     deploy: DeploySettings = DeploySettings()
     # Test hook: {"train": 2} makes the first two attempts of the train step

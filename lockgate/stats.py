@@ -15,6 +15,24 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, classes: int) -> float:
     return float(f1[present].mean()) if present.any() else 0.0
 
 
+def rmse_bootstrap_improvement(
+    y_true: np.ndarray, challenger: np.ndarray, champion: np.ndarray, samples: int, confidence: float, seed: int = 0
+) -> tuple[float, float, float]:
+    """(observed, CI low, CI high) of champion RMSE minus challenger RMSE on the
+    same resampled rows: positive means the challenger is better."""
+    challenger_sq = (challenger.astype("float64") - y_true) ** 2
+    champion_sq = (champion.astype("float64") - y_true) ** 2
+    observed = float(np.sqrt(champion_sq.mean()) - np.sqrt(challenger_sq.mean()))
+    rng = np.random.default_rng(seed)
+    diffs = np.empty(samples)
+    for start in range(0, samples, 200):  # bounded memory on large holdouts
+        idx = rng.integers(0, len(y_true), size=(min(200, samples - start), len(y_true)))
+        diffs[start : start + len(idx)] = np.sqrt(champion_sq[idx].mean(axis=1)) - np.sqrt(challenger_sq[idx].mean(axis=1))
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(diffs, [tail, 1 - tail])
+    return observed, float(low), float(high)
+
+
 def metric_value(metric: str, y_true: np.ndarray, y_pred: np.ndarray, classes: int) -> float:
     if metric == "accuracy":
         return float(np.mean(y_true == y_pred)) if len(y_true) else 0.0

@@ -130,6 +130,8 @@ def fit(
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()  # same seed, same model
+    if snapshot.meta["kind"] == "text" and keras.backend.backend() != "tensorflow":
+        raise RuntimeError("text models tokenise with TextVectorization, which needs the TensorFlow backend")
     placement = choose_placement(settings.device)
     keras.mixed_precision.set_global_policy("mixed_float16" if placement.mixed_precision else "float32")
     split = split_for(snapshot.y, settings)
@@ -137,7 +139,7 @@ def fit(
     x_val, y_val = snapshot.x[split["validation"]], snapshot.y[split["validation"]]
     global_batch = settings.batch_size * placement.replicas
     with placement.scope():
-        model = build_model(snapshot.meta, x_train, settings.learning_rate, placement.mixed_precision)
+        model = build_model(snapshot.meta, x_train, y_train, settings, placement.mixed_precision)
     train_data = input_pipeline(x_train, y_train, global_batch, settings.seed, shuffle=True)
     val_data = input_pipeline(x_val, y_val, global_batch, settings.seed, shuffle=False)
     all_callbacks: list[Any] = [

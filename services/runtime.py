@@ -27,13 +27,26 @@ class RequestError(Exception):
 
 def load_model(folder: str | Path) -> Any:
     """The Keras model of a Bento model folder, traced once before traffic."""
-    import keras
+    from lockgate.models import load_keras_model, model_input
 
     folder = Path(folder)
-    model = keras.models.load_model(folder / MODEL_FILE)
+    model = load_keras_model(folder / MODEL_FILE)
     meta = json.loads((folder / META_FILE).read_text())
-    model.predict_on_batch(np.zeros((1, *meta["input_shape"]), dtype="float32"))
+    if meta["kind"] == "text":
+        warm_up = np.array(["warm up"])
+    else:
+        warm_up = np.zeros((1, *meta["input_shape"]), dtype="float32")
+    model.predict_on_batch(model_input(warm_up))
     return model
+
+
+# Which endpoint takes which family's requests, for messages that point the way.
+ENDPOINTS = {
+    "image": "/predict with arrays, or /predict_image",
+    "tabular": "/predict_records, or /predict with arrays",
+    "regression": "/predict_records, or /predict with arrays",
+    "text": "/predict_text with a list of strings",
+}
 
 
 @dataclass
@@ -56,6 +69,13 @@ class ModelSpec:
     def class_names(self) -> list[str]:
         return list(self.meta["class_names"])
 
+    @property
+    def kind(self) -> str:
+        return self.meta["kind"]
+
+    def wrong_endpoint(self) -> RequestError:
+        return RequestError(422, f"this is a {self.kind} model: use {ENDPOINTS[self.kind]}")
+
     def identity(self) -> dict[str, str]:
         return {
             "name": self.meta["model_name"],
@@ -69,7 +89,10 @@ class ModelSpec:
         return {
             "model": self.identity(),
             "kind": meta["kind"],
+            "task": "regression" if meta["kind"] == "regression" else "classification",
+            "endpoints": ENDPOINTS[meta["kind"]],
             "input_shape": meta["input_shape"],
+            "text_column": meta.get("text_column"),
             "feature_columns": meta.get("feature_columns", []),
             "classes": meta["class_names"],
             "pixel_scale": meta.get("pixel_scale"),
@@ -79,6 +102,8 @@ class ModelSpec:
 
     def to_array(self, instances: Any, max_rows: int) -> np.ndarray:
         """Nested lists of numbers -> float32 array of the model's input shape."""
+        if self.kind == "text":
+            raise self.wrong_endpoint()
         if not isinstance(instances, list):
             raise RequestError(422, "'instances' must be a list of examples")
         if not instances:
@@ -123,8 +148,8 @@ class ModelSpec:
         """One uploaded PNG/JPEG, prepared exactly as the training images were."""
         from lockgate.preprocessing import load_image_file
 
-        if self.meta["kind"] != "image":
-            raise RequestError(422, "this model takes tables: use /predict_records or /predict")
+        if self.kind != "image":
+            raise self.wrong_endpoint()
         if not content:
             raise RequestError(422, "the uploaded image is empty")
         height, width, channels = self.input_shape
@@ -136,8 +161,8 @@ class ModelSpec:
 
     def records_to_array(self, records: Any, max_rows: int) -> np.ndarray:
         """JSON objects keyed by column name -> the feature matrix of a table model."""
-        if self.meta["kind"] != "tabular":
-            raise RequestError(422, "this model takes images: use /predict with arrays or /predict_image")
+        if self.kind not in ("tabular", "regression"):
+            raise self.wrong_endpoint()
         if not isinstance(records, list) or not records:
             raise RequestError(422, "'records' must be a non-empty list of objects")
         if len(records) > max_rows:
@@ -165,7 +190,28 @@ class ModelSpec:
             rows.append(row)
         return self.check_array(np.asarray(rows, dtype="float64"))
 
-    def respond(self, proba: np.ndarray) -> dict[str, Any]:
+    def texts_to_array(self, texts: Any, max_rows: int, max_chars: int) -> np.ndarray:
+        """A list of strings -> the string array a text model tokenises itself."""
+        if self.kind != "text":
+            raise self.wrong_endpoint()
+        if not isinstance(texts, list) or not texts:
+            raise RequestError(422, "'texts' must be a non-empty list of strings")
+        if len(texts) > max_rows:
+            raise RequestError(413, f"{len(texts)} texts in one request; the limit is {max_rows}")
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise RequestError(422, f"text {i} must be a string, got {type(text).__name__}")
+            if not text.strip():
+                raise RequestError(422, f"text {i} is empty")
+            if len(text) > max_chars:
+                raise RequestError(413, f"text {i} has {len(text)} characters; the limit is {max_chars}")
+        return np.asarray(texts, dtype=str)
+
+    def respond(self, outputs: np.ndarray) -> dict[str, Any]:
+        if self.kind == "regression":
+            return {"model": self.identity(), "target": self.meta.get("target"),
+                    "predictions": [round(float(v), 6) for v in outputs[:, 0]]}
+        proba = outputs
         names = self.class_names
         return {
             "model": self.identity(),

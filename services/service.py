@@ -65,8 +65,10 @@ class LockgateService:
         self.spec = ModelSpec.from_folder(bento_model.path, str(bento_model.tag))
         model = load_model(bento_model.path)
         self.predictions, batch_sizes = _metrics()
+        from lockgate.models import model_input
+
         self.batcher = AdaptiveBatcher(
-            lambda x: np.asarray(model.predict_on_batch(x), dtype="float32"),
+            lambda x: np.asarray(model.predict_on_batch(model_input(x)), dtype="float32"),
             max_batch_size=self.settings.max_batch_size,
             max_latency_ms=self.settings.max_latency_ms,
             enabled=BATCHING,
@@ -87,7 +89,7 @@ class LockgateService:
             raise BentoMLException(str(error), error_code=HTTPStatus.SERVICE_UNAVAILABLE) from None
         answer = self.spec.respond(probabilities)
         version = answer["model"]["version"]
-        for label in answer["labels"]:
+        for label in answer.get("labels", ["value"] * len(probabilities)):
             self.predictions.labels(label=label, model_version=version).inc()
         return answer
 
@@ -95,7 +97,7 @@ class LockgateService:
     async def predict(
         self, instances: list[Any] = Field(description="examples as nested lists of numbers, shape [n, *input_shape]")
     ) -> dict[str, Any]:
-        """Class probabilities and labels for a batch of arrays."""
+        """Class probabilities and labels (or predicted values) for a batch of arrays."""
         return await self._answer(lambda: self.spec.to_array(instances, self.settings.max_rows_per_request))
 
     @bentoml.api(route="/predict_records")
@@ -104,6 +106,15 @@ class LockgateService:
     ) -> dict[str, Any]:
         """Predictions for table rows given as JSON objects (tabular models)."""
         return await self._answer(lambda: self.spec.records_to_array(records, self.settings.max_rows_per_request))
+
+    @bentoml.api(route="/predict_text")
+    async def predict_text(
+        self, texts: list[Any] = Field(description="texts to classify, as written (the model tokenises them)")
+    ) -> dict[str, Any]:
+        """Class probabilities and labels for raw texts (text models)."""
+        return await self._answer(
+            lambda: self.spec.texts_to_array(texts, self.settings.max_rows_per_request, self.settings.max_text_chars)
+        )
 
     @bentoml.api(route="/predict_image")
     async def predict_image(

@@ -11,8 +11,8 @@ import numpy as np
 
 from lockgate.data import read_snapshot, split_for
 from lockgate.faults import maybe_inject
-from lockgate.models import predict_proba
-from lockgate.plots import confusion_matrix_image
+from lockgate.models import load_keras_model, predict_outputs, register_custom_layers
+from lockgate.plots import confusion_matrix_image, prediction_scatter
 from lockgate.records import EvaluationReport, TrainingResult
 from lockgate.settings import LockgateSettings, get_settings
 from lockgate.steps import pipeline_task
@@ -45,17 +45,38 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: l
     }
 
 
+def regression_metrics(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """RMSE, MAE and R^2, beside the RMSE of always predicting the mean."""
+    errors = predicted.astype("float64") - y_true.astype("float64")
+    variance = float(np.var(y_true.astype("float64")))
+    rmse = float(np.sqrt(np.mean(errors**2)))
+    return {
+        "rmse": rmse,
+        "mae": float(np.mean(np.abs(errors))),
+        "r2": float(1 - np.mean(errors**2) / variance) if variance > 0 else float("nan"),
+        "mean_predictor_rmse": float(np.sqrt(variance)),
+    }
+
+
+def score(kind: str, y_true: np.ndarray, outputs: np.ndarray, class_names: list[str]) -> dict[str, Any]:
+    """Metrics, per-class table and point predictions for either task."""
+    if kind == "regression":
+        predicted = outputs[:, 0]
+        return {"metrics": regression_metrics(y_true, predicted), "per_class": {}, "predictions": predicted}
+    return classification_metrics(y_true, outputs, class_names) | {"predictions": outputs.argmax(axis=1)}
+
+
 def measure_latency(model: Any, x: np.ndarray, repeats: int = 30) -> dict[str, float]:
     """Median single-example latency and full-batch throughput, in-process."""
     one = x[:1]
-    predict_proba(model, one)  # warm-up: first call traces the graph
+    predict_outputs(model, one)  # warm-up: first call traces the graph
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        predict_proba(model, one)
+        predict_outputs(model, one)
         times.append(time.perf_counter() - started)
     started = time.perf_counter()
-    predict_proba(model, x)
+    predict_outputs(model, x)
     batch_seconds = time.perf_counter() - started
     return {
         "latency_ms_p50": float(np.median(times) * 1000),
@@ -69,25 +90,23 @@ def evaluate_model(
     champion: ChampionRef | None = None,
     settings: LockgateSettings | None = None,
 ) -> EvaluationReport:
-    import keras
     import mlflow
 
     settings = settings or get_settings()
     maybe_inject("evaluate", settings)
     snapshot = read_snapshot(snapshot_folder)
+    kind = snapshot.meta["kind"]
     split = split_for(snapshot.y, settings.training)
     x, y = snapshot.x[split["holdout"]], snapshot.y[split["holdout"]]
     names = snapshot.class_names
-    model = keras.models.load_model(training.model_path)
-    proba = predict_proba(model, x)
-    scored = classification_metrics(y, proba, names)
+    model = load_keras_model(training.model_path)
+    scored = score(kind, y, predict_outputs(model, x), names)
     metrics = scored["metrics"] | measure_latency(model, x)
 
     champion_metrics, champion_pred = None, None
     if champion is not None:
-        champion_proba = _champion_proba(champion, x, names)
-        champion_metrics = classification_metrics(y, champion_proba, names)["metrics"]
-        champion_pred = champion_proba.argmax(axis=1)
+        champion_scored = score(kind, y, _champion_outputs(champion, x, names, kind), names)
+        champion_metrics, champion_pred = champion_scored["metrics"], champion_scored["predictions"]
 
     out_dir = settings.runs_dir / training.run_id
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -95,12 +114,17 @@ def evaluate_model(
     np.savez(
         predictions,
         y_true=y,
-        challenger_pred=proba.argmax(axis=1),
-        champion_pred=champion_pred if champion_pred is not None else np.array([], dtype="int64"),
+        challenger_pred=scored["predictions"],
+        champion_pred=champion_pred if champion_pred is not None else np.array([], dtype=y.dtype),
     )
-    figure = confusion_matrix_image(
-        scored["confusion"], names, out_dir / "confusion_matrix.png", f"holdout confusion matrix (n={len(y)})"
-    )
+    if kind == "regression":
+        figure = prediction_scatter(
+            y, scored["predictions"], out_dir / "predicted_vs_actual.png", f"holdout predictions (n={len(y)})"
+        )
+    else:
+        figure = confusion_matrix_image(
+            scored["confusion"], names, out_dir / "confusion_matrix.png", f"holdout confusion matrix (n={len(y)})"
+        )
     connect(settings)
     client = mlflow.MlflowClient()
     client.log_batch(
@@ -109,9 +133,11 @@ def evaluate_model(
         + [_metric(f"champion_holdout_{k}", v) for k, v in (champion_metrics or {}).items()],
     )
     client.log_artifact(training.run_id, str(figure), artifact_path="plots")
-    client.log_text(training.run_id, json.dumps(scored["per_class"], indent=2), "evaluation/per_class.json")
+    if scored["per_class"]:
+        client.log_text(training.run_id, json.dumps(scored["per_class"], indent=2), "evaluation/per_class.json")
     return EvaluationReport(
         run_id=training.run_id,
+        regression=kind == "regression",
         metrics=metrics,
         per_class=scored["per_class"],
         champion_version=champion.version if champion else None,
@@ -121,12 +147,15 @@ def evaluate_model(
     )
 
 
-def _champion_proba(champion: ChampionRef, x: np.ndarray, names: list[str]) -> np.ndarray:
-    """Champion probabilities re-ordered into the challenger's classes."""
+def _champion_outputs(champion: ChampionRef, x: np.ndarray, names: list[str], kind: str) -> np.ndarray:
+    """Champion outputs; class probabilities re-ordered into the challenger's classes."""
     import mlflow.tensorflow
 
+    register_custom_layers()
     model = mlflow.tensorflow.load_model(champion.uri)
-    raw = predict_proba(model, x)
+    raw = predict_outputs(model, x)
+    if kind == "regression":
+        return raw
     champion_names = list(champion.data_meta["class_names"])
     aligned = np.zeros((len(x), len(names)), dtype="float32")
     for j, name in enumerate(names):

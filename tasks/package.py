@@ -15,7 +15,7 @@ import numpy as np
 
 from lockgate.data import read_snapshot, split_for
 from lockgate.faults import DeterministicFailure, maybe_inject
-from lockgate.records import EvaluationReport, PackagedService, RegisteredModel, TrainingResult
+from lockgate.records import EvaluationReport, ExportReport, PackagedService, RegisteredModel, TrainingResult
 from lockgate.settings import LockgateSettings, get_settings
 from lockgate.steps import pipeline_task
 
@@ -33,8 +33,10 @@ def store_model(
     evaluation: EvaluationReport,
     snapshot_folder: str,
     data_hash: str,
+    exports: ExportReport | None = None,
 ) -> str:
-    """Copy the model and its serving metadata into the Bento model store."""
+    """Copy the model, its serving metadata and the exports that passed their
+    parity check into the Bento model store."""
     import bentoml
 
     tag = f"{registered.name}:{bento_version(registered)}"
@@ -53,7 +55,10 @@ def store_model(
         "class_names": meta["class_names"],
         "feature_columns": meta["feature_columns"],
         "pixel_scale": meta["pixel_scale"],
+        "text_column": meta.get("text_column"),
+        "target": meta["target"],
         "metrics": {k: round(v, 6) for k, v in evaluation.metrics.items()},
+        "exports": {r.format: f"exports/{Path(r.path).name}" for r in (exports.passed() if exports else []) if r.path},
     }
     labels = {
         "model_name": registered.name,
@@ -61,10 +66,23 @@ def store_model(
         "mlflow_run_id": registered.run_id,
         "data_hash": data_hash[:16],
     }
-    with bentoml.models.create(tag, labels=labels, metadata=serving_meta) as model:
+    with bentoml.models.create(
+        tag, labels=labels, metadata={k: v for k, v in serving_meta.items() if v is not None}  # BentoML refuses None
+    ) as model:
         shutil.copy(training.model_path, Path(model.path) / "model.keras")
+        for result in exports.passed() if exports else []:
+            if result.path:
+                _copy_into(Path(result.path), Path(model.path) / "exports")
         (Path(model.path) / "lockgate.json").write_text(json.dumps(serving_meta, indent=2))
     return tag
+
+
+def _copy_into(source: Path, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        shutil.copytree(source, folder / source.name)
+    else:
+        shutil.copy(source, folder / source.name)
 
 
 def build_bento(registered: RegisteredModel, model_tag: str, data_hash: str) -> str:
@@ -101,10 +119,28 @@ def build_bento(registered: RegisteredModel, model_tag: str, data_hash: str) -> 
     return str(bento.tag)
 
 
-def verify_bento(bento_tag: str, x: np.ndarray, expected: np.ndarray, timeout: float = 180.0) -> float:
-    """Serve the Bento as users will, send it the holdout, compare with `expected`.
+def family_request(meta: dict, x: np.ndarray) -> tuple[str, dict]:
+    """The route and body a user of this family sends: texts, records or arrays."""
+    if meta["kind"] == "text":
+        return "/predict_text", {"texts": [str(t) for t in x]}
+    if meta["kind"] in ("tabular", "regression"):
+        columns = meta["feature_columns"]
+        return "/predict_records", {"records": [dict(zip(columns, map(float, row))) for row in x]}
+    return "/predict", {"instances": x.tolist()}
 
-    Returns the largest absolute difference of probabilities; raises when any
+
+def served_outputs(answer: dict) -> np.ndarray:
+    """Probabilities of a classifier's answer, or a regression's predicted values."""
+    if "predictions" in answer:
+        return np.asarray(answer["predictions"], dtype="float32")[:, np.newaxis]
+    return np.asarray(answer["probabilities"], dtype="float32")
+
+
+def verify_bento(bento_tag: str, meta: dict, x: np.ndarray, expected: np.ndarray, timeout: float = 180.0) -> float:
+    """Serve the Bento as users will, send it the holdout through the family's
+    own endpoint, compare with `expected`.
+
+    Returns the largest absolute difference of outputs; raises when any
     predicted label differs.
     """
     import httpx
@@ -124,10 +160,11 @@ def verify_bento(bento_tag: str, x: np.ndarray, expected: np.ndarray, timeout: f
         answers = []
         with httpx.Client(base_url=base, timeout=60, headers={"Authorization": f"Bearer {key}"}) as client:
             for start in range(0, len(x), 256):
-                response = client.post("/predict", json={"instances": x[start : start + 256].tolist()})
+                route, body = family_request(meta, x[start : start + 256])
+                response = client.post(route, json=body)
                 if response.status_code != 200:
                     raise DeterministicFailure(f"Bento {bento_tag} answered {response.status_code}: {response.text[:300]}")
-                answers.append(np.asarray(response.json()["probabilities"], dtype="float32"))
+                answers.append(served_outputs(response.json()))
     finally:
         bento_server.stop(server)
         log.close()
@@ -149,21 +186,20 @@ def package_model(
     evaluation: EvaluationReport,
     snapshot_folder: str,
     data_hash: str,
+    exports: ExportReport | None = None,
     settings: LockgateSettings | None = None,
 ) -> PackagedService:
-    import keras
-
-    from lockgate.models import predict_proba
+    from lockgate.models import load_keras_model, predict_outputs
 
     settings = settings or get_settings()
     maybe_inject("package", settings)
-    model_tag = store_model(registered, training, evaluation, snapshot_folder, data_hash)
+    model_tag = store_model(registered, training, evaluation, snapshot_folder, data_hash, exports)
     bento_tag = build_bento(registered, model_tag, data_hash)
     snapshot = read_snapshot(snapshot_folder)
     holdout = split_for(snapshot.y, settings.training)["holdout"]
     x = snapshot.x[holdout]
-    expected = predict_proba(keras.models.load_model(training.model_path), x)
-    difference = verify_bento(bento_tag, x, expected) if settings.verify_bento else float("nan")
+    expected = predict_outputs(load_keras_model(training.model_path), x)
+    difference = verify_bento(bento_tag, snapshot.meta, x, expected) if settings.verify_bento else float("nan")
     return PackagedService(
         bento_tag=bento_tag, model_tag=model_tag,
         verified_examples=len(x) if settings.verify_bento else 0, max_abs_difference=difference,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from lockgate.faults import DeterministicFailure, maybe_inject
-from lockgate.records import GateDecision, RegisteredModel, TrainingResult, ValidationSummary
+from lockgate.records import ExportReport, GateDecision, RegisteredModel, TrainingResult, ValidationSummary
 from lockgate.settings import LockgateSettings, get_settings
 from lockgate.steps import pipeline_task
 from lockgate.tracking import code_version, connect
@@ -21,6 +21,7 @@ def register_model(
     summary: ValidationSummary,
     model_name: str,
     settings: LockgateSettings | None = None,
+    exports: ExportReport | None = None,
 ) -> RegisteredModel:
     import mlflow
 
@@ -39,6 +40,8 @@ def register_model(
         "code_version": code_version(),
         "run_id": training.run_id,
     }
+    for result in exports.results if exports else []:
+        tags[f"export.{result.format}"] = result.status if result.shipped else f"{result.status}: {result.reason}"[:5000]
     version = _existing_version(client, model_name, training.run_id)
     if version is None:
         _ensure_registered_model(client, model_name)

@@ -64,9 +64,9 @@ def _log_model(model: Any, example: np.ndarray) -> str:
     import mlflow
     from mlflow.models import infer_signature
 
-    from lockgate.models import predict_proba
+    from lockgate.models import predict_outputs
 
-    signature = infer_signature(example, predict_proba(model, example))
+    signature = infer_signature(example, predict_outputs(model, example))
     requirements = [f"keras=={version('keras')}", f"numpy=={version('numpy')}"]
     if keras.backend.backend() == "tensorflow":
         import mlflow.tensorflow

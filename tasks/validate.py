@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from lockgate.data import DataLoadError, LoadedData, dataset_name, load_source, write_snapshot
@@ -35,11 +36,18 @@ def validate_data(
     maybe_inject("validate", settings)
     name = dataset_name(source)
     try:
-        data = load_source(source, target, settings.training.image_size)
+        data = load_source(source, target, settings.training)
     except DataLoadError as exc:
         check = CheckResult(name="readable data", severity="blocking", success=False, message=str(exc))
         return ValidationSummary(dataset=name, kind=None, rows=0, success=False, checks=[check])
 
+    if reference and reference.get("kind", data.kind) != data.kind:
+        check = CheckResult(
+            name="same model family as the champion", severity="blocking", success=False,
+            message=f"the champion was trained on {reference['kind']} data, this is {data.kind} data "
+            "(use another model name for a new family)",
+        )
+        return ValidationSummary(dataset=data.name, kind=data.kind, rows=len(data.frame), success=False, checks=[check])
     checks = _run_suite(data, reference, settings)
     checks += _extra_checks(data, settings)
     success = not any(c.severity == "blocking" and not c.success for c in checks)
@@ -64,7 +72,7 @@ def _data_docs_index(settings: LockgateSettings) -> Path:
 
 def _validation_frame(data: LoadedData) -> pd.DataFrame:
     frame = data.frame.copy()
-    if data.target in frame.columns:
+    if data.target in frame.columns and not data.is_regression:
         labels = frame[data.target]
         # Labels are compared as text, so 3 and "3" are the same class.
         frame[data.target] = labels.where(labels.isna(), labels.astype(str)).astype(object)
@@ -151,8 +159,17 @@ def _extra_checks(data: LoadedData, settings: LockgateSettings) -> list[CheckRes
     checks: list[CheckResult] = []
     if data.problems:
         shown = "; ".join(data.problems[:5]) + (f" (+{len(data.problems) - 5} more)" if len(data.problems) > 5 else "")
-        checks.append(CheckResult(name="decodable images", severity="blocking", success=False, message=shown))
-    if data.target in data.frame.columns and len(data.frame):
+        what = "decodable images" if data.kind == "image" else "readable files"
+        checks.append(CheckResult(name=what, severity="blocking", success=False, message=shown))
+    numeric = [c for c in data.feature_columns + [data.target] if c in data.frame.columns
+               and pd.api.types.is_numeric_dtype(data.frame[c]) and data.kind in ("tabular", "regression")]
+    infinite = [c for c in numeric if np.isinf(data.frame[c].to_numpy(dtype="float64")).any()]
+    if infinite:
+        checks.append(CheckResult(
+            name="finite values", severity="blocking", success=False,
+            message="infinite values in column(s) " + ", ".join(repr(c) for c in infinite[:10]),
+        ))
+    if data.target in data.frame.columns and len(data.frame) and not data.is_regression:
         shares = data.frame[data.target].astype(str).value_counts(normalize=True)
         rare = shares[shares < settings.validation.min_class_fraction]
         checks.append(

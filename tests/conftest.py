@@ -96,3 +96,41 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=180):
         yield
+
+
+@pytest.fixture(scope="session")
+def diabetes_csv(data_dir: Path) -> Path:
+    """A regression table shipped with scikit-learn (442 patients)."""
+    from sklearn.datasets import load_diabetes
+
+    path = data_dir / "diabetes.csv"
+    load_diabetes(as_frame=True).frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def reviews_csv(data_dir: Path) -> Path:
+    from tests.generated import make_reviews
+
+    path = data_dir / "reviews.csv"
+    make_reviews().to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def reviews_folder(data_dir: Path) -> Path:
+    from tests.generated import write_review_folder
+
+    return write_review_folder(data_dir / "reviews")
+
+
+@pytest.fixture(scope="session")
+def colour_images_npz(data_dir: Path) -> Path:
+    import numpy as np
+
+    from tests.generated import make_colour_images
+
+    x, y = make_colour_images()
+    path = data_dir / "shapes.npz"
+    np.savez(path, x=x, y=y)
+    return path

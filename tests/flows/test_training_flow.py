@@ -138,7 +138,7 @@ def test_transient_faults_in_every_step_are_retried(prefect_harness, breast_canc
 
     settings = get_settings().model_copy(deep=True)
     settings.training.epochs = 6
-    steps = ["champion", "validate", "track", "train", "evaluate", "gate", "register", "package", "promote"]
+    steps = ["champion", "validate", "track", "train", "evaluate", "gate", "export", "register", "package", "promote"]
     settings.inject_faults = {step: 1 for step in steps}
     state = training_pipeline(
         data=str(breast_cancer_csv), target="target", model_name=model_name, settings=settings, return_state=True
@@ -152,7 +152,7 @@ def test_transient_faults_in_every_step_are_retried(prefect_harness, breast_canc
     counts = _task_runs(state.state_details.flow_run_id, expected=len(steps))
     assert all(counts.get(step_name) == 2 for step_name in (
         "find champion", "validate data", "open tracking run", "train model", "evaluate model",
-        "gate model", "register model", "package service", "promote champion")), counts
+        "gate model", "export model", "register model", "package service", "promote champion")), counts
 
 
 def test_training_fault_resumes_from_checkpoint(prefect_harness, wine_csv, model_name):

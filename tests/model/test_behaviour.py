@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lockgate.data import read_snapshot, split_for
-from lockgate.models import predict_proba
+from lockgate.models import predict_outputs
 from lockgate.settings import get_settings
 from lockgate.training import fit
 from tasks.validate import validate_task
@@ -25,35 +25,35 @@ def digits():
 
 def test_minimum_functionality(digits):
     _, _, model, x, y = digits
-    accuracy = float(np.mean(predict_proba(model, x).argmax(axis=1) == y))
+    accuracy = float(np.mean(predict_outputs(model, x).argmax(axis=1) == y))
     assert accuracy >= 0.93
 
 
 def test_small_pixel_noise_rarely_changes_the_answer(digits):
     _, _, model, x, _ = digits
     noisy = np.clip(x + np.random.default_rng(0).normal(0, 0.3, x.shape), 0, 16).astype("float32")
-    changed = np.mean(predict_proba(model, x).argmax(axis=1) != predict_proba(model, noisy).argmax(axis=1))
+    changed = np.mean(predict_outputs(model, x).argmax(axis=1) != predict_outputs(model, noisy).argmax(axis=1))
     assert changed <= 0.03
 
 
 def test_prediction_does_not_depend_on_batch_order(digits):
     _, _, model, x, _ = digits
     order = np.random.default_rng(1).permutation(len(x))
-    direct = predict_proba(model, x)
-    shuffled = predict_proba(model, x[order])
+    direct = predict_outputs(model, x)
+    shuffled = predict_outputs(model, x[order])
     np.testing.assert_allclose(shuffled, direct[order], atol=1e-5)
 
 
 def test_blank_image_is_not_a_confident_answer(digits):
     _, _, model, x, _ = digits
     blank = np.zeros((1, *x.shape[1:]), dtype="float32")
-    assert predict_proba(model, blank).max() < predict_proba(model, x).max(axis=1).mean()
+    assert predict_outputs(model, blank).max() < predict_outputs(model, x).max(axis=1).mean()
 
 
 def test_same_seed_same_model(digits):
     snapshot, training, model, x, _ = digits
     again = fit(snapshot, training).model
-    np.testing.assert_allclose(predict_proba(again, x), predict_proba(model, x), atol=1e-6)
+    np.testing.assert_allclose(predict_outputs(again, x), predict_outputs(model, x), atol=1e-6)
 
 
 def test_tabular_model_learns_the_wine_classes(wine_csv):
@@ -62,4 +62,4 @@ def test_tabular_model_learns_the_wine_classes(wine_csv):
     model = fit(snapshot, training).model
     split = split_for(snapshot.y, training)
     x, y = snapshot.x[split["holdout"]], snapshot.y[split["holdout"]]
-    assert np.mean(predict_proba(model, x).argmax(axis=1) == y) >= 0.9
+    assert np.mean(predict_outputs(model, x).argmax(axis=1) == y) >= 0.9

@@ -42,11 +42,9 @@ def start_server(target: str, log: Path, extra_env: dict[str, str] | None = None
 def _build_and_serve(data: str, target: str | None, epochs: int, tmp: Path):
     import json
 
-    import keras
-
     from flows.training import training_pipeline
     from lockgate.data import read_snapshot, split_for
-    from lockgate.models import predict_proba
+    from lockgate.models import load_keras_model, predict_outputs
     from lockgate.settings import get_settings
 
     settings = get_settings().model_copy(deep=True)
@@ -57,11 +55,11 @@ def _build_and_serve(data: str, target: str | None, epochs: int, tmp: Path):
     snapshot = read_snapshot(result.validation.snapshot)
     holdout = split_for(snapshot.y, settings.training)["holdout"]
     x = snapshot.x[holdout]
-    model = keras.models.load_model(settings.runs_dir / result.run_id / "model.keras")
+    model = load_keras_model(settings.runs_dir / result.run_id / "model.keras")
     log = tmp / f"{name}.log"
     process, url = start_server(result.package.bento_tag, log)
     meta = json.loads((Path(result.validation.snapshot) / "meta.json").read_text())
-    served = Served(url, result.package.bento_tag, name, result.registered.version, x, predict_proba(model, x), meta, log)
+    served = Served(url, result.package.bento_tag, name, result.registered.version, x, predict_outputs(model, x), meta, log)
     return process, served
 
 

@@ -17,6 +17,8 @@ pytestmark = pytest.mark.unit
 IMAGE_META = {"kind": "image", "input_shape": [8, 8, 1], "pixel_scale": 16.0, "class_names": ["a", "b"],
               "feature_columns": [], "model_name": "m", "model_version": "3", "run_id": "r" * 32}
 TABLE_META = IMAGE_META | {"kind": "tabular", "input_shape": [2], "feature_columns": ["x", "y"]}
+TEXT_META = IMAGE_META | {"kind": "text", "input_shape": [], "text_column": "review", "class_names": ["neg", "pos"]}
+VALUE_META = TABLE_META | {"kind": "regression", "class_names": [], "target": "price"}
 
 
 def _status(call) -> tuple[int, str]:
@@ -33,6 +35,31 @@ def test_arrays_are_checked_and_flat_images_reshaped():
     assert _status(lambda: spec.to_array([[17] * 64], 10))[0] == 422
     assert _status(lambda: spec.to_array([["1"] * 64], 10))[1].startswith("examples must be numbers")
     assert "NaN" in _status(lambda: spec.to_array([[float("nan")] * 64], 10))[1]
+
+
+def test_texts_are_strings_within_limits():
+    spec = ModelSpec(TEXT_META)
+    array = spec.texts_to_array(["fine film", "dull"], 10, 100)
+    assert array.dtype.kind == "U" and array.tolist() == ["fine film", "dull"]
+    assert _status(lambda: spec.texts_to_array([], 10, 100)) == (422, "'texts' must be a non-empty list of strings")
+    assert _status(lambda: spec.texts_to_array(["ok", 3], 10, 100)) == (422, "text 1 must be a string, got int")
+    assert _status(lambda: spec.texts_to_array(["  "], 10, 100)) == (422, "text 0 is empty")
+    assert _status(lambda: spec.texts_to_array(["x" * 101], 10, 100)) == (413, "text 0 has 101 characters; the limit is 100")
+    assert _status(lambda: spec.texts_to_array(["a"] * 11, 10, 100))[0] == 413
+
+
+def test_each_family_points_to_its_own_endpoint():
+    assert _status(lambda: ModelSpec(TEXT_META).to_array([[1.0]], 10)) == (
+        422, "this is a text model: use /predict_text with a list of strings")
+    assert "use /predict_records" in _status(lambda: ModelSpec(VALUE_META).texts_to_array(["a"], 10, 100))[1]
+    assert "use /predict with arrays" in _status(lambda: ModelSpec(IMAGE_META).records_to_array([{"x": 1}], 10))[1]
+    assert ModelSpec(VALUE_META).records_to_array([{"x": 1, "y": 2}], 10).shape == (1, 2)
+
+
+def test_regression_answers_values_not_labels():
+    answer = ModelSpec(VALUE_META).respond(np.array([[101.5], [99.25]], dtype="float32"))
+    assert answer["predictions"] == [101.5, 99.25] and answer["target"] == "price"
+    assert "labels" not in answer and answer["model"]["version"] == "3"
 
 
 def test_records_must_match_the_columns():

@@ -116,3 +116,54 @@ def test_macro_f1_matches_scikit_learn():
     y = _labels(n=300, seed=7)
     pred = _with_accuracy(y, 0.7, 8)
     assert macro_f1(y, pred, 3) == pytest.approx(f1_score(y, pred, average="macro"))
+
+
+def _regression_report(tmp_path, y, challenger, champion=None) -> EvaluationReport:
+    from tasks.evaluate import regression_metrics
+
+    path = tmp_path / "values.npz"
+    np.savez(path, y_true=y, challenger_pred=challenger,
+             champion_pred=champion if champion is not None else np.array([], dtype="float32"))
+    return EvaluationReport(
+        run_id="r", regression=True, metrics=regression_metrics(y, challenger), per_class={},
+        champion_version="3" if champion is not None else None,
+        champion_metrics=regression_metrics(y, champion) if champion is not None else None,
+        predictions_file=str(path),
+    )
+
+
+def _values(n=400, seed=0):
+    return np.random.default_rng(seed).normal(150, 75, n)
+
+
+def _noisy(y, noise, seed):
+    return y + np.random.default_rng(seed).normal(0, noise, len(y))
+
+
+def test_regression_is_judged_on_r2_and_rmse_ceiling(tmp_path):
+    y = _values()
+    good = decide(_regression_report(tmp_path, y, _noisy(y, 40, 1)), GateSettings())
+    assert good.promote and good.metric == "rmse" and not good.higher_is_better
+    poor = decide(_regression_report(tmp_path, y, _noisy(y, 90, 1)), GateSettings())
+    assert not poor.promote and any("r2" in r and "below the required 0.2000" in r for r in poor.reasons)
+    capped = decide(_regression_report(tmp_path, y, _noisy(y, 40, 1)), GateSettings(max_rmse=30))
+    assert not capped.promote and any("above the allowed 30.0000" in r for r in capped.reasons)
+
+
+def test_regression_compares_rmse_lower_is_better(tmp_path):
+    y = _values()
+    worse = decide(_regression_report(tmp_path, y, _noisy(y, 50, 1), champion=_noisy(y, 35, 2)), GateSettings())
+    assert not worse.promote
+    assert worse.challenger > worse.champion and worse.difference_ci[0] > 0  # a higher rmse
+    assert any("could be worse by more than the allowed" in r for r in worse.reasons)
+    better = decide(_regression_report(tmp_path, y, _noisy(y, 35, 1), champion=_noisy(y, 50, 2)), GateSettings())
+    assert better.promote and better.difference_ci[1] < 0
+    assert any("not worse by more than the allowed" in r for r in better.reasons)
+
+
+def test_regression_with_unscored_champion_fails_closed(tmp_path):
+    y = _values()
+    report = _regression_report(tmp_path, y, _noisy(y, 30, 1), champion=_noisy(y, 30, 2))
+    np.savez(report.predictions_file, y_true=y, challenger_pred=_noisy(y, 30, 1), champion_pred=np.array([]))
+    decision = decide(report, GateSettings())
+    assert not decision.promote and any("could not be scored" in r for r in decision.reasons)

@@ -1,0 +1,121 @@
+"""The model family follows from the data (or settings), and each family's
+bad data is stopped at validation with a message that names the problem."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lockgate.data import DataLoadError, load_source
+from lockgate.settings import TrainingSettings
+from tasks.validate import validate_task
+
+pytestmark = pytest.mark.data
+
+
+def _failures(summary) -> str:
+    return " | ".join(f"{c.name}: {c.message}" for c in summary.blocking_failures)
+
+
+def test_families_are_recognised(reviews_csv, reviews_folder, diabetes_csv, wine_csv, colour_images_npz):
+    assert load_source(str(reviews_csv), "sentiment").kind == "text"
+    assert load_source(str(reviews_folder)).kind == "text"
+    assert load_source(str(diabetes_csv), "target").kind == "regression"
+    assert load_source(str(wine_csv), "target").kind == "tabular"
+    assert load_source(str(colour_images_npz)).kind == "image"
+
+
+def test_settings_decide_between_classes_and_values(wine_csv, diabetes_csv):
+    assert load_source(str(wine_csv), "target", TrainingSettings(family="regression")).kind == "regression"
+    assert load_source(str(diabetes_csv), "target", TrainingSettings(family="tabular")).kind == "tabular"
+    with pytest.raises(DataLoadError, match="settings ask for the text family, but digits holds image data"):
+        load_source("digits", None, TrainingSettings(family="text"))
+
+
+def test_text_column_can_be_named_among_other_columns(tmp_path, reviews_csv):
+    frame = pd.read_csv(reviews_csv)
+    frame["stars"] = np.arange(len(frame)) % 5
+    path = tmp_path / "with_stars.csv"
+    frame.to_csv(path, index=False)
+    assert load_source(str(path), "sentiment").kind == "tabular"  # ambiguous: not guessed
+    named = load_source(str(path), "sentiment", TrainingSettings(text_column="review"))
+    assert named.kind == "text" and named.feature_columns == ["review"]
+
+
+def test_text_passes_and_snapshots_raw_strings(reviews_csv, reviews_folder):
+    summary = validate_task.fn(str(reviews_csv), "sentiment")
+    assert summary.success and summary.kind == "text", _failures(summary)
+    meta = json.loads((Path(summary.snapshot) / "meta.json").read_text())
+    assert meta["text_column"] == "review" and meta["class_names"] == ["negative", "positive"]
+    with np.load(Path(summary.snapshot) / "data.npz") as archive:
+        assert archive["x"].dtype.kind == "U" and "." in archive["x"][0]
+    folder = validate_task.fn(str(reviews_folder))
+    assert folder.success and folder.kind == "text" and folder.rows == 200
+
+
+def test_regression_passes_with_float_targets(diabetes_csv):
+    summary = validate_task.fn(str(diabetes_csv), "target")
+    assert summary.success and summary.kind == "regression", _failures(summary)
+    meta = json.loads((Path(summary.snapshot) / "meta.json").read_text())
+    assert meta["class_names"] == [] and meta["target_stats"]["mean"] == pytest.approx(152.13, abs=0.01)
+    with np.load(Path(summary.snapshot) / "data.npz") as archive:
+        assert archive["y"].dtype == np.float32
+
+
+def test_empty_and_missing_texts_are_stopped(tmp_path, reviews_csv):
+    frame = pd.read_csv(reviews_csv)
+    frame.loc[:9, "review"] = ""
+    frame.loc[10:14, "review"] = None
+    path = tmp_path / "holes.csv"
+    frame.to_csv(path, index=False)
+    summary = validate_task.fn(str(path), "sentiment")
+    assert not summary.success
+    text = _failures(summary)
+    assert "null values" in text and "review" in text
+
+
+def test_unreadable_text_files_are_named(tmp_path, reviews_folder):
+    import shutil
+
+    copy = shutil.copytree(reviews_folder, tmp_path / "reviews")
+    (copy / "pos" / "broken.txt").write_bytes(b"\xff\xfe\x00bad")
+    summary = validate_task.fn(str(copy))
+    assert not summary.success
+    assert "pos/broken.txt: not UTF-8 text" in _failures(summary)
+
+
+def test_infinite_or_textual_regression_targets_are_stopped(tmp_path, diabetes_csv):
+    frame = pd.read_csv(diabetes_csv)
+    frame.loc[3, "target"] = np.inf
+    path = tmp_path / "inf.csv"
+    frame.to_csv(path, index=False)
+    summary = validate_task.fn(str(path), "target", None)
+    assert not summary.success and "infinite values in column(s) 'target'" in _failures(summary)
+
+    frame = pd.read_csv(diabetes_csv)
+    frame["target"] = frame["target"].astype(str)
+    frame.loc[5, "target"] = "unknown"
+    path = tmp_path / "text_target.csv"
+    frame.to_csv(path, index=False)
+    settings = _regression_settings()
+    summary = validate_task.fn(str(path), "target", None, settings)
+    assert not summary.success and "'target' is not numeric" in _failures(summary)
+
+
+def test_a_champion_of_another_family_is_not_challenged(diabetes_csv, wine_csv):
+    reference = {"kind": "tabular", "class_names": ["0", "1"], "feature_columns": [], "target": "target"}
+    summary = validate_task.fn(str(diabetes_csv), "target", reference)
+    assert not summary.success
+    assert "champion was trained on tabular data, this is regression data" in _failures(summary)
+
+
+def _regression_settings():
+    from lockgate.settings import get_settings
+
+    settings = get_settings().model_copy(deep=True)
+    settings.training.family = "regression"
+    return settings

@@ -1,0 +1,78 @@
+"""Each family's model: it learns its task, takes data as users have it, and
+survives a save and reload unchanged."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lockgate.data import read_snapshot, split_for
+from lockgate.models import load_keras_model, predict_outputs, resolve_architecture
+from lockgate.settings import get_settings
+from lockgate.training import fit
+from tasks.evaluate import regression_metrics
+from tasks.validate import validate_task
+
+pytestmark = pytest.mark.model
+
+
+def _train(source: str, target: str | None, **training):
+    snapshot = read_snapshot(validate_task.fn(source, target).snapshot)
+    settings = get_settings().training.model_copy(update=training)
+    outcome = fit(snapshot, settings)
+    holdout = split_for(snapshot.y, settings)["holdout"]
+    return snapshot, outcome.model, snapshot.x[holdout], snapshot.y[holdout]
+
+
+@pytest.mark.parametrize("architecture", ["lstm", "transformer"])
+def test_text_model_reads_raw_strings(reviews_csv, tmp_path, architecture):
+    snapshot, model, x, y = _train(str(reviews_csv), "sentiment", epochs=12, architecture=architecture)
+    assert model.layers[1].name == "tokenise"  # tokenisation is inside the saved model
+    accuracy = float(np.mean(predict_outputs(model, x).argmax(axis=1) == y))
+    assert accuracy >= 0.85, f"{architecture}: {accuracy:.3f}"
+    clear = np.array(["A great and wonderful film, superb cast.", "Awful, boring and dull: a terrible plot."])
+    labels = [snapshot.class_names[i] for i in predict_outputs(model, clear).argmax(axis=1)]
+    assert labels == ["positive", "negative"]
+    path = tmp_path / "text.keras"
+    model.save(path)
+    np.testing.assert_allclose(predict_outputs(load_keras_model(path), x), predict_outputs(model, x), atol=1e-6)
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "linear"])
+def test_regression_predicts_in_target_units(diabetes_csv, architecture):
+    snapshot, model, x, y = _train(str(diabetes_csv), "target", epochs=80, architecture=architecture)
+    predicted = predict_outputs(model, x)
+    assert predicted.shape == (len(x), 1)
+    metrics = regression_metrics(y, predicted[:, 0])
+    # Better than always predicting the mean, in the target's own units.
+    assert metrics["r2"] >= 0.3 and metrics["rmse"] < 0.85 * metrics["mean_predictor_rmse"], metrics
+    assert abs(float(predicted.mean()) - float(y.mean())) < 0.25 * float(y.std())
+
+
+def test_cifar_style_images_with_augmentation(colour_images_npz):
+    snapshot, model, x, y = _train(str(colour_images_npz), None, epochs=6, augment=True)
+    assert model.name == "lockgate_image_cifar"
+    assert any(layer.name.startswith("augment_") for layer in model.layers)
+    first, second = predict_outputs(model, x), predict_outputs(model, x)
+    np.testing.assert_array_equal(first, second)  # augmentation is off at inference
+    assert float(np.mean(first.argmax(axis=1) == y)) >= 0.9
+
+
+def test_architecture_follows_the_data_or_settings():
+    assert resolve_architecture({"kind": "image", "input_shape": [8, 8, 1]}, "auto") == "small_cnn"
+    assert resolve_architecture({"kind": "image", "input_shape": [28, 28, 1]}, "auto") == "mnist"
+    assert resolve_architecture({"kind": "image", "input_shape": [32, 32, 3]}, "auto") == "cifar"
+    assert resolve_architecture({"kind": "text"}, "auto") == "lstm"
+    assert resolve_architecture({"kind": "regression"}, "linear") == "linear"
+    with pytest.raises(ValueError, match="does not fit text data; choose one of lstm, transformer"):
+        resolve_architecture({"kind": "text"}, "cifar")
+
+
+def test_mnist_architecture_on_28_by_28_images():
+    from lockgate.models import build_model
+    from lockgate.settings import TrainingSettings
+
+    meta = {"kind": "image", "input_shape": [28, 28, 1], "pixel_scale": 255.0, "class_names": list("0123456789")}
+    x = np.random.default_rng(0).uniform(0, 255, (16, 28, 28, 1)).astype("float32")
+    model = build_model(meta, x, np.arange(16) % 10, TrainingSettings())
+    assert model.name == "lockgate_image_mnist" and predict_outputs(model, x).shape == (16, 10)
