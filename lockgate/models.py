@@ -27,7 +27,7 @@ def build_model(
     kind = meta["kind"]
     architecture = resolve_architecture(meta, settings.architecture)
     if kind == "image":
-        inputs, features = _cnn(tuple(meta["input_shape"]), float(meta["pixel_scale"]), architecture, settings.augment)
+        inputs, features = _cnn(tuple(meta["input_shape"]), float(meta["pixel_scale"]), architecture)
     elif kind == "text":
         inputs, features = _text_encoder(x_train, architecture, settings.max_tokens, settings.sequence_length)
     else:
@@ -73,18 +73,32 @@ def resolve_architecture(meta: dict, requested: str) -> str:
     return allowed[0]
 
 
-def _augmentation(x, channels: int):
-    """Random shifts, rotations and zoom while training; identity at inference."""
+def trainable_model(model, meta: dict, settings: "TrainingSettings"):
+    """What `fit` trains: the model itself, or, with image augmentation on, the
+    model behind random flips, shifts, rotations and zoom. The augmentation is
+    kept out of the model that is saved, exported and served (random ops would
+    otherwise be traced into SavedModel, TFLite and ONNX graphs); both share
+    the same weights."""
+    if not (settings.augment and meta["kind"] == "image"):
+        return model
+    import keras
     from keras import layers
 
-    if channels == 3:  # natural photos may be mirrored; digits and letters may not
+    inputs = keras.Input(shape=tuple(meta["input_shape"]), name="image")
+    x = inputs
+    if meta["input_shape"][-1] == 3:  # natural photos may be mirrored; digits and letters may not
         x = layers.RandomFlip("horizontal", name="augment_flip")(x)
     x = layers.RandomTranslation(0.1, 0.1, fill_mode="constant", name="augment_shift")(x)
     x = layers.RandomRotation(0.05, fill_mode="constant", name="augment_rotate")(x)
-    return layers.RandomZoom(0.1, fill_mode="constant", name="augment_zoom")(x)
+    x = layers.RandomZoom(0.1, fill_mode="constant", name="augment_zoom")(x)
+    trainer = keras.Model(inputs, model(x), name=f"{model.name}_augmented")
+    trainer.compile(
+        optimizer=keras.optimizers.Adam(settings.learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    return trainer
 
 
-def _cnn(shape: tuple[int, ...], pixel_scale: float, architecture: str, augment: bool):
+def _cnn(shape: tuple[int, ...], pixel_scale: float, architecture: str):
     """Three CNNs: a small one (8x8 digits), the classic MNIST one, and a deeper
     VGG-style one with batch normalisation for CIFAR-style colour images."""
     import keras
@@ -92,8 +106,6 @@ def _cnn(shape: tuple[int, ...], pixel_scale: float, architecture: str, augment:
 
     inputs = keras.Input(shape=shape, name="image")
     x = layers.Rescaling(1.0 / pixel_scale, dtype="float32")(inputs)
-    if augment:
-        x = _augmentation(x, shape[-1])
     if architecture == "cifar":
         for filters in (32, 64, 128):
             for _ in range(2):

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from lockgate.data import Snapshot, split_for
-from lockgate.models import build_model
+from lockgate.models import build_model, trainable_model
 from lockgate.settings import TrainingSettings
 
 
@@ -140,6 +140,7 @@ def fit(
     global_batch = settings.batch_size * placement.replicas
     with placement.scope():
         model = build_model(snapshot.meta, x_train, y_train, settings, placement.mixed_precision)
+        trainer = trainable_model(model, snapshot.meta, settings)
     train_data = input_pipeline(x_train, y_train, global_batch, settings.seed, shuffle=True)
     val_data = input_pipeline(x_val, y_val, global_batch, settings.seed, shuffle=False)
     all_callbacks: list[Any] = [
@@ -158,11 +159,11 @@ def fit(
     if isinstance(train_data, tuple):
         fit_kwargs.update(batch_size=global_batch, shuffle=True, validation_data=val_data)
         started = time.perf_counter()
-        history = model.fit(*train_data, **fit_kwargs)
+        history = trainer.fit(*train_data, **fit_kwargs)
     else:
         fit_kwargs.update(validation_data=val_data, shuffle=False)  # the pipeline shuffles
         started = time.perf_counter()
-        history = model.fit(train_data, **fit_kwargs)
+        history = trainer.fit(train_data, **fit_kwargs)
     seconds = time.perf_counter() - started
     epochs_run = resumed + len(history.history.get("loss", []))
     return FitOutcome(model, history.history, epochs_run, resumed, seconds, placement)

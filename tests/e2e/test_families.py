@@ -21,14 +21,14 @@ pytestmark = pytest.mark.e2e
 KEY = "family-key-" + uuid.uuid4().hex
 
 
-def _run(data: str, target: str | None, epochs: int):
+def _run(data: str, target: str | None, epochs: int, **training):
     import mlflow
 
     from flows.training import training_pipeline
     from lockgate.settings import get_settings
 
     settings = get_settings().model_copy(deep=True)
-    settings.training.epochs = epochs
+    settings.training = settings.training.model_copy(update={"epochs": epochs, **training})
     name = f"family-{uuid.uuid4().hex[:6]}"
     result = training_pipeline(data=data, target=target, model_name=name, settings=settings)
     assert result.status == "promoted", result.gate
@@ -91,7 +91,7 @@ def test_cifar_style_image_family(prefect_harness, colour_images_npz):
 
     from tests.generated import make_colour_images
 
-    result, exports = _run(str(colour_images_npz), None, epochs=8)
+    result, exports = _run(str(colour_images_npz), None, epochs=8, augment=True)
     assert result.evaluation.metrics["accuracy"] >= 0.9
     assert {"tflite_dynamic", "tflite_float16", "tflite_int8", "onnx"} <= set(exports)
     assert exports["onnx"].status == "passed" and exports["tflite_float16"].status == "passed"
