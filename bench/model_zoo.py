@@ -4,6 +4,9 @@ the parity check the pipeline applies. Writes docs/model_zoo.md.
 
     .venv/bin/python bench/model_zoo.py            # every entry
     .venv/bin/python bench/model_zoo.py --only text-lstm regression-mlp
+
+The entries named in DISTILLED are also distilled into a student a quarter as
+wide, trained on the teacher's softened predictions, and shown beside it.
 """
 
 from __future__ import annotations
@@ -108,12 +111,33 @@ def measure(entry: Entry, folder: Path) -> dict:
     started = time.perf_counter()
     exports = export_model(outcome.model, snapshot.meta["kind"], folder / "exports", x, y,
                            snapshot.x[split["train"]][: settings.export.representative_examples], settings.export)
+    student = distil(outcome.model, snapshot, settings, x, y) if entry.name in DISTILLED else None
     return {
-        "entry": entry, "kind": snapshot.meta["kind"], "rows": len(snapshot.y), "metrics": metrics,
+        "entry": entry, "kind": snapshot.meta["kind"], "rows": len(snapshot.y), "metrics": metrics, "student": student,
         "parameters": outcome.model.count_params(), "train_seconds": outcome.seconds, "epochs_run": outcome.epochs_run,
         "keras_size": keras_path.stat().st_size, "keras_latency": measure_latency(outcome.model, x)["latency_ms_p50"],
         "exports": exports, "export_seconds": time.perf_counter() - started, "holdout": len(y),
     }
+
+
+DISTILLED = ("image-small-cnn", "image-cifar", "text-lstm", "regression-mlp")
+
+
+def distil(teacher, snapshot, settings, x, y) -> dict:
+    """A student a quarter as wide, trained on the teacher's softened predictions."""
+    from lockgate.models import predict_outputs
+    from lockgate.training import fit
+    from tasks.evaluate import measure_latency, score
+
+    teacher_outputs = predict_outputs(teacher, snapshot.x)
+    outcome = fit(snapshot, settings.training, teacher_outputs=teacher_outputs, distillation=settings.distillation)
+    metrics = score(snapshot.meta["kind"], y, predict_outputs(outcome.model, x), snapshot.class_names)["metrics"]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "student.keras"
+        outcome.model.save(path)
+        size = path.stat().st_size
+    return {"metrics": metrics, "parameters": outcome.model.count_params(), "size": size,
+            "latency": measure_latency(outcome.model, x)["latency_ms_p50"], "train_seconds": outcome.seconds}
 
 
 def _size(n: int | None) -> str:
@@ -154,6 +178,21 @@ def render(rows: list[dict]) -> str:
             reason = r.reason.replace("|", "\\|").replace("\n", " ")[:220]
             lines.append(f"| {e.name} | {r.format} | {r.status} | {agreement} | {diff} | {_size(r.size_bytes)} | "
                          f"{latency} | {reason} |")
+    distilled = [row for row in rows if row.get("student")]
+    if distilled:
+        lines += ["", "Distillation: a student with every layer a quarter as wide (`distillation.width` 0.25), "
+                  "trained on the teacher's predictions softened at temperature 2 and blended 0.7 : 0.3 with "
+                  "the true labels, on the same split.", "",
+                  "| teacher | holdout metric teacher / student | parameters teacher / student | "
+                  "size teacher / student | latency p50 teacher / student | student training |",
+                  "|---|---|---:|---:|---:|---:|"]
+        for row in distilled:
+            st = row["student"]
+            lines.append(
+                f"| {row['entry'].name} | {_headline(row)} / {_headline(row | {'metrics': st['metrics']})} | "
+                f"{row['parameters']:,} / {st['parameters']:,} | {_size(row['keras_size'])} / {_size(st['size'])} | "
+                f"{row['keras_latency']:.2f} / {st['latency']:.2f} ms | {st['train_seconds']:.1f} s |"
+            )
     return "\n".join(lines)
 
 

@@ -13,6 +13,7 @@ from lockgate.reporting import pipeline_markdown, publish_markdown, validation_m
 from lockgate.settings import LockgateSettings, get_settings
 from lockgate.tracking import model_name_for
 from tasks.champion import find_champion_task
+from tasks.distil import compare_task
 from tasks.evaluate import evaluate_task
 from tasks.export import export_task
 from tasks.gate import gate_task
@@ -22,6 +23,10 @@ from tasks.register import register_task
 from tasks.track import finish_run, open_run_task
 from tasks.train import train_task
 from tasks.validate import validate_task
+
+
+class NoChampionToDistil(Exception):
+    """Distillation needs a champion to learn from."""
 
 
 class ValidationFailed(Exception):
@@ -39,12 +44,19 @@ def training_pipeline(
     target: str | None = None,
     model_name: str | None = None,
     settings: LockgateSettings | None = None,
+    distil: bool = False,
 ) -> PipelineResult:
-    """Train on `data` and promote the model only if it passes every gate."""
+    """Train on `data` and promote the model only if it passes every gate.
+
+    With `distil`, the model trained is a narrower student of the current
+    champion, learning from its softened predictions; it must pass the same
+    gates, against that champion, to replace it."""
     settings = settings or get_settings()
     name = model_name or model_name_for(settings, dataset_name(data))
 
     champion = find_champion_task(name, settings)
+    if distil and champion is None:
+        raise NoChampionToDistil(f"{name} has no champion to distil: promote one with `lockgate run` first")
     summary = validate_task(data, target, champion.data_meta if champion else None, settings)
     publish_markdown("data-validation", validation_markdown(summary), "Data validation report")
     if not summary.success:
@@ -53,8 +65,10 @@ def training_pipeline(
     run_id = open_run_task(summary, name, str(flow_run.id or "local"), settings)
     result = PipelineResult(status="rejected", validation=summary, run_id=run_id, tracking_uri=settings.tracking_uri)
     with finish_run(run_id, settings):
-        training = train_task(run_id, summary.snapshot, settings)
+        training = train_task(run_id, summary.snapshot, settings, champion if distil else None)
         result.evaluation = evaluate_task(training, summary.snapshot, champion, settings)
+        if distil:
+            result.distillation = compare_task(training, result.evaluation, champion, summary.snapshot, settings)
         result.gate = gate_task(result.evaluation, settings)
         if result.gate.promote:
             result.exports = export_task(training, summary.snapshot, settings)

@@ -34,6 +34,8 @@ Examples:
 
   lockgate run --data photos/ --architecture cifar --augment
 
+  lockgate run --distil                          # a smaller student of the digits champion
+
 Settings come from LOCKGATE_* variables or a YAML file (--config), e.g.
 LOCKGATE_GATE__MIN_ACCURACY=0.9. Exit status: 0 when the run completed
 (promoted or rejected by the gate), 2 when validation failed, 1 when a step failed.
@@ -74,6 +76,9 @@ def run(
         None, help="small_cnn, mnist, cifar, lstm, transformer, mlp or linear (default: the family's)"
     ),
     augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="augment training images"),
+    distil: bool = typer.Option(
+        False, "--distil", help="train a narrower student of the current champion on its predictions (same gates)"
+    ),
     model_name: Optional[str] = typer.Option(None, help="registered model name (default lockgate-<data set>)"),
     home: Optional[Path] = typer.Option(None, help="workspace folder (default ./.lockgate or LOCKGATE_HOME)"),
     config: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="YAML settings file"),
@@ -91,7 +96,7 @@ def run(
     console = Console()
     console.rule(f"[bold]Lockgate[/]  data={data}  workspace={settings.home}")
     try:
-        result = training_pipeline(data=data, target=target, model_name=model_name, settings=settings)
+        result = training_pipeline(data=data, target=target, model_name=model_name, settings=settings, distil=distil)
     except ValidationFailed as failure:
         print_validation_failure(console, failure.summary)
         if report is not None:

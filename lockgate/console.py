@@ -39,6 +39,18 @@ def print_result(console: Console, result: PipelineResult, settings: LockgateSet
             if key in report.metrics:
                 table.add_row(key, f"{report.metrics[key]:.4f}", f"{champion[key]:.4f}" if key in champion else "-")
         console.print(table)
+    if result.distillation:
+        d = result.distillation
+        table = Table("distillation", f"teacher v{d.teacher_version}", "student")
+        table.add_row(f"holdout {d.metric}", f"{d.teacher_metric:.4f}", f"{d.student_metric:.4f}")
+        table.add_row("parameters", f"{d.teacher_parameters:,}", f"{d.student_parameters:,}")
+        table.add_row("size", f"{d.teacher_size_bytes / 1e3:.1f} kB", f"{d.student_size_bytes / 1e3:.1f} kB")
+        table.add_row("latency p50", f"{d.teacher_latency_ms_p50:.2f} ms", f"{d.student_latency_ms_p50:.2f} ms")
+        console.print(table)
+    if result.exports:
+        for export in result.exports.results:
+            status = "[green]shipped[/]" if export.shipped else f"[yellow]not shipped[/] ({export.status}: {export.reason})"
+            console.print(f"Export {export.format}: {status}")
     if result.gate:
         colour = "green" if result.gate.promote else "red"
         console.print(f"Gate: [bold {colour}]{'PROMOTE' if result.gate.promote else 'REJECT'}[/]")

@@ -17,21 +17,30 @@ if TYPE_CHECKING:
 
 
 def build_model(
-    meta: dict, x_train: np.ndarray, y_train: np.ndarray, settings: "TrainingSettings", mixed_precision: bool = False
+    meta: dict,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    settings: "TrainingSettings",
+    mixed_precision: bool = False,
+    width: float = 1.0,
+    soft_targets: bool = False,
 ):
     """The family's model, compiled with its loss and metrics. Preprocessing
     (pixel scaling, feature standardisation, tokenisation, the target's scale)
-    is part of the model, so it takes and gives data as users have it."""
+    is part of the model, so it takes and gives data as users have it.
+
+    `width` scales every layer's units (a distillation student is narrower);
+    `soft_targets` trains a classifier on class distributions, not indices."""
     import keras
 
     kind = meta["kind"]
     architecture = resolve_architecture(meta, settings.architecture)
     if kind == "image":
-        inputs, features = _cnn(tuple(meta["input_shape"]), float(meta["pixel_scale"]), architecture)
+        inputs, features = _cnn(tuple(meta["input_shape"]), float(meta["pixel_scale"]), architecture, width)
     elif kind == "text":
-        inputs, features = _text_encoder(x_train, architecture, settings.max_tokens, settings.sequence_length)
+        inputs, features = _text_encoder(x_train, architecture, settings.max_tokens, settings.sequence_length, width)
     else:
-        inputs, features = _table_encoder(x_train, architecture)
+        inputs, features = _table_encoder(x_train, architecture, width)
     if kind == "regression":
         # Predict the standardised target, then map back to the target's units.
         mean, std = float(np.mean(y_train)), float(np.std(y_train)) or 1.0
@@ -41,7 +50,8 @@ def build_model(
     else:
         # Softmax in float32 even under mixed precision, for stable probabilities.
         outputs = keras.layers.Dense(len(meta["class_names"]), activation="softmax", dtype="float32", name="probabilities")(features)
-        loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
+        loss = "categorical_crossentropy" if soft_targets else "sparse_categorical_crossentropy"
+        metrics = ["accuracy"]
     model = keras.Model(inputs, outputs, name=f"lockgate_{kind}_{architecture}")
     model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss=loss, metrics=metrics)
     return model
@@ -93,12 +103,16 @@ def trainable_model(model, meta: dict, settings: "TrainingSettings"):
     x = layers.RandomZoom(0.1, fill_mode="constant", name="augment_zoom")(x)
     trainer = keras.Model(inputs, model(x), name=f"{model.name}_augmented")
     trainer.compile(
-        optimizer=keras.optimizers.Adam(settings.learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        optimizer=keras.optimizers.Adam(settings.learning_rate), loss=model.loss, metrics=["accuracy"]
     )
     return trainer
 
 
-def _cnn(shape: tuple[int, ...], pixel_scale: float, architecture: str):
+def _units(n: int, width: float) -> int:
+    return max(4, int(round(n * width)))
+
+
+def _cnn(shape: tuple[int, ...], pixel_scale: float, architecture: str, width: float = 1.0):
     """Three CNNs: a small one (8x8 digits), the classic MNIST one, and a deeper
     VGG-style one with batch normalisation for CIFAR-style colour images."""
     import keras
@@ -107,7 +121,7 @@ def _cnn(shape: tuple[int, ...], pixel_scale: float, architecture: str):
     inputs = keras.Input(shape=shape, name="image")
     x = layers.Rescaling(1.0 / pixel_scale, dtype="float32")(inputs)
     if architecture == "cifar":
-        for filters in (32, 64, 128):
+        for filters in (_units(32, width), _units(64, width), _units(128, width)):
             for _ in range(2):
                 x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
                 x = layers.BatchNormalization()(x)
@@ -115,16 +129,16 @@ def _cnn(shape: tuple[int, ...], pixel_scale: float, architecture: str):
             x = layers.MaxPooling2D(2)(x)
             x = layers.Dropout(0.2)(x)
         x = layers.GlobalAveragePooling2D()(x)
-        return inputs, layers.Dense(128, activation="relu")(x)
+        return inputs, layers.Dense(_units(128, width), activation="relu")(x)
     if architecture == "mnist":
-        x = layers.Conv2D(32, 3, activation="relu")(x)
+        x = layers.Conv2D(_units(32, width), 3, activation="relu")(x)
         x = layers.MaxPooling2D(2)(x)
-        x = layers.Conv2D(64, 3, activation="relu")(x)
+        x = layers.Conv2D(_units(64, width), 3, activation="relu")(x)
         x = layers.MaxPooling2D(2)(x)
         x = layers.Flatten()(x)
         x = layers.Dropout(0.5)(x)
         return inputs, x
-    filters = 32
+    filters = _units(32, width)
     size = min(shape[0], shape[1])
     for _ in range(3):  # pooling only while the feature map is large enough
         x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
@@ -136,11 +150,11 @@ def _cnn(shape: tuple[int, ...], pixel_scale: float, architecture: str):
             break
     x = layers.Flatten()(x)
     x = layers.Dropout(0.25)(x)
-    x = layers.Dense(128, activation="relu")(x)
+    x = layers.Dense(_units(128, width), activation="relu")(x)
     return inputs, x
 
 
-def _table_encoder(x_train: np.ndarray, architecture: str):
+def _table_encoder(x_train: np.ndarray, architecture: str, width: float = 1.0):
     """Standardised features into an MLP, or straight into the output (linear)."""
     import keras
     from keras import layers
@@ -152,13 +166,13 @@ def _table_encoder(x_train: np.ndarray, architecture: str):
     x = norm(inputs)
     if architecture == "linear":
         return inputs, x
-    x = layers.Dense(64, activation="relu")(x)
+    x = layers.Dense(_units(64, width), activation="relu")(x)
     x = layers.Dropout(0.1)(x)
-    x = layers.Dense(32, activation="relu")(x)
+    x = layers.Dense(_units(32, width), activation="relu")(x)
     return inputs, x
 
 
-def _text_encoder(texts: np.ndarray, architecture: str, max_tokens: int, sequence_length: int):
+def _text_encoder(texts: np.ndarray, architecture: str, max_tokens: int, sequence_length: int, width: float = 1.0):
     """Raw strings in: tokenisation is a layer of the model, so the saved model
     and the service take text exactly as users write it."""
     import keras
@@ -176,17 +190,18 @@ def _text_encoder(texts: np.ndarray, architecture: str, max_tokens: int, sequenc
     inputs = keras.Input(shape=(), dtype="string", name="text")
     tokens = vectorise(inputs)
     if architecture == "transformer":
-        x = _token_and_position_embedding()(vocabulary, sequence_length, 64, name="embed")(tokens)
-        attention = layers.MultiHeadAttention(num_heads=2, key_dim=32, dropout=0.1)(x, x)
+        embedding = _units(64, width)
+        x = _token_and_position_embedding()(vocabulary, sequence_length, embedding, name="embed")(tokens)
+        attention = layers.MultiHeadAttention(num_heads=2, key_dim=_units(32, width), dropout=0.1)(x, x)
         x = layers.LayerNormalization(epsilon=1e-6)(x + attention)
-        feed_forward = layers.Dense(64)(layers.Dense(128, activation="relu")(x))
+        feed_forward = layers.Dense(embedding)(layers.Dense(_units(128, width), activation="relu")(x))
         x = layers.LayerNormalization(epsilon=1e-6)(x + layers.Dropout(0.1)(feed_forward))
         x = layers.GlobalAveragePooling1D()(x)
     else:
-        x = layers.Embedding(vocabulary, 64, mask_zero=True, name="embed")(tokens)
-        x = layers.Bidirectional(layers.LSTM(32))(x)
+        x = layers.Embedding(vocabulary, _units(64, width), mask_zero=True, name="embed")(tokens)
+        x = layers.Bidirectional(layers.LSTM(_units(32, width)))(x)
     x = layers.Dropout(0.3)(x)
-    return inputs, layers.Dense(32, activation="relu")(x)
+    return inputs, layers.Dense(_units(32, width), activation="relu")(x)
 
 
 def _register(cls):

@@ -132,6 +132,22 @@ class PackagedService(BaseModel):
     max_abs_difference: float
 
 
+class DistillationReport(BaseModel):
+    """A distilled student beside its teacher, on the same holdout."""
+
+    teacher_version: str
+    metric: str
+    higher_is_better: bool
+    teacher_metric: float
+    student_metric: float
+    teacher_parameters: int
+    student_parameters: int
+    teacher_size_bytes: int
+    student_size_bytes: int
+    teacher_latency_ms_p50: float
+    student_latency_ms_p50: float
+
+
 class PipelineResult(BaseModel):
     status: Literal["promoted", "rejected", "validation_failed"]
     validation: ValidationSummary
@@ -141,4 +157,5 @@ class PipelineResult(BaseModel):
     registered: RegisteredModel | None = None
     package: PackagedService | None = None
     exports: ExportReport | None = None
+    distillation: DistillationReport | None = None
     tracking_uri: str = ""

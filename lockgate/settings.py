@@ -91,6 +91,14 @@ class ExportSettings(BaseModel):
     latency_repeats: int = Field(50, ge=1)
 
 
+class DistillationSettings(BaseModel):
+    """A smaller student trained on the champion's softened predictions."""
+
+    width: float = Field(0.25, gt=0, le=1)  # student layers' width, relative to the teacher architecture's
+    temperature: float = Field(2.0, gt=0)  # softens the teacher's probabilities
+    alpha: float = Field(0.7, ge=0, le=1)  # weight of the teacher's labels against the true ones
+
+
 class ServingSettings(BaseModel):
     api_keys: SecretStr = SecretStr("")
     allow_anonymous: bool = False
@@ -135,6 +143,7 @@ class LockgateSettings(BaseSettings):
     validation: ValidationSettings = ValidationSettings()
     gate: GateSettings = GateSettings()
     export: ExportSettings = ExportSettings()
+    distillation: DistillationSettings = DistillationSettings()
     serving: ServingSettings = ServingSettings()
     deploy: DeploySettings = DeploySettings()
     # Test hook: {"train": 2} makes the first two attempts of the train step

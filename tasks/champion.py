@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from pydantic import BaseModel
 
 from lockgate.faults import maybe_inject
@@ -32,6 +33,25 @@ def find_champion(model_name: str, settings: LockgateSettings | None = None) -> 
         uri=f"models:/{model_name}/{version.version}",
         data_meta=meta,
     )
+
+
+def champion_outputs(champion: ChampionRef, x: np.ndarray, names: list[str], kind: str) -> np.ndarray:
+    """The champion's outputs on `x`; class probabilities are re-ordered into
+    the classes `names` of the data at hand (a class it never saw gets 0)."""
+    import mlflow.tensorflow
+
+    from lockgate.models import predict_outputs, register_custom_layers
+
+    register_custom_layers()
+    raw = predict_outputs(mlflow.tensorflow.load_model(champion.uri), x)
+    if kind == "regression":
+        return raw
+    champion_names = list(champion.data_meta["class_names"])
+    aligned = np.zeros((len(x), len(names)), dtype="float32")
+    for j, name in enumerate(names):
+        if name in champion_names:
+            aligned[:, j] = raw[:, champion_names.index(name)]
+    return aligned
 
 
 find_champion_task = pipeline_task("find champion", timeout_seconds=120)(find_champion)

@@ -11,13 +11,13 @@ import numpy as np
 
 from lockgate.data import read_snapshot, split_for
 from lockgate.faults import maybe_inject
-from lockgate.models import load_keras_model, predict_outputs, register_custom_layers
+from lockgate.models import load_keras_model, predict_outputs
 from lockgate.plots import confusion_matrix_image, prediction_scatter
 from lockgate.records import EvaluationReport, TrainingResult
 from lockgate.settings import LockgateSettings, get_settings
 from lockgate.steps import pipeline_task
 from lockgate.tracking import connect
-from tasks.champion import ChampionRef
+from tasks.champion import ChampionRef, champion_outputs
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: list[str]) -> dict[str, Any]:
@@ -105,7 +105,7 @@ def evaluate_model(
 
     champion_metrics, champion_pred = None, None
     if champion is not None:
-        champion_scored = score(kind, y, _champion_outputs(champion, x, names, kind), names)
+        champion_scored = score(kind, y, champion_outputs(champion, x, names, kind), names)
         champion_metrics, champion_pred = champion_scored["metrics"], champion_scored["predictions"]
 
     out_dir = settings.runs_dir / training.run_id
@@ -145,23 +145,6 @@ def evaluate_model(
         predictions_file=str(predictions),
         confusion_matrix_image=str(figure),
     )
-
-
-def _champion_outputs(champion: ChampionRef, x: np.ndarray, names: list[str], kind: str) -> np.ndarray:
-    """Champion outputs; class probabilities re-ordered into the challenger's classes."""
-    import mlflow.tensorflow
-
-    register_custom_layers()
-    model = mlflow.tensorflow.load_model(champion.uri)
-    raw = predict_outputs(model, x)
-    if kind == "regression":
-        return raw
-    champion_names = list(champion.data_meta["class_names"])
-    aligned = np.zeros((len(x), len(names)), dtype="float32")
-    for j, name in enumerate(names):
-        if name in champion_names:
-            aligned[:, j] = raw[:, champion_names.index(name)]
-    return aligned
 
 
 def _metric(key: str, value: float) -> Any:

@@ -1,4 +1,7 @@
-"""Step 2: train the kind's model, resumably, and log it to the MLflow run."""
+"""Step 2: train the kind's model, resumably, and log it to the MLflow run.
+
+Given a teacher (the champion), it trains a narrower student on the teacher's
+softened predictions instead: distillation, judged by the same later gates."""
 
 from __future__ import annotations
 
@@ -15,9 +18,12 @@ from lockgate.settings import LockgateSettings, get_settings
 from lockgate.steps import pipeline_task
 from lockgate.tracking import connect
 from lockgate.training import fit
+from tasks.champion import ChampionRef, champion_outputs
 
 
-def train_model(run_id: str, snapshot_folder: str, settings: LockgateSettings | None = None) -> TrainingResult:
+def train_model(
+    run_id: str, snapshot_folder: str, settings: LockgateSettings | None = None, teacher: ChampionRef | None = None
+) -> TrainingResult:
     import keras
     import mlflow
 
@@ -36,7 +42,17 @@ def train_model(run_id: str, snapshot_folder: str, settings: LockgateSettings | 
         EpochReporter(client, run_id, settings.training.epochs),
         FaultAfterEpoch("train", settings.inject_faults.get("train", 0)),
     ]
-    outcome = fit(snapshot, settings.training, backup_dir=backup_dir, callbacks=callbacks)
+    teacher_outputs = None
+    if teacher is not None:
+        kind = snapshot.meta["kind"]
+        teacher_outputs = champion_outputs(teacher, snapshot.x, snapshot.class_names, kind)
+        client.log_param(run_id, "distilled_from", teacher.uri)
+        for key, value in settings.distillation.model_dump().items():
+            client.log_param(run_id, f"distillation.{key}", value)
+    outcome = fit(
+        snapshot, settings.training, backup_dir=backup_dir, callbacks=callbacks,
+        teacher_outputs=teacher_outputs, distillation=settings.distillation,
+    )
     model_path = out_dir / "model.keras"
     outcome.model.save(model_path)
     figure_path = training_curves(outcome.history, out_dir / "training_curves.png", outcome.resumed_from_epoch)

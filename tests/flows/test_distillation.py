@@ -1,0 +1,53 @@
+"""Distillation: a narrower student learns from the champion's predictions and
+goes through the same gates, reported beside its teacher."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flows.training import NoChampionToDistil, training_pipeline
+from lockgate.settings import DistillationSettings
+from lockgate.training import distillation_targets
+
+pytestmark = pytest.mark.flow
+
+
+def test_targets_blend_softened_teacher_with_truth():
+    teacher = np.array([[0.9, 0.1], [0.2, 0.8]])
+    targets = distillation_targets(teacher, np.array([0, 0]), "image", DistillationSettings(temperature=2, alpha=0.5))
+    softened = np.sqrt(teacher) / np.sqrt(teacher).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(targets, 0.5 * softened + 0.5 * np.eye(2)[[0, 0]], rtol=1e-6)
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0, rtol=1e-6)
+    values = distillation_targets(np.array([[10.0], [20.0]]), np.array([12.0, 18.0]), "regression",
+                                  DistillationSettings(alpha=0.25))
+    np.testing.assert_allclose(values, [11.5, 18.5])
+
+
+def test_distillation_needs_a_champion(prefect_harness, settings, model_name):
+    with pytest.raises(NoChampionToDistil, match="has no champion to distil"):
+        training_pipeline(data="digits", model_name=model_name, settings=settings, distil=True)
+
+
+def test_student_is_gated_against_its_teacher(prefect_harness, settings, model_name):
+    import mlflow
+
+    from lockgate.tracking import champion_version
+
+    settings.training.epochs = 12
+    teacher = training_pipeline(data="digits", model_name=model_name, settings=settings)
+    assert teacher.status == "promoted"
+    student = training_pipeline(data="digits", model_name=model_name, settings=settings, distil=True)
+    report = student.distillation
+    assert report.teacher_version == "1"
+    assert report.student_parameters < 0.2 * report.teacher_parameters  # width 0.25: far fewer weights
+    assert report.student_size_bytes < report.teacher_size_bytes
+    assert report.teacher_metric == pytest.approx(teacher.evaluation.metrics["accuracy"], abs=1e-9)
+    assert report.student_metric == student.evaluation.metrics["accuracy"] > 0.85
+    params = mlflow.MlflowClient().get_run(student.run_id).data.params
+    assert params["distilled_from"] == f"models:/{model_name}/1" and params["distillation.width"] == "0.25"
+    # The same gate decides: compared with the teacher on the same holdout.
+    assert student.gate.champion == pytest.approx(report.teacher_metric)
+    assert any("champion v1" in reason for reason in student.gate.reasons)
+    expected_champion = "2" if student.gate.promote else "1"
+    assert str(champion_version(settings, model_name).version) == expected_champion
