@@ -9,7 +9,7 @@ from them; it turns them into settings and calls the training pipeline.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from prefect import flow
@@ -37,27 +37,34 @@ def retrain(
     min_macro_f1: Fraction = 0.75,
     regression_margin: Fraction = 0.01,
     model_name: str | None = None,
+    family: Literal["auto", "image", "text", "tabular", "regression"] = "auto",
+    distil: bool = False,
 ) -> PipelineResult:
     """Retrain with the given data and thresholds; promote only through the gate.
 
     Args:
-        data: digits, mnist, or a table, .npz file or image folder the worker can read
+        data: digits, mnist, cifar10, imdb, or a table, .npz file, image or text folder the worker can read
         target: the label column of a table
         epochs: maximum training epochs (early stopping may end sooner)
         min_accuracy: the gate's lowest acceptable holdout accuracy
         min_macro_f1: the gate's lowest acceptable holdout macro-F1
         regression_margin: how much worse than the champion a challenger may be
         model_name: the registered model name (default lockgate-<data set>)
+        family: the model family; auto decides from the data
+        distil: train a narrower student of the current champion instead
     """
-    settings = settings_for_run(epochs, min_accuracy, min_macro_f1, regression_margin)
+    settings = settings_for_run(epochs, min_accuracy, min_macro_f1, regression_margin, family)
     apply_environment(settings)
-    return training_pipeline(data=data, target=target, model_name=model_name, settings=settings)
+    return training_pipeline(data=data, target=target, model_name=model_name, settings=settings, distil=distil)
 
 
-def settings_for_run(epochs: int, min_accuracy: float, min_macro_f1: float, regression_margin: float) -> LockgateSettings:
+def settings_for_run(
+    epochs: int, min_accuracy: float, min_macro_f1: float, regression_margin: float, family: str = "auto"
+) -> LockgateSettings:
     """The worker's settings with this run's parameters laid over them."""
     settings = get_settings().model_copy(deep=True)
     settings.training.epochs = epochs
+    settings.training.family = family
     settings.gate.min_accuracy = min_accuracy
     settings.gate.min_macro_f1 = min_macro_f1
     settings.gate.regression_margin = regression_margin

@@ -210,10 +210,17 @@ def _load_imdb() -> LoadedData:
         index = keras.datasets.imdb.get_word_index()
     except Exception as exc:
         raise DataLoadError(f"could not load imdb through keras.datasets (it downloads on first use): {exc}") from exc
-    words = {i + 3: w for w, i in index.items()}  # 0-2 are padding, start and unknown
-    texts = [" ".join(words.get(i, "") for i in review if i > 2) for review in x]
+    texts, labels = imdb_texts(x, y, index)
+    return _text_data("imdb", texts, labels, "label", "text")
+
+
+def imdb_texts(reviews, y, word_index: dict[str, int]) -> tuple[pd.Series, pd.Series]:
+    """Keras' IMDB word ids back to text: ids are offset by 3 (0 padding, 1
+    start, 2 unknown), so the text model tokenises words as users write them."""
+    words = {i + 3: w for w, i in word_index.items()}
+    texts = [" ".join(words[i] for i in review if i > 2 and i in words) for review in reviews]
     labels = pd.Series(np.where(np.asarray(y) == 1, "positive", "negative"))
-    return _text_data("imdb", pd.Series(texts, dtype=object), labels, "label", "text")
+    return pd.Series(texts, dtype=object), labels
 
 
 def _load_digits() -> LoadedData:

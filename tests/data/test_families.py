@@ -119,3 +119,25 @@ def _regression_settings():
     settings = get_settings().model_copy(deep=True)
     settings.training.family = "regression"
     return settings
+
+
+def test_imdb_word_ids_become_text():
+    from lockgate.data import imdb_texts
+
+    index = {"the": 1, "film": 2, "was": 3, "superb": 4}  # ids as keras.datasets.imdb.get_word_index gives them
+    texts, labels = imdb_texts([[1, 4, 5, 6, 7], [1, 2, 9999]], [1, 0], index)
+    assert texts.tolist() == ["the film was superb", ""]  # start, unknown and unindexed ids dropped
+    assert labels.tolist() == ["positive", "negative"]
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10", "imdb"])
+def test_keras_loaders_download_or_say_why(name, tmp_path, monkeypatch):
+    """These loaders download on first use. With the internet they return the
+    data set; without it (as on the machines this suite runs on) the reason."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    try:
+        data = load_source(name)
+    except DataLoadError as error:
+        assert f"could not load {name} through keras.datasets (it downloads on first use)" in str(error)
+    else:
+        assert data.kind == ("text" if name == "imdb" else "image") and len(data.frame) >= 25_000

@@ -179,4 +179,4 @@ def test_records_for_a_table_model(wine_service):
     assert missing.status_code == 422 and "missing columns ['alcohol']" in missing.text
     assert unknown.status_code == 422 and "unknown columns ['colour']" in unknown.text
     assert text.status_code == 422 and "'alcohol' must be a number" in text.text
-    assert images.status_code == 422 and "takes tables" in images.text
+    assert images.status_code == 422 and "this is a tabular model: use /predict_records" in images.text
