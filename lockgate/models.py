@@ -102,9 +102,8 @@ def trainable_model(model, meta: dict, settings: "TrainingSettings"):
     x = layers.RandomRotation(0.05, fill_mode="constant", name="augment_rotate")(x)
     x = layers.RandomZoom(0.1, fill_mode="constant", name="augment_zoom")(x)
     trainer = keras.Model(inputs, model(x), name=f"{model.name}_augmented")
-    trainer.compile(
-        optimizer=keras.optimizers.Adam(settings.learning_rate), loss=model.loss, metrics=["accuracy"]
-    )
+    # The model's own optimizer does the training, so the saved model carries its state.
+    trainer.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
     return trainer
 
 

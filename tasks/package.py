@@ -1,4 +1,4 @@
-"""Step 6: put the registered version in the Bento store, build a Bento, and
+"""Step 7: put the registered version in the Bento store, build a Bento, and
 prove the Bento answers like the in-process model before anything is promoted.
 """
 

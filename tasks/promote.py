@@ -1,4 +1,4 @@
-"""Step 7: move the champion alias to the verified version.
+"""Step 8: move the champion alias to the verified version.
 
 The last step on purpose: a run that fails anywhere before this leaves the
 champion where it was.

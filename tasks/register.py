@@ -1,4 +1,4 @@
-"""Step 5: register the gated model version in the MLflow registry, once.
+"""Step 6: register the gated model version in the MLflow registry, once.
 
 Idempotent: a retried task, or a re-run for the same MLflow run, finds the
 version already registered from that run instead of making a second one.

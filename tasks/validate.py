@@ -163,7 +163,7 @@ def _extra_checks(data: LoadedData, settings: LockgateSettings) -> list[CheckRes
         checks.append(CheckResult(name=what, severity="blocking", success=False, message=shown))
     numeric = [c for c in data.feature_columns + [data.target] if c in data.frame.columns
                and pd.api.types.is_numeric_dtype(data.frame[c]) and data.kind in ("tabular", "regression")]
-    infinite = [c for c in numeric if np.isinf(data.frame[c].to_numpy(dtype="float64")).any()]
+    infinite = [c for c in numeric if np.isinf(data.frame[c].to_numpy(dtype="float64", na_value=np.nan)).any()]
     if infinite:
         checks.append(CheckResult(
             name="finite values", severity="blocking", success=False,
