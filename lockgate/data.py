@@ -182,10 +182,15 @@ def _holds_text_files(path: Path) -> bool:
     return any(f.suffix.lower() in TEXT_SUFFIXES for d in path.iterdir() if d.is_dir() for f in d.iterdir())
 
 
+UNLABELLED_FOLDERS = {"unsup"}  # the IMDB archive's unlabelled reviews sit beside pos/ and neg/
+
+
 def _load_text_folder(path: Path) -> LoadedData:
-    """One sub-folder per class of .txt files, as in the IMDB reviews archive."""
+    """One sub-folder per class of .txt files, as in the IMDB reviews archive
+    (whose `unsup/` folder of unlabelled reviews is not a class)."""
     texts, labels, problems = [], [], []
-    for folder in sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith(".")):
+    folders = [d for d in path.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    for folder in sorted(d for d in folders if d.name not in UNLABELLED_FOLDERS):
         for file in sorted(folder.iterdir()):
             if file.suffix.lower() not in TEXT_SUFFIXES:
                 continue

@@ -78,6 +78,16 @@ def test_empty_and_missing_texts_are_stopped(tmp_path, reviews_csv):
     assert "null values" in text and "review" in text
 
 
+def test_imdb_unlabelled_folder_is_not_a_class(tmp_path, reviews_folder):
+    import shutil
+
+    copy = shutil.copytree(reviews_folder, tmp_path / "aclImdb-train")
+    (copy / "unsup").mkdir()
+    (copy / "unsup" / "0_0.txt").write_text("An unlabelled review of some film.")
+    data = load_source(str(copy))
+    assert set(data.frame["label"]) == {"neg", "pos"} and len(data.frame) == 200
+
+
 def test_unreadable_text_files_are_named(tmp_path, reviews_folder):
     import shutil
 
