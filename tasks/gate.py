@@ -34,17 +34,16 @@ def decide(report: EvaluationReport, gate: GateSettings) -> GateDecision:
     decision = GateDecision(promote=False, metric=gate.metric, challenger=value, reasons=reasons)
 
     if report.champion_version is not None:
-        predictions = read_predictions(report.predictions_file)
-        champion_pred = predictions.get("champion_pred")
         decision.champion = (report.champion_metrics or {}).get(gate.metric)
-        if champion_pred is None or len(champion_pred) != len(predictions["y_true"]) or decision.champion is None:
+        predictions = _scored_champion(report, decision.champion)
+        if predictions is None:
             passed = False
             reasons.append(f"champion v{report.champion_version} could not be scored on this holdout: rejecting")
         else:
             observed, low, high = paired_bootstrap_difference(
                 predictions["y_true"],
                 predictions["challenger_pred"],
-                champion_pred,
+                predictions["champion_pred"],
                 gate.metric,
                 gate.bootstrap_samples,
                 gate.confidence,
@@ -86,15 +85,14 @@ def decide_regression(report: EvaluationReport, gate: GateSettings) -> GateDecis
     if report.champion_version is None:
         reasons.append("no champion yet: judged on absolute thresholds only")
     else:
-        predictions = read_predictions(report.predictions_file)
-        champion_pred = predictions.get("champion_pred")
         decision.champion = (report.champion_metrics or {}).get("rmse")
-        if champion_pred is None or len(champion_pred) != len(predictions["y_true"]) or decision.champion is None:
+        predictions = _scored_champion(report, decision.champion)
+        if predictions is None:
             passed = False
             reasons.append(f"champion v{report.champion_version} could not be scored on this holdout: rejecting")
         else:
             observed, low, high = rmse_bootstrap_improvement(
-                predictions["y_true"], predictions["challenger_pred"], champion_pred,
+                predictions["y_true"], predictions["challenger_pred"], predictions["champion_pred"],
                 gate.bootstrap_samples, gate.confidence,
             )
             # Reported as challenger minus champion RMSE, so negative is better.
@@ -113,6 +111,16 @@ def decide_regression(report: EvaluationReport, gate: GateSettings) -> GateDecis
     decision.promote = passed
     decision.reasons = reasons
     return decision
+
+
+def _scored_champion(report: EvaluationReport, champion_value: float | None) -> dict | None:
+    """The holdout predictions, when the champion was scored on every row;
+    None otherwise, and the gate then fails closed."""
+    predictions = read_predictions(report.predictions_file)
+    champion_pred = predictions.get("champion_pred")
+    if champion_pred is None or len(champion_pred) != len(predictions["y_true"]) or champion_value is None:
+        return None
+    return predictions
 
 
 def gate_model(report: EvaluationReport, settings: LockgateSettings | None = None) -> GateDecision:
