@@ -7,12 +7,10 @@ from __future__ import annotations
 from prefect import flow
 from prefect.runtime import flow_run
 
-from lockgate.data import dataset_name
 from lockgate.records import PipelineResult, ValidationSummary
 from lockgate.reporting import pipeline_markdown, publish_markdown, validation_markdown
 from lockgate.settings import LockgateSettings, get_settings
-from lockgate.tracking import model_name_for
-from tasks.champion import find_champion_task
+from tasks.champion import choose_model_task, find_champion_task
 from tasks.distil import compare_task
 from tasks.evaluate import evaluate_task
 from tasks.export import export_task
@@ -52,7 +50,9 @@ def training_pipeline(
     champion, learning from its softened predictions; it must pass the same
     gates, against that champion, to replace it."""
     settings = settings or get_settings()
-    name = model_name or model_name_for(settings, dataset_name(data))
+    choice = choose_model_task(data, target, model_name, settings)
+    print(choice.sentence())
+    name = choice.name
 
     champion = find_champion_task(name, settings)
     if distil and champion is None:
@@ -63,7 +63,9 @@ def training_pipeline(
         raise ValidationFailed(summary)
 
     run_id = open_run_task(summary, name, str(flow_run.id or "local"), settings)
-    result = PipelineResult(status="rejected", validation=summary, run_id=run_id, tracking_uri=settings.tracking_uri)
+    result = PipelineResult(
+        status="rejected", validation=summary, model=choice, run_id=run_id, tracking_uri=settings.tracking_uri
+    )
     with finish_run(run_id, settings):
         training = train_task(run_id, summary.snapshot, settings, champion if distil else None)
         result.evaluation = evaluate_task(training, summary.snapshot, champion, settings)

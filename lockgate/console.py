@@ -25,8 +25,16 @@ def print_validation_failure(console: Console, summary: ValidationSummary) -> No
 def print_result(console: Console, result: PipelineResult, settings: LockgateSettings) -> None:
     summary = result.validation
     console.rule("[bold]Summary")
+    if result.model:
+        console.print(result.model.sentence())
     seen = " (data seen before)" if summary.seen_before else ""
     console.print(f"Validation: {summary.verdict()} on {summary.rows} rows{seen}")
+    if summary.contract:
+        console.print("Columns:")
+        for line in summary.contract[:30]:
+            console.print(f"  {line}", markup=False)
+        if len(summary.contract) > 30:
+            console.print(f"  ... {len(summary.contract) - 30} more (see the validation report)")
     for check in summary.warnings:
         console.print(f"  [yellow]warning[/] {check.name}: {check.message}")
     if summary.data_docs:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from lockgate.families.tables import TableContract, encode, infer_contract, typed_frame
 from lockgate.preprocessing import load_image_file
 from lockgate.records import DatasetKind
 
@@ -53,6 +54,21 @@ class LoadedData:
     pixel_scale: float = 1.0
     problems: list[str] = field(default_factory=list)  # found while reading
     text_column: str | None = None  # text only: the column holding the text
+    contract: TableContract | None = None  # tables, once validation has decided the roles
+
+    @property
+    def is_table(self) -> bool:
+        return self.kind in ("tabular", "regression")
+
+    def decide_roles(self, training: "TrainingSettings", reference: dict | None = None) -> TableContract:
+        """A table's contract: the champion's roles if there is one, else
+        inferred (or set in settings); statistics from this data."""
+        champion = TableContract.from_dict(reference["contract"]) if reference and reference.get("contract") else None
+        self.contract = infer_contract(
+            self.frame, self.target, dict(training.columns), training.max_integer_categories,
+            training.max_categories, reference=champion,
+        )
+        return self.contract
 
     @property
     def feature_columns(self) -> list[str]:
@@ -70,6 +86,8 @@ class LoadedData:
             return ["pixel_mean", "pixel_std"]
         if self.kind == "text":
             return TEXT_FEATURES
+        if self.contract is not None:
+            return [c.name for c in self.contract.used if c.role == "numeric"]
         return self.feature_columns
 
     @property
@@ -83,6 +101,25 @@ def dataset_name(source: str) -> str:
     stem = Path(source).stem if Path(source).suffix else Path(source).name
     cleaned = "".join(ch if ch.isalnum() else "-" for ch in stem.lower()).strip("-")
     return cleaned or "dataset"
+
+
+def table_columns(source: str) -> list[str] | None:
+    """The column names of a table file, read from its header only; None for
+    anything that is not a readable table."""
+    path = Path(source).expanduser()
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            names = pq.read_schema(path).names
+        elif suffix in (".csv", ".tsv", ".txt") and path.is_file():
+            names = list(pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", nrows=0).columns)
+        else:
+            return None
+    except Exception:  # unreadable: validation will say why
+        return None
+    return [str(c).strip() for c in names]
 
 
 def load_source(source: str, target: str | None = None, training: "TrainingSettings | None" = None) -> LoadedData:
@@ -365,6 +402,20 @@ class Snapshot:
     def class_names(self) -> list[str]:
         return self.meta["class_names"]
 
+    @property
+    def contract(self) -> TableContract | None:
+        return TableContract.from_dict(self.meta["contract"]) if self.meta.get("contract") else None
+
+    def inputs_for(self, model_meta: dict, rows: np.ndarray) -> np.ndarray:
+        """The input of another model (the champion's) for these rows: a table
+        is encoded again with that model's own contract; other data as is."""
+        contract = model_meta.get("contract")
+        features = self.folder / "features.parquet"
+        if not contract or not features.is_file():
+            return self.x[rows]
+        frame = pd.read_parquet(features).iloc[rows]
+        return encode(frame, TableContract.from_dict(contract))
+
 
 def content_hash(x: np.ndarray, targets: np.ndarray, columns: list[str], kind: str = "") -> str:
     digest = hashlib.sha256()
@@ -388,6 +439,8 @@ def training_arrays(data: LoadedData) -> tuple[np.ndarray, np.ndarray]:
         return data.x.astype("float32"), targets
     if data.kind == "text":
         return data.frame[data.text_column].astype(str).to_numpy(dtype=str), targets
+    if data.contract is not None:
+        return encode(data.frame, data.contract), targets
     return data.frame[data.feature_columns].to_numpy(dtype="float32"), targets
 
 
@@ -408,7 +461,8 @@ def write_snapshot(data: LoadedData, root: Path) -> tuple[Path, str, bool]:
     """Store validated data under its hash; return (folder, hash, seen_before)."""
     x, targets = training_arrays(data)
     columns = data.feature_columns
-    digest = content_hash(x, targets, columns, data.kind)
+    contract = data.contract.to_dict() if data.contract is not None else None
+    digest = content_hash(x, targets, columns, data.kind + json.dumps(contract, sort_keys=True))
     folder = root / digest[:16]
     seen_before = (folder / "meta.json").is_file()
     if not seen_before:
@@ -422,6 +476,9 @@ def write_snapshot(data: LoadedData, root: Path) -> tuple[Path, str, bool]:
         tmp = folder / "data.tmp.npz"
         np.savez_compressed(tmp, x=x, y=y)
         tmp.replace(folder / "data.npz")
+        if data.contract is not None:  # raw rows, typed, to encode again with another model's contract
+            typed_frame(data.frame, data.contract).to_parquet(folder / "features.tmp.parquet", index=False)
+            (folder / "features.tmp.parquet").replace(folder / "features.parquet")
         meta = {
             "name": data.name,
             "kind": data.kind,
@@ -433,6 +490,8 @@ def write_snapshot(data: LoadedData, root: Path) -> tuple[Path, str, bool]:
             "text_column": data.text_column,
             "target_stats": column_profile(data.frame, [data.target])[data.target] if data.is_regression else None,
             "rows": int(len(x)),
+            "contract": contract,
+            "model_columns": data.contract.model_columns() if data.contract is not None else None,
             "data_hash": digest,
             "profile": column_profile(data.frame, data.profile_columns),
         }

@@ -13,6 +13,7 @@ from typing import Any
 from great_expectations import expectations as gxe
 from great_expectations.expectations.metadata_types import FailureSeverity
 
+from lockgate.families.tables import TableContract
 from lockgate.settings import ValidationSettings
 
 NUMERIC_TYPES = [
@@ -36,8 +37,10 @@ def build_expectations(
     settings: ValidationSettings,
     pixel_scale: float = 1.0,
     reference: dict | None = None,
+    contract: TableContract | None = None,
 ) -> list[gxe.Expectation]:
-    """All expectations for one data set; `reference` is the champion's meta."""
+    """All expectations for one data set; `reference` is the champion's meta,
+    `contract` a table's roles (whose columns may be categories and gaps)."""
     suite: list[gxe.Expectation] = [
         gxe.ExpectColumnToExist(column=target, **_meta("label column present", BLOCKING)),
         gxe.ExpectTableRowCountToBeBetween(min_value=settings.min_rows, **_meta("enough rows", BLOCKING)),
@@ -54,7 +57,9 @@ def build_expectations(
                 column=target, min_value=2, max_value=settings.max_classes, **_meta("label count", BLOCKING)
             )
         )
-    if kind in ("tabular", "regression"):
+    if kind in ("tabular", "regression") and contract is not None:
+        suite += _contract_expectations(feature_columns, contract, settings)
+    elif kind in ("tabular", "regression"):
         suite += _tabular_expectations(feature_columns, settings)
     elif kind == "text":
         suite += _text_expectations(feature_columns[0], settings)
@@ -81,6 +86,26 @@ def _tabular_expectations(columns: list[str], settings: ValidationSettings) -> l
         suite.append(
             gxe.ExpectColumnValuesToNotBeNull(
                 column=col, mostly=1.0 - settings.max_null_fraction, **_meta("features not null", BLOCKING)
+            )
+        )
+    return suite
+
+
+def _contract_expectations(
+    columns: list[str], contract: TableContract, settings: ValidationSettings
+) -> list[gxe.Expectation]:
+    """A mixed table: gaps allowed per column up to the settings' share."""
+    suite: list[gxe.Expectation] = [
+        gxe.ExpectTableColumnCountToBeBetween(min_value=2, **_meta("at least one feature column", BLOCKING)),
+        gxe.ExpectCompoundColumnsToBeUnique(
+            column_list=columns, mostly=1.0 - settings.max_duplicate_fraction, **_meta("duplicate rows", WARNING)
+        ),
+    ]
+    for spec in contract.used:
+        allowed = settings.missing_share.get(spec.name, settings.max_missing_share)
+        suite.append(
+            gxe.ExpectColumnValuesToNotBeNull(
+                column=spec.name, mostly=1.0 - allowed, **_meta("missing values within limits", BLOCKING)
             )
         )
     return suite
@@ -212,7 +237,9 @@ def describe_failure(config: Any, result: dict, exception: dict | None) -> str:
     if kind == "expect_column_value_lengths_to_be_between":
         return f"{where} has {count} empty values ({_num(percent)}%)"
     if kind in ("expect_column_values_to_not_be_null",):
-        return f"{where} has {count} null values ({_num(percent)}%)"
+        mostly = kwargs.get("mostly")
+        allowed = f"; at most {1 - float(mostly):.0%} may be missing" if mostly is not None and float(mostly) < 1 else ""
+        return f"{where} has {count} null values ({_num(percent)}%){allowed}"
     if kind == "expect_column_values_to_be_in_set":
         return f"{where} has {count} values outside {sorted(map(str, kwargs.get('value_set', [])))[:20]}: {_sample(result)}"
     if kind == "expect_column_values_to_be_between":

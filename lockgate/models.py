@@ -39,6 +39,8 @@ def build_model(
         inputs, features = _cnn(tuple(meta["input_shape"]), float(meta["pixel_scale"]), architecture, width)
     elif kind == "text":
         inputs, features = _text_encoder(x_train, architecture, settings.max_tokens, settings.sequence_length, width)
+    elif meta.get("contract"):
+        inputs, features = _contract_table_encoder(meta, x_train, architecture, width)
     else:
         inputs, features = _table_encoder(x_train, architecture, width)
     if kind == "regression":
@@ -171,6 +173,89 @@ def _table_encoder(x_train: np.ndarray, architecture: str, width: float = 1.0):
     return inputs, x
 
 
+def _contract_table_encoder(meta: dict, x_train: np.ndarray, architecture: str, width: float = 1.0):
+    """Encoded rows (numbers with NaN gaps, category codes) into the table's
+    features: gaps imputed with the training mean plus a missing indicator,
+    numbers standardised, each category column embedded with a width that
+    grows with its number of categories; then an MLP (or nothing: linear)."""
+    import keras
+    from keras import layers
+
+    from lockgate.families.tables import TableContract
+
+    layout = TableContract.from_dict(meta["contract"]).layout()
+    numeric = x_train[:, layout["numeric"]].astype("float64")
+    with np.errstate(all="ignore"):
+        mean = np.nan_to_num(np.nanmean(numeric, axis=0)) if numeric.size else np.zeros(0)
+        std = np.nan_to_num(np.nanstd(numeric, axis=0)) if numeric.size else np.zeros(0)
+    std = np.where(std > 1e-12, std, 1.0)
+    inputs = keras.Input(shape=(layout["width"],), name="features")
+    table = _table_features()(
+        numeric=layout["numeric"], mean=mean.tolist(), std=std.tolist(),
+        categorical=layout["categorical"], cardinalities=layout["cardinalities"],
+        name="table_features", dtype="float32",
+    )
+    x = table(inputs)
+    if architecture == "linear":
+        return inputs, x
+    x = layers.Dense(_units(128, width), activation="relu")(x)
+    x = layers.Dropout(0.1)(x)
+    x = layers.Dense(_units(64, width), activation="relu")(x)
+    return inputs, x
+
+
+def embedding_width(cardinality: int) -> int:
+    """As wide as one-hot for a few categories, growing slowly for many."""
+    return int(min(cardinality, max(4, round(1.6 * cardinality**0.56))))
+
+
+def _table_features():
+    if "table" in _LAYERS:
+        return _LAYERS["table"]
+    from keras import layers, ops
+
+    @_register
+    class TableFeatures(layers.Layer):
+        """Numbers and category codes of a table row into one feature vector.
+
+        NaN is found as ``x != x`` (TFLite has no IsNan op), so the exports
+        impute exactly as Keras does."""
+
+        def __init__(self, numeric, mean, std, categorical, cardinalities, **kwargs):
+            super().__init__(**kwargs)
+            self.numeric, self.mean, self.std = list(numeric), list(mean), list(std)
+            self.categorical, self.cardinalities = list(categorical), list(cardinalities)
+            self.embeddings = [
+                layers.Embedding(c, embedding_width(c), name=f"category_{i}") for i, c in enumerate(self.cardinalities)
+            ]
+
+        def build(self, input_shape):
+            for embedding in self.embeddings:
+                embedding.build((None,))
+            super().build(input_shape)
+
+        def call(self, x):
+            parts = []
+            if self.numeric:
+                values = ops.take(x, self.numeric, axis=1)
+                missing = ops.not_equal(values, values)
+                standard = (values - ops.convert_to_tensor(self.mean, "float32")) / ops.convert_to_tensor(self.std, "float32")
+                parts += [ops.where(missing, ops.zeros_like(values), standard), ops.cast(missing, "float32")]
+            for column, cardinality, embedding in zip(self.categorical, self.cardinalities, self.embeddings):
+                code = ops.clip(ops.take(x, [column], axis=1)[:, 0], 0, cardinality - 1)
+                parts.append(embedding(ops.cast(code, "int32")))
+            return ops.concatenate(parts, axis=1)
+
+        def get_config(self):
+            return super().get_config() | {
+                "numeric": self.numeric, "mean": self.mean, "std": self.std,
+                "categorical": self.categorical, "cardinalities": self.cardinalities,
+            }
+
+    _LAYERS["table"] = TableFeatures
+    return TableFeatures
+
+
 def _text_encoder(texts: np.ndarray, architecture: str, max_tokens: int, sequence_length: int, width: float = 1.0):
     """Raw strings in: tokenisation is a layer of the model, so the saved model
     and the service take text exactly as users write it."""
@@ -249,6 +334,7 @@ def _token_and_position_embedding():
 def register_custom_layers() -> None:
     """Make Lockgate's own layers known before a saved model is deserialised."""
     _token_and_position_embedding()
+    _table_features()
 
 
 def load_keras_model(path: str | Path):

@@ -33,6 +33,10 @@ class ValidationSummary(BaseModel):
     snapshot: str | None = None  # folder holding data.npz and meta.json
     data_hash: str | None = None
     seen_before: bool = False
+    # Tables: one line per column (role, type, gaps, categories or range) and
+    # the signature that recognises the model's table under another file name.
+    contract: list[str] | None = None
+    table_signature: str | None = None
 
     @property
     def blocking_failures(self) -> list[CheckResult]:
@@ -148,9 +152,29 @@ class DistillationReport(BaseModel):
     student_latency_ms_p50: float
 
 
+class ModelChoice(BaseModel):
+    """Which registered model a run trains, and why that one."""
+
+    name: str
+    how: Literal["named", "file name", "recognised", "new"]
+    detail: str = ""
+    champion_version: str | None = None
+
+    def sentence(self) -> str:
+        target = f"{self.name} champion v{self.champion_version}" if self.champion_version else f"{self.name} (no champion yet)"
+        because = {
+            "named": "named in the command or settings",
+            "file name": "the model of data files with this name",
+            "recognised": f"recognised by its table: {self.detail}",
+            "new": "a new model; to retrain an existing one, pass --model-name NAME",
+        }[self.how]
+        return f"Challenging {target}: {because}."
+
+
 class PipelineResult(BaseModel):
     status: Literal["promoted", "rejected", "validation_failed"]
     validation: ValidationSummary
+    model: ModelChoice | None = None
     run_id: str | None = None
     evaluation: EvaluationReport | None = None
     gate: GateDecision | None = None

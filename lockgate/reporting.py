@@ -24,6 +24,8 @@ def validation_markdown(summary: ValidationSummary) -> str:
         lines.append(f"| {check.name} | {check.severity} | {'pass' if check.success else 'FAIL'} | {_cell(check.message)} |")
     passed = sum(c.success for c in summary.checks)
     lines += ["", f"{passed} of {len(summary.checks)} checks passed."]
+    if summary.contract:
+        lines += ["", "## Data contract (column roles)", "", *[f"- {_cell(line)}" for line in summary.contract]]
     if summary.data_docs:
         lines.append(f"Data Docs: `{summary.data_docs}`")
     return "\n".join(lines)
@@ -53,7 +55,10 @@ def metrics_table_markdown(report: EvaluationReport) -> str:
 
 
 def pipeline_markdown(result: PipelineResult) -> str:
-    parts = [f"# Lockgate run: {result.status}", "", validation_markdown(result.validation)]
+    parts = [f"# Lockgate run: {result.status}", ""]
+    if result.model:
+        parts += [result.model.sentence(), ""]
+    parts.append(validation_markdown(result.validation))
     if result.evaluation and result.gate:
         parts += ["", gate_markdown(result.gate, result.evaluation)]
     if result.registered:

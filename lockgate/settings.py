@@ -43,13 +43,30 @@ class TrainingSettings(BaseModel):
     architecture: Literal["auto", "small_cnn", "mnist", "cifar", "lstm", "transformer", "mlp", "linear"] = "auto"
     augment: bool = False  # random flips/shifts/rotations of training images
     text_column: str | None = None  # default: the table's one text column
+    # Tables: a role per column name (numeric, categorical, datetime, text,
+    # identifier, constant) or "drop", overriding what is inferred on a model's
+    # first run; later runs keep the roles of the champion's contract.
+    columns: dict[str, Literal["numeric", "categorical", "datetime", "text", "identifier", "constant", "drop"]] = Field(
+        default_factory=dict
+    )
+    # Integer columns with at most this many distinct values are categories.
+    max_integer_categories: int = Field(5, ge=0)
+    max_categories: int = Field(1000, ge=1)  # a category column's vocabulary; rarer values share the unseen code
     max_tokens: int = Field(20_000, ge=100)  # text vocabulary size
     sequence_length: int = Field(200, ge=4)  # tokens kept per text
 
 
 class ValidationSettings(BaseModel):
     min_rows: int = Field(50, ge=1)
-    max_null_fraction: float = Field(0.0, ge=0, le=1)
+    max_null_fraction: float = Field(0.0, ge=0, le=1)  # labels, texts and images
+    # Table features: the share of missing values allowed per column, by
+    # default and by column name; the model imputes the gaps.
+    max_missing_share: float = Field(0.5, ge=0, le=1)
+    missing_share: dict[str, float] = Field(default_factory=dict)
+    # Rows whose category the champion never saw: above this share of a
+    # column, a check fails with `unseen_category_severity`.
+    max_unseen_category_share: float = Field(0.05, ge=0, le=1)
+    unseen_category_severity: Literal["blocking", "warning"] = "blocking"
     max_duplicate_fraction: float = Field(0.1, ge=0, le=1)
     min_class_fraction: float = Field(0.02, ge=0, le=1)
     # A feature's mean may move this many champion standard deviations.

@@ -47,6 +47,25 @@ def model_name_for(settings: LockgateSettings, dataset: str) -> str:
     return settings.model_name or f"lockgate-{dataset}"
 
 
+TABLE_SIGNATURE_TAG = "lockgate.table_signature"
+
+
+def models_with_table(settings: LockgateSettings, signature: str) -> list[str]:
+    """Registered models whose table has this signature, most recently updated first."""
+    found = client(settings).search_registered_models(filter_string=f"tags.`{TABLE_SIGNATURE_TAG}` = '{signature}'")
+    return [m.name for m in sorted(found, key=lambda m: m.last_updated_timestamp or 0, reverse=True)]
+
+
+def registered_model_exists(settings: LockgateSettings, model_name: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client(settings).get_registered_model(model_name)
+    except MlflowException:
+        return False
+    return True
+
+
 def champion_version(settings: LockgateSettings, model_name: str) -> Any | None:
     """The model version the champion alias points at, or None."""
     from mlflow.exceptions import MlflowException

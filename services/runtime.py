@@ -73,6 +73,17 @@ class ModelSpec:
     def kind(self) -> str:
         return self.meta["kind"]
 
+    @property
+    def contract(self):
+        """A table model's data contract (roles, categories), if it has one."""
+        if not self.meta.get("contract"):
+            return None
+        if "_contract" not in self.__dict__:
+            from lockgate.families.tables import TableContract
+
+            self.__dict__["_contract"] = TableContract.from_dict(self.meta["contract"])
+        return self.__dict__["_contract"]
+
     def wrong_endpoint(self) -> RequestError:
         return RequestError(422, f"this is a {self.kind} model: use {ENDPOINTS[self.kind]}")
 
@@ -93,17 +104,36 @@ class ModelSpec:
             "endpoints": ENDPOINTS[meta["kind"]],
             "input_shape": meta["input_shape"],
             "text_column": meta.get("text_column"),
-            "feature_columns": meta.get("feature_columns", []),
+            "feature_columns": self.contract.source_columns if self.contract else meta.get("feature_columns", []),
+            "record_schema": self.record_schema(),
             "classes": meta["class_names"],
             "pixel_scale": meta.get("pixel_scale"),
             "metrics": meta.get("metrics", {}),
             "data_hash": meta.get("data_hash"),
         }
 
+    def record_schema(self) -> dict[str, Any] | None:
+        """JSON Schema of one record of /predict_records, from the contract."""
+        from lockgate.families.tables import record_schema
+
+        return record_schema(self.contract) if self.contract else None
+
     def to_array(self, instances: Any, max_rows: int) -> np.ndarray:
-        """Nested lists of numbers -> float32 array of the model's input shape."""
+        """Nested lists of numbers -> float32 array of the model's input shape.
+        For a table with a contract, each instance is a row of raw values in
+        the order of its feature columns, encoded as /predict_records does."""
         if self.kind == "text":
             raise self.wrong_endpoint()
+        if self.contract is not None:
+            columns = self.contract.source_columns
+            if not isinstance(instances, list):
+                raise RequestError(422, "'instances' must be a list of rows")
+            rows = []
+            for i, row in enumerate(instances[: max_rows + 1]):
+                if not isinstance(row, list) or len(row) != len(columns):
+                    raise RequestError(422, f"instance {i} must be a list of {len(columns)} values, in the order {columns[:20]}")
+                rows.append(dict(zip(columns, row)))
+            return self.records_to_array(rows, max_rows) if rows else self.records_to_array(instances, max_rows)
         if not isinstance(instances, list):
             raise RequestError(422, "'instances' must be a list of examples")
         if not instances:
@@ -167,6 +197,13 @@ class ModelSpec:
             raise RequestError(422, "'records' must be a non-empty list of objects")
         if len(records) > max_rows:
             raise RequestError(413, f"{len(records)} records in one request; the limit is {max_rows}")
+        if self.contract is not None:
+            from lockgate.families.tables import RecordError, encode, records_frame
+
+            try:
+                return encode(records_frame(records, self.contract), self.contract)
+            except RecordError as exc:
+                raise RequestError(422, str(exc)) from None
         columns = list(self.meta["feature_columns"])
         rows = []
         for i, record in enumerate(records):

@@ -51,6 +51,18 @@ def resolve_model_tag() -> str:
     )
 
 
+def _served_record_schema() -> dict[str, Any]:
+    """The record schema of the model this process will serve, for the OpenAPI
+    page (BentoML builds it from the class, so it must be known when the module
+    loads). Empty when no model can be resolved yet, e.g. in unit tests."""
+    try:
+        spec = ModelSpec.from_folder(bentoml.models.get(resolve_model_tag()).path)
+        schema = spec.record_schema()
+    except Exception:  # no champion yet, no store: the generic schema stays
+        return {}
+    return {"items": schema} if schema else {}
+
+
 def _http_error(error: RequestError) -> BentoMLException:
     return BentoMLException(error.message, error_code=HTTPStatus(error.status))
 
@@ -102,7 +114,11 @@ class LockgateService:
 
     @bentoml.api(route="/predict_records")
     async def predict_records(
-        self, records: list[dict[str, Any]] = Field(description="rows as objects keyed by column name")
+        self,
+        records: list[dict[str, Any]] = Field(
+            description="rows as objects keyed by column name; null (or leaving a column out) is a missing value",
+            json_schema_extra=_served_record_schema(),
+        ),
     ) -> dict[str, Any]:
         """Predictions for table rows given as JSON objects (tabular models)."""
         return await self._answer(lambda: self.spec.records_to_array(records, self.settings.max_rows_per_request))

@@ -30,7 +30,7 @@ def compare_with_teacher(
 
     settings = settings or get_settings()
     snapshot = read_snapshot(snapshot_folder)
-    holdout = snapshot.x[split_for(snapshot.y, settings.training)["holdout"]]
+    holdout = snapshot.inputs_for(teacher.data_meta, split_for(snapshot.y, settings.training)["holdout"])
     connect(settings)
     register_custom_layers()
     teacher_model = mlflow.tensorflow.load_model(teacher.uri)

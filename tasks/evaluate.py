@@ -105,7 +105,8 @@ def evaluate_model(
 
     champion_metrics, champion_pred = None, None
     if champion is not None:
-        champion_scored = score(kind, y, champion_outputs(champion, x, names, kind), names)
+        champion_x = snapshot.inputs_for(champion.data_meta, split["holdout"])
+        champion_scored = score(kind, y, champion_outputs(champion, champion_x, names, kind), names)
         champion_metrics, champion_pred = champion_scored["metrics"], champion_scored["predictions"]
 
     out_dir = settings.runs_dir / training.run_id

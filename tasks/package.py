@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from lockgate.data import read_snapshot, split_for
 from lockgate.faults import DeterministicFailure, maybe_inject
@@ -57,6 +58,8 @@ def store_model(
         "pixel_scale": meta["pixel_scale"],
         "text_column": meta.get("text_column"),
         "target": meta["target"],
+        "contract": meta.get("contract"),
+        "model_columns": meta.get("model_columns"),
         "metrics": {k: round(v, 6) for k, v in evaluation.metrics.items()},
         "exports": {r.format: f"exports/{Path(r.path).name}" for r in (exports.passed() if exports else []) if r.path},
     }
@@ -119,10 +122,14 @@ def build_bento(registered: RegisteredModel, model_tag: str, data_hash: str) -> 
     return str(bento.tag)
 
 
-def family_request(meta: dict, x: np.ndarray) -> tuple[str, dict]:
-    """The route and body a user of this family sends: texts, records or arrays."""
+def family_request(meta: dict, x: "np.ndarray | pd.DataFrame") -> tuple[str, dict]:
+    """The route and body a user of this family sends: texts, records or arrays.
+    A table with a contract is sent as its raw rows (strings and nulls included)."""
     if meta["kind"] == "text":
         return "/predict_text", {"texts": [str(t) for t in x]}
+    if isinstance(x, pd.DataFrame):
+        rows = x.astype(object).where(x.notna(), None).to_dict("records")
+        return "/predict_records", {"records": rows}
     if meta["kind"] in ("tabular", "regression"):
         columns = meta["feature_columns"]
         return "/predict_records", {"records": [dict(zip(columns, map(float, row))) for row in x]}
@@ -136,7 +143,7 @@ def served_outputs(answer: dict) -> np.ndarray:
     return np.asarray(answer["probabilities"], dtype="float32")
 
 
-def verify_bento(bento_tag: str, meta: dict, x: np.ndarray, expected: np.ndarray, timeout: float = 180.0) -> float:
+def verify_bento(bento_tag: str, meta: dict, x: "np.ndarray | pd.DataFrame", expected: np.ndarray, timeout: float = 180.0) -> float:
     """Serve the Bento as users will, send it the holdout through the family's
     own endpoint, compare with `expected`.
 
@@ -199,7 +206,9 @@ def package_model(
     holdout = split_for(snapshot.y, settings.training)["holdout"]
     x = snapshot.x[holdout]
     expected = predict_outputs(load_keras_model(training.model_path), x)
-    difference = verify_bento(bento_tag, snapshot.meta, x, expected) if settings.verify_bento else float("nan")
+    features = Path(snapshot_folder) / "features.parquet"
+    sent = pd.read_parquet(features).iloc[holdout].reset_index(drop=True) if features.is_file() else x
+    difference = verify_bento(bento_tag, snapshot.meta, sent, expected) if settings.verify_bento else float("nan")
     return PackagedService(
         bento_tag=bento_tag, model_tag=model_tag,
         verified_examples=len(x) if settings.verify_bento else 0, max_abs_difference=difference,

@@ -12,7 +12,7 @@ from lockgate.faults import DeterministicFailure, maybe_inject
 from lockgate.records import ExportReport, GateDecision, RegisteredModel, TrainingResult, ValidationSummary
 from lockgate.settings import LockgateSettings, get_settings
 from lockgate.steps import pipeline_task
-from lockgate.tracking import code_version, connect
+from lockgate.tracking import TABLE_SIGNATURE_TAG, code_version, connect
 
 
 def register_model(
@@ -50,6 +50,8 @@ def register_model(
             model_id=_logged_model_id(training.model_uri),
             description=f"Trained on {summary.dataset} ({summary.rows} rows); {decision.headline()[:500]}",
         )
+    if summary.table_signature:  # so next month's file of the same table finds this model
+        client.set_registered_model_tag(model_name, TABLE_SIGNATURE_TAG, summary.table_signature)
     _wait_until_ready(client, model_name, str(version.version))
     for key, value in tags.items():  # also completes a version a crash left untagged
         client.set_model_version_tag(model_name, str(version.version), key, value)

@@ -52,6 +52,8 @@ def open_run(
     run_id = run.info.run_id
     meta_file = Path(summary.snapshot) / "meta.json"
     client.log_artifact(run_id, str(meta_file), artifact_path="data")
+    if summary.contract:  # the column roles, readable in the MLflow UI
+        client.log_text(run_id, "\n".join(summary.contract) + "\n", "data/contract.txt")
     client.log_text(run_id, json.dumps(summary.model_dump(mode="json"), indent=2), "validation/summary.json")
     client.log_param(run_id, "dataset", summary.dataset)
     client.log_param(run_id, "rows", summary.rows)

@@ -45,7 +45,8 @@ def train_model(
     teacher_outputs = None
     if teacher is not None:
         kind = snapshot.meta["kind"]
-        teacher_outputs = champion_outputs(teacher, snapshot.x, snapshot.class_names, kind)
+        every_row = np.arange(len(snapshot.y))
+        teacher_outputs = champion_outputs(teacher, snapshot.inputs_for(teacher.data_meta, every_row), snapshot.class_names, kind)
         client.log_param(run_id, "distilled_from", teacher.uri)
         for key, value in settings.distillation.model_dump().items():
             client.log_param(run_id, f"distillation.{key}", value)

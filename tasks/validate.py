@@ -14,6 +14,7 @@ import pandas as pd
 
 from lockgate.data import DataLoadError, LoadedData, dataset_name, load_source, write_snapshot
 from lockgate.expectations import build_expectations, describe_failure
+from lockgate.families.tables import TableContract, check_against_contract, validation_frame
 from lockgate.faults import maybe_inject
 from lockgate.records import CheckResult, ValidationSummary
 from lockgate.settings import LockgateSettings, get_settings
@@ -48,8 +49,12 @@ def validate_data(
             "(use another model name for a new family)",
         )
         return ValidationSummary(dataset=data.name, kind=data.kind, rows=len(data.frame), success=False, checks=[check])
+    if data.is_table:
+        data.decide_roles(settings.training, reference)
     checks = _run_suite(data, reference, settings)
     checks += _extra_checks(data, settings)
+    if data.contract is not None:
+        checks += _contract_checks(data, reference, settings)
     success = not any(c.severity == "blocking" and not c.success for c in checks)
     docs = _data_docs_index(settings)
     summary = ValidationSummary(
@@ -60,6 +65,9 @@ def validate_data(
         checks=checks,
         data_docs=str(docs) if docs.exists() else None,
     )
+    if data.contract is not None:
+        summary.contract = data.contract.describe()
+        summary.table_signature = data.contract.signature()
     if success:
         folder, digest, seen = write_snapshot(data, settings.snapshots_dir)
         summary.snapshot, summary.data_hash, summary.seen_before = str(folder), digest, seen
@@ -70,8 +78,21 @@ def _data_docs_index(settings: LockgateSettings) -> Path:
     return settings.gx_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
 
 
+def _contract_checks(data: LoadedData, reference: dict | None, settings: LockgateSettings) -> list[CheckResult]:
+    champion = TableContract.from_dict(reference["contract"]) if reference and reference.get("contract") else None
+    findings = check_against_contract(
+        data.frame, data.contract, champion,
+        max_unseen_share=settings.validation.max_unseen_category_share,
+        unseen_blocking=settings.validation.unseen_category_severity == "blocking",
+    )
+    return [
+        CheckResult(name=f.name, severity="blocking" if f.blocking else "warning", success=f.success, message=f.message)
+        for f in findings
+    ]
+
+
 def _validation_frame(data: LoadedData) -> pd.DataFrame:
-    frame = data.frame.copy()
+    frame = validation_frame(data.frame, data.contract) if data.contract is not None else data.frame.copy()
     if data.target in frame.columns and not data.is_regression:
         labels = frame[data.target]
         # Labels are compared as text, so 3 and "3" are the same class.
@@ -87,7 +108,7 @@ def _run_suite(data: LoadedData, reference: dict | None, settings: LockgateSetti
     context = gx.get_context(mode="file", project_root_dir=str(settings.gx_dir))
     _quiet_progress_bars(context)
     expectations = build_expectations(
-        data.kind, data.target, data.feature_columns, settings.validation, data.pixel_scale, reference
+        data.kind, data.target, data.feature_columns, settings.validation, data.pixel_scale, reference, data.contract
     )
     suite_name = f"{data.name}-{data.kind}"
     suite = context.suites.add_or_update(gx.ExpectationSuite(name=suite_name, expectations=expectations))
@@ -162,8 +183,11 @@ def _extra_checks(data: LoadedData, settings: LockgateSettings) -> list[CheckRes
         what = "decodable images" if data.kind == "image" else "readable files"
         checks.append(CheckResult(name=what, severity="blocking", success=False, message=shown))
     numeric = [c for c in data.feature_columns + [data.target] if c in data.frame.columns
-               and pd.api.types.is_numeric_dtype(data.frame[c]) and data.kind in ("tabular", "regression")]
-    infinite = [c for c in numeric if np.isinf(data.frame[c].to_numpy(dtype="float64", na_value=np.nan)).any()]
+               and pd.api.types.is_numeric_dtype(data.frame[c]) and data.is_table]
+    if data.contract is not None:
+        numeric = [c.name for c in data.contract.used if c.role == "numeric"] + [data.target] * data.is_regression
+    infinite = [c for c in numeric if c in data.frame.columns
+                and np.isinf(pd.to_numeric(data.frame[c], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)).any()]
     if infinite:
         checks.append(CheckResult(
             name="finite values", severity="blocking", success=False,

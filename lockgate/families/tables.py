@@ -1,0 +1,526 @@
+"""What tables share, whether they are classified or regressed: column roles,
+the data contract, and the encoding of raw rows into the model's input.
+
+A real table mixes numbers, strings, booleans, dates and gaps. On a model's
+first run each column gets a *role* (numeric, categorical, datetime, text,
+identifier, constant), inferred from its values or set in settings. The
+*contract* records the roles and what the training rows looked like
+(categories with their frequencies, missing shares, numeric statistics); it
+travels with the model (snapshot meta, MLflow run, Bento model) and later data
+is validated against it.
+
+Encoding is pure numpy/pandas and the same everywhere (training, evaluation,
+the champion's scoring, exports, the service): each model column becomes one
+float32 value. Numbers stay numbers, NaN where missing (the model imputes and
+adds a missing indicator itself); a category becomes its integer code in the
+contract's vocabulary (0 missing, 1 unseen, 2.. known). The string lookup is
+done here rather than with a ``StringLookup`` layer so that every export
+format (TFLite and ONNX cannot run TensorFlow's string hash tables) takes the
+same numeric input and is checked for parity on it; everything after the
+lookup (imputation, missing indicators, normalisation, embeddings) is inside
+the Keras model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Literal
+
+import numpy as np
+import pandas as pd
+
+Role = Literal["numeric", "categorical", "datetime", "text", "identifier", "constant", "dropped"]
+# Roles that feed the model; the others are excluded with a reason.
+MODEL_ROLES = ("numeric", "categorical", "datetime")
+DATETIME_PARTS = ("year", "month", "day", "dayofweek", "hour")
+MISSING_CODE, UNSEEN_CODE, FIRST_CODE = 0, 1, 2
+
+
+@dataclass
+class ColumnSpec:
+    """One column of the contract: its role and what training saw in it."""
+
+    name: str
+    role: Role
+    dtype: str  # the source dtype as read (object, int64, bool, ...)
+    missing_share: float
+    reason: str = ""  # why the role was chosen, or why the column is excluded
+    # categorical: known categories (most frequent first) and their shares
+    vocabulary: list[str] = field(default_factory=list)
+    frequencies: list[float] = field(default_factory=list)
+    strings: bool = False  # categorical values were strings that are not numbers
+    # numeric (and each datetime part): statistics of the training rows
+    stats: dict[str, float] = field(default_factory=dict)
+    parts: list[str] = field(default_factory=list)  # datetime: the numeric parts used
+
+    @property
+    def used(self) -> bool:
+        return self.role in MODEL_ROLES
+
+    def model_columns(self) -> list[str]:
+        """The model's input columns this column becomes."""
+        if self.role == "datetime":
+            return [f"{self.name}.{part}" for part in self.parts]
+        return [self.name] if self.used else []
+
+    @property
+    def cardinality(self) -> int:
+        """Codes a categorical column can take: missing, unseen and each category."""
+        return FIRST_CODE + len(self.vocabulary)
+
+
+@dataclass
+class TableContract:
+    """The roles and training-time profile of every column of a table."""
+
+    target: str
+    columns: list[ColumnSpec]
+
+    @property
+    def used(self) -> list[ColumnSpec]:
+        return [c for c in self.columns if c.used]
+
+    @property
+    def excluded(self) -> list[ColumnSpec]:
+        return [c for c in self.columns if not c.used]
+
+    @property
+    def source_columns(self) -> list[str]:
+        """Columns of the source table the model reads (what a request sends)."""
+        return [c.name for c in self.used]
+
+    def model_columns(self) -> list[str]:
+        return [name for c in self.used for name in c.model_columns()]
+
+    def column(self, name: str) -> ColumnSpec:
+        for spec in self.columns:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def layout(self) -> dict[str, Any]:
+        """What the model's input layer needs: which inputs are numbers, which
+        are category codes, and how many codes each category column has."""
+        numeric, categorical, cardinalities, position = [], [], [], 0
+        for spec in self.used:
+            for _ in spec.model_columns():
+                if spec.role == "categorical":
+                    categorical.append(position)
+                    cardinalities.append(spec.cardinality)
+                else:
+                    numeric.append(position)
+                position += 1
+        return {"numeric": numeric, "categorical": categorical, "cardinalities": cardinalities, "width": position}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "columns": [asdict(c) for c in self.columns]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TableContract":
+        return cls(target=data["target"], columns=[ColumnSpec(**c) for c in data["columns"]])
+
+    def signature(self) -> str:
+        """Identifies a model's table by its columns and target, whatever its
+        file is called: next month's export has the same signature."""
+        return table_signature([c.name for c in self.columns], self.target)
+
+    def describe(self) -> list[str]:
+        """One line per column, for reports."""
+        lines = []
+        for c in self.columns:
+            detail = f"{c.missing_share:.1%} missing"
+            if c.role == "categorical":
+                top = ", ".join(f"{v!r} {f:.0%}" for v, f in zip(c.vocabulary[:4], c.frequencies[:4]))
+                detail += f"; {len(c.vocabulary)} categories ({top}{', ...' if len(c.vocabulary) > 4 else ''})"
+            elif c.role == "numeric" and c.stats:
+                detail += f"; {c.stats['min']:.4g} to {c.stats['max']:.4g}, mean {c.stats['mean']:.4g}"
+            elif c.role == "datetime":
+                detail += f"; parts {', '.join(c.parts)}"
+            note = f" — {c.reason}" if c.reason and not c.used else ""
+            lines.append(f"{c.name}: {c.role} ({c.dtype}; {detail}){note}")
+        return lines
+
+
+def table_signature(columns: Iterable[str], target: str) -> str:
+    payload = json.dumps({"columns": sorted(str(c) for c in columns if c != target), "target": target})
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------- inference
+
+
+def infer_contract(
+    frame: pd.DataFrame,
+    target: str,
+    overrides: dict[str, str] | None = None,
+    max_integer_categories: int = 5,
+    max_categories: int = 1000,
+    reference: TableContract | None = None,
+) -> TableContract:
+    """The contract of a table: roles from `reference` (the champion's
+    contract: a model's roles are decided on its first run), else from
+    `overrides`, else inferred; statistics always from `frame`."""
+    overrides = overrides or {}
+    specs = []
+    for name in frame.columns:
+        if name == target:
+            continue
+        values = frame[name]
+        asked = overrides.get(name)
+        if asked == "drop":
+            specs.append(ColumnSpec(name, "dropped", str(values.dtype), _missing_share(values), reason="dropped in settings"))
+            continue
+        if reference is not None and name in {c.name for c in reference.columns}:
+            role, reason = reference.column(name).role, "as in the champion's contract"
+        elif asked:
+            role, reason = asked, "set in settings"
+        else:
+            role, reason = infer_role(values, max_integer_categories)
+        specs.append(_profile(name, values, role, reason, max_categories))
+    return TableContract(target=target, columns=specs)
+
+
+def infer_role(values: pd.Series, max_integer_categories: int = 5) -> tuple[Role, str]:
+    """A column's role from its values, with the reason in words."""
+    present = values.dropna()
+    if isinstance(values.dtype, pd.StringDtype) or values.dtype == object:
+        present = present[present.astype(str).str.strip() != ""]
+    rows = len(present)
+    distinct = present.astype(str).nunique() if rows else 0
+    if distinct <= 1:
+        return "constant", "a single value in every row" if rows else "no values at all"
+    if pd.api.types.is_bool_dtype(values):
+        return "categorical", "booleans"
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return "datetime", "dates"
+    if pd.api.types.is_numeric_dtype(values):
+        return _numeric_role(present.astype("float64"), distinct, max_integer_categories)
+    as_numbers = pd.to_numeric(present, errors="coerce")
+    if as_numbers.notna().all():
+        return _numeric_role(as_numbers.astype("float64"), distinct, max_integer_categories, "numbers written as text")
+    strings = present.astype(str)
+    if _looks_like_dates(strings):
+        return "datetime", "dates written as text"
+    if distinct == rows and rows >= 20:
+        return "identifier", "a different value in every row (a name or an ID), excluded"
+    words = strings.str.split().str.len().mean()
+    if words >= 3 and distinct / rows > 0.5:
+        return "text", "free text (table models use categories and numbers only), excluded"
+    return "categorical", "strings"
+
+
+def _numeric_role(numbers: pd.Series, distinct: int, max_integer_categories: int, source: str = "numbers") -> tuple[Role, str]:
+    integral = bool((numbers % 1 == 0).all())
+    if integral and distinct <= max_integer_categories:
+        return "categorical", f"integers with {distinct} values (at most {max_integer_categories} count as categories)"
+    rows = len(numbers)
+    if integral and distinct == rows and rows >= 20 and numbers.max() - numbers.min() < 2 * rows:
+        return "identifier", "consecutive integers, one per row (a row number or an ID), excluded"
+    return "numeric", source
+
+
+def _looks_like_dates(strings: pd.Series) -> bool:
+    sample = strings.head(200)
+    if not sample.str.contains(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}|\d{4}-\d{2}", regex=True).mean() > 0.9:
+        return False
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
+    return parsed.notna().mean() > 0.95
+
+
+def _missing_share(values: pd.Series) -> float:
+    if not len(values):
+        return 0.0
+    missing = values.isna()
+    if values.dtype == object or isinstance(values.dtype, pd.StringDtype):
+        missing |= values.astype(str).str.strip().eq("") & values.notna()
+    return float(missing.mean())
+
+
+def _profile(name: str, values: pd.Series, role: Role, reason: str, max_categories: int) -> ColumnSpec:
+    spec = ColumnSpec(name, role, str(values.dtype), _missing_share(values), reason=reason)
+    if role == "categorical":
+        labels = category_strings(values).dropna()
+        counts = labels.value_counts()
+        counts = counts.sort_index(kind="stable").sort_values(ascending=False, kind="stable")[:max_categories]
+        spec.vocabulary = [str(v) for v in counts.index]
+        spec.frequencies = [round(float(c) / max(len(values), 1), 6) for c in counts.to_numpy()]
+        spec.strings = bool(pd.to_numeric(labels, errors="coerce").isna().any()) if len(labels) else False
+    elif role == "numeric":
+        spec.stats = _stats(numeric_values(values))
+    elif role == "datetime":
+        parts = datetime_parts(values)
+        spec.parts = [p for p in DATETIME_PARTS if parts[p].nunique(dropna=True) > 1]
+        spec.stats = {}
+    return spec
+
+
+def _stats(numbers: pd.Series) -> dict[str, float]:
+    finite = numbers[np.isfinite(numbers)]
+    if finite.empty:
+        return {"mean": 0.0, "std": 0.0, "min": 0.0, "max": 0.0, "median": 0.0}
+    return {
+        "mean": float(finite.mean()), "std": float(finite.std(ddof=0)),
+        "min": float(finite.min()), "max": float(finite.max()), "median": float(finite.median()),
+    }
+
+
+# ----------------------------------------------------------------- encoding
+
+
+def category_strings(values: pd.Series) -> pd.Series:
+    """Categories as text, missing as NaN: True/1/1.0 become 'True'/'1'/'1', so
+    a CSV, a parquet file and a JSON request spell a category the same way."""
+    out = values.astype(object).map(_category_text)
+    return out
+
+
+def _category_text(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA or value is pd.NaT:
+        return np.nan
+    if isinstance(value, (bool, np.bool_)):
+        return "True" if value else "False"
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    text = str(value).strip()
+    return text if text else np.nan
+
+
+def numeric_values(values: pd.Series) -> pd.Series:
+    """Numbers as float64; blanks and missing become NaN (text is refused by
+    validation before it gets here, so what does not parse is a gap)."""
+    if pd.api.types.is_bool_dtype(values):
+        return values.astype("float64")
+    return pd.to_numeric(values, errors="coerce").astype("float64")
+
+
+def datetime_parts(values: pd.Series) -> pd.DataFrame:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if pd.api.types.is_datetime64_any_dtype(values):
+            stamps = values
+        else:
+            stamps = pd.to_datetime(values, errors="coerce", format="mixed")
+    if getattr(stamps.dt, "tz", None) is not None:
+        stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+    return pd.DataFrame({part: getattr(stamps.dt, part).astype("float64") for part in DATETIME_PARTS})
+
+
+def encode(frame: pd.DataFrame, contract: TableContract) -> np.ndarray:
+    """Raw rows -> the model's float32 input, one value per model column."""
+    blocks = []
+    for spec in contract.used:
+        values = frame[spec.name] if spec.name in frame.columns else pd.Series([np.nan] * len(frame), index=frame.index)
+        if spec.role == "numeric":
+            blocks.append(numeric_values(values).to_numpy()[:, None])
+        elif spec.role == "datetime":
+            blocks.append(datetime_parts(values)[spec.parts].to_numpy())
+        else:
+            blocks.append(category_codes(values, spec.vocabulary)[:, None])
+    if not blocks:
+        return np.zeros((len(frame), 0), dtype="float32")
+    with np.errstate(over="ignore"):
+        return np.concatenate(blocks, axis=1).astype("float32")
+
+
+def category_codes(values: pd.Series, vocabulary: list[str]) -> np.ndarray:
+    labels = category_strings(values)
+    index = pd.Categorical(labels, categories=vocabulary).codes.astype("float64")  # -1: unseen or missing
+    codes = np.where(index >= 0, index + FIRST_CODE, UNSEEN_CODE)
+    return np.where(labels.isna().to_numpy(), MISSING_CODE, codes)
+
+
+def typed_frame(frame: pd.DataFrame, contract: TableContract) -> pd.DataFrame:
+    """The columns the model reads, each in its role's type (categories as text,
+    numbers as float), so the snapshot can be stored and re-encoded later
+    with another model's contract (the champion's)."""
+    out = {}
+    for spec in contract.used:
+        values = frame[spec.name]
+        if spec.role == "numeric":
+            out[spec.name] = numeric_values(values)
+        elif spec.role == "categorical":
+            out[spec.name] = category_strings(values).astype(object)
+        else:
+            out[spec.name] = values.astype(str).where(values.notna(), None).astype(object)
+    return pd.DataFrame(out, index=frame.index).reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- requests
+
+
+class RecordError(ValueError):
+    """A request record that does not fit the contract; the message names the column."""
+
+
+def records_frame(records: list[Any], contract: TableContract) -> pd.DataFrame:
+    """JSON records -> a raw frame, refusing what the contract cannot take:
+    an unknown column, a number where a category was expected is accepted (it
+    is spelt as text), text or a non-finite value where a number was expected
+    is not. Missing columns and nulls are gaps, which the model imputes."""
+    specs = {c.name: c for c in contract.used}
+    excluded = {c.name for c in contract.excluded}
+    rows: dict[str, list[Any]] = {name: [] for name in specs}
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise RecordError(f"record {i} is not an object keyed by column name")
+        unknown = [k for k in record if k not in specs and k not in excluded]
+        if unknown:
+            raise RecordError(f"record {i}: unknown column(s) {unknown[:10]}; the model reads {list(specs)[:20]}")
+        for name, spec in specs.items():
+            value = record.get(name)
+            rows[name].append(_request_value(i, name, spec, value))
+    return pd.DataFrame(rows)
+
+
+def _request_value(i: int, name: str, spec: ColumnSpec, value: Any) -> Any:
+    if value is None:
+        return None
+    if spec.role == "numeric":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise RecordError(f"record {i}: column '{name}' must be a number or null, got {value!r}"[:300])
+        try:
+            number = float(value)
+        except OverflowError:
+            raise RecordError(f"record {i}: column '{name}' is too large for a number") from None
+        if not math.isfinite(number) or abs(number) > 3.4e38:
+            raise RecordError(f"record {i}: column '{name}' must be finite, got {value!r}"[:300])
+        return number
+    if spec.role == "categorical":
+        if not isinstance(value, (str, bool, int, float)):
+            raise RecordError(f"record {i}: column '{name}' must be a string, number, boolean or null, got {type(value).__name__}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise RecordError(f"record {i}: column '{name}' must be finite, got {value!r}")
+        return value
+    if not isinstance(value, str):
+        raise RecordError(f"record {i}: column '{name}' must be a date string or null, got {value!r}"[:300])
+    return value
+
+
+def record_schema(contract: TableContract) -> dict[str, Any]:
+    """JSON Schema of one request record, from the contract."""
+    properties: dict[str, Any] = {}
+    for spec in contract.used:
+        if spec.role == "numeric":
+            properties[spec.name] = {"type": ["number", "null"], "description": f"numeric, {spec.missing_share:.0%} missing in training"}
+        elif spec.role == "categorical":
+            schema: dict[str, Any] = {"type": ["string", "number", "boolean", "null"], "description": "categorical; unseen values are accepted"}
+            if len(spec.vocabulary) <= 50:
+                schema["examples"] = spec.vocabulary[:10]
+            properties[spec.name] = schema
+        else:
+            properties[spec.name] = {"type": ["string", "null"], "format": "date-time"}
+    return {"type": "object", "properties": properties, "additionalProperties": False}
+
+
+# --------------------------------------------------------------- validation
+
+
+@dataclass
+class TableFinding:
+    """One check of a table against its roles and the champion's contract."""
+
+    name: str
+    blocking: bool
+    success: bool
+    message: str
+
+
+def check_against_contract(
+    frame: pd.DataFrame,
+    contract: TableContract,
+    champion: TableContract | None,
+    max_unseen_share: float = 0.05,
+    unseen_blocking: bool = True,
+) -> list[TableFinding]:
+    """What Great Expectations cannot say well about a mixed table: text in a
+    numeric column, a column that changed kind or suddenly went missing,
+    categories the champion never saw, and the columns left out. Each message
+    names the column. (Missing shares, ranges and drift are GE expectations.)"""
+    findings: list[TableFinding] = []
+    for spec in contract.used:
+        if spec.role == "numeric":
+            findings += _text_in_numeric(spec.name, frame[spec.name])
+    if champion is not None:
+        findings += _changes_since_champion(frame, champion, max_unseen_share, unseen_blocking)
+    excluded = [c for c in contract.excluded]
+    if excluded:
+        findings.append(TableFinding(
+            "columns left out of the model", False, False,
+            "; ".join(f"'{c.name}': {c.reason}" for c in excluded[:10]) + (f" (+{len(excluded) - 10} more)" if len(excluded) > 10 else ""),
+        ))
+    if not contract.used:
+        findings.append(TableFinding("usable feature columns", True, False, "no column is numeric, categorical or a date: nothing to learn from"))
+    return findings
+
+
+def _text_in_numeric(name: str, values: pd.Series) -> list[TableFinding]:
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return []
+    present = values.dropna()
+    present = present[present.astype(str).str.strip() != ""]
+    bad = present[pd.to_numeric(present, errors="coerce").isna()]
+    if bad.empty:
+        return []
+    examples = ", ".join(repr(v) for v in bad.unique()[:5])
+    return [TableFinding(
+        "numeric columns hold numbers", True, False,
+        f"column '{name}' is numeric in the contract but holds text in {len(bad)} rows ({len(bad) / len(values):.1%}), e.g. {examples}",
+    )]
+
+
+def _changes_since_champion(
+    frame: pd.DataFrame, champion: TableContract, max_unseen_share: float, unseen_blocking: bool
+) -> list[TableFinding]:
+    findings = []
+    for spec in champion.used:
+        if spec.name not in frame.columns:
+            continue  # the column-set check names dropped columns
+        values = frame[spec.name]
+        share = _missing_share(values)
+        if spec.missing_share == 0 and share > 0.5:
+            findings.append(TableFinding(
+                "no column suddenly missing", True, False,
+                f"column '{spec.name}' was never missing in the champion's data and is now {share:.0%} missing",
+            ))
+        present = values.dropna()
+        if spec.role == "categorical" and spec.strings and len(present):
+            if pd.api.types.is_numeric_dtype(values) or pd.to_numeric(present, errors="coerce").notna().all():
+                findings.append(TableFinding(
+                    "columns keep their kind", True, False,
+                    f"column '{spec.name}' held categories such as {spec.vocabulary[:3]} for the champion and now holds only numbers, "
+                    f"e.g. {list(present.unique()[:3])}",
+                ))
+                continue
+        if spec.role == "categorical" and len(values):
+            labels = category_strings(values)
+            unseen = labels.notna() & ~labels.isin(spec.vocabulary)
+            unseen_share = float(unseen.mean())
+            if unseen_share > max_unseen_share:
+                examples = list(labels[unseen].unique()[:5])
+                findings.append(TableFinding(
+                    "categories known to the champion", unseen_blocking, False,
+                    f"column '{spec.name}': {unseen_share:.1%} of rows hold categories the champion never saw, e.g. {examples} "
+                    f"(at most {max_unseen_share:.0%}: validation.max_unseen_category_share)",
+                ))
+    return findings
+
+
+def validation_frame(frame: pd.DataFrame, contract: TableContract) -> pd.DataFrame:
+    """The table as the expectation suite sees it: numeric columns as numbers
+    (blanks are gaps), categories as text; other columns as read."""
+    out = frame.copy()
+    for spec in contract.used:
+        if spec.role == "numeric":
+            out[spec.name] = numeric_values(frame[spec.name])
+        elif spec.role == "categorical":
+            out[spec.name] = category_strings(frame[spec.name]).astype(object)
+    return out
