@@ -204,11 +204,12 @@ def infer_role(values: pd.Series, max_integer_categories: int = 5) -> tuple[Role
     strings = present.astype(str)
     if _looks_like_dates(strings):
         return "datetime", "dates written as text"
+    words = strings.str.split().str.len().mean()
+    text = (words >= 5 or (words >= 3 and distinct != rows)) and distinct / rows > 0.5
+    if text:  # sentences; a short unique string (a name) is an identifier
+        return "text", "free text (table models use categories and numbers only), excluded"
     if distinct == rows and rows >= 20:
         return "identifier", "a different value in every row (a name or an ID), excluded"
-    words = strings.str.split().str.len().mean()
-    if words >= 3 and distinct / rows > 0.5:
-        return "text", "free text (table models use categories and numbers only), excluded"
     return "categorical", "strings"
 
 

