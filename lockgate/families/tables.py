@@ -201,6 +201,10 @@ def infer_role(values: pd.Series, max_integer_categories: int = 5) -> tuple[Role
     as_numbers = pd.to_numeric(present, errors="coerce")
     if as_numbers.notna().all():
         return _numeric_role(as_numbers.astype("float64"), distinct, max_integer_categories, "numbers written as text")
+    parsed = as_numbers.dropna()
+    if as_numbers.notna().mean() >= 0.95 and parsed.nunique() > max_integer_categories:
+        # Mostly numbers: the few text values are errors for validation to name.
+        return "numeric", "numbers, with a few text values"
     strings = present.astype(str)
     if _looks_like_dates(strings):
         return "datetime", "dates written as text"
@@ -474,7 +478,8 @@ def _text_in_numeric(name: str, values: pd.Series) -> list[TableFinding]:
     examples = ", ".join(repr(v) for v in bad.unique()[:5])
     return [TableFinding(
         "numeric columns hold numbers", True, False,
-        f"column '{name}' is numeric in the contract but holds text in {len(bad)} rows ({len(bad) / len(values):.1%}), e.g. {examples}",
+        f"column '{name}' is numeric in the contract but holds text in {len(bad)} rows ({len(bad) / len(values):.1%}), "
+        f"e.g. {examples}: clean it, or make it categorical in training.columns",
     )]
 
 

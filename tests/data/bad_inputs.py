@@ -29,10 +29,10 @@ def unknown_labels(folder: Path, frame: pd.DataFrame) -> Path:
     return path
 
 
-def nulls(folder: Path, frame: pd.DataFrame) -> Path:
+def mostly_nulls(folder: Path, frame: pd.DataFrame) -> Path:
     path = folder / "nulls.csv"
     bad = frame.copy()
-    bad.loc[bad.index[:7], "magnesium"] = np.nan
+    bad.loc[bad.index[:107], "magnesium"] = np.nan  # 60%: more than max_missing_share
     bad.to_csv(path, index=False)
     return path
 
@@ -97,8 +97,8 @@ def shifted_distribution(folder: Path, frame: pd.DataFrame) -> Path:
 CASES: dict[str, tuple[BadCase, bool, str]] = {
     "missing target column": (missing_target, False, "column 'target' is missing"),
     "unknown labels": (unknown_labels, True, "'banana'"),
-    "nulls": (nulls, False, "column 'magnesium' has 7 null values"),
-    "text in a numeric column": (text_in_numeric, False, "column 'ash' is not numeric"),
+    "mostly nulls": (mostly_nulls, False, "column 'magnesium' has 107 null values (60.11%); at most 50% may be missing"),
+    "text in a numeric column": (text_in_numeric, False, "column 'ash' is numeric in the contract but holds text in 1 rows"),
     "header-only file": (header_only, False, "only 0 rows"),
     "a handful of rows": (handful_of_rows, False, "only 6 rows"),
     "a single class": (single_class, False, "1 distinct label"),

@@ -76,6 +76,18 @@ def test_warnings_do_not_block(data_dir, wine_frame):
     assert any(c.name == "class balance" for c in summary.warnings)
 
 
+def test_a_few_gaps_and_string_categories_pass(data_dir, wine_frame):
+    path = data_dir / "gaps.csv"
+    frame = wine_frame.copy()
+    frame.loc[frame.index[:7], "magnesium"] = np.nan
+    frame["vineyard"] = np.where(frame["alcohol"] > 13, "north slope", "river bank")
+    frame.to_csv(path, index=False)
+    summary = validate_task.fn(str(path), "target")
+    assert summary.success, [c.message for c in summary.blocking_failures]
+    assert any(line.startswith("vineyard: categorical") for line in summary.contract)
+    assert any(line.startswith("magnesium: numeric") and "3.9% missing" in line for line in summary.contract)
+
+
 def test_images_out_of_range_and_nan_are_blocked(data_dir):
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, size=(120, 12, 12)).astype("float32")
