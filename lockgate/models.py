@@ -164,13 +164,18 @@ def _table_encoder(x_train: np.ndarray, architecture: str, width: float = 1.0):
     # float32 even under mixed precision: raw feature variances overflow float16.
     norm = layers.Normalization(name="standardise", dtype="float32")
     norm.adapt(x_train)
-    x = norm(inputs)
+    return inputs, _mlp_head(norm(inputs), architecture, (64, 32), width)
+
+
+def _mlp_head(x, architecture: str, units: tuple[int, int], width: float):
+    """Two dense layers over a table's features, or none for `linear`."""
+    from keras import layers
+
     if architecture == "linear":
-        return inputs, x
-    x = layers.Dense(_units(64, width), activation="relu")(x)
+        return x
+    x = layers.Dense(_units(units[0], width), activation="relu")(x)
     x = layers.Dropout(0.1)(x)
-    x = layers.Dense(_units(32, width), activation="relu")(x)
-    return inputs, x
+    return layers.Dense(_units(units[1], width), activation="relu")(x)
 
 
 def _contract_table_encoder(meta: dict, x_train: np.ndarray, architecture: str, width: float = 1.0):
@@ -179,7 +184,6 @@ def _contract_table_encoder(meta: dict, x_train: np.ndarray, architecture: str, 
     numbers standardised, each category column embedded with a width that
     grows with its number of categories; then an MLP (or nothing: linear)."""
     import keras
-    from keras import layers
 
     from lockgate.families.tables import TableContract
 
@@ -195,13 +199,7 @@ def _contract_table_encoder(meta: dict, x_train: np.ndarray, architecture: str, 
         categorical=layout["categorical"], cardinalities=layout["cardinalities"],
         name="table_features", dtype="float32",
     )
-    x = table(inputs)
-    if architecture == "linear":
-        return inputs, x
-    x = layers.Dense(_units(128, width), activation="relu")(x)
-    x = layers.Dropout(0.1)(x)
-    x = layers.Dense(_units(64, width), activation="relu")(x)
-    return inputs, x
+    return inputs, _mlp_head(table(inputs), architecture, (128, 64), width)
 
 
 def embedding_width(cardinality: int) -> int:
