@@ -67,7 +67,9 @@ def test_real_table_runs_end_to_end(prefect_harness, tmp_path, key):
     assert result.evaluation.metrics[metric] >= floor, result.evaluation.metrics
     assert result.validation.contract and result.validation.table_signature
     exports = {r.format: r for r in result.exports.results}
-    assert exports["saved_model"].shipped and exports["onnx"].shipped and exports["tflite_dynamic"].shipped, exports
+    assert exports["saved_model"].shipped and exports["onnx"].shipped, exports
+    # TFLite's dynamic-range quantisation may miss a regression's tolerance: then it says so.
+    assert all(e.shipped or e.reason for e in exports.values())
     # The Bento answered the holdout as raw records, equal to the model in process.
     assert result.package.verified_examples > 0 and result.package.max_abs_difference <= 1e-3
     sent = pd.read_parquet(Path(result.validation.snapshot) / "features.parquet")
