@@ -406,14 +406,21 @@ class Snapshot:
     def contract(self) -> TableContract | None:
         return TableContract.from_dict(self.meta["contract"]) if self.meta.get("contract") else None
 
+    def raw_rows(self, rows: np.ndarray) -> pd.DataFrame | None:
+        """A table's rows as validated (categories as text, gaps as null), in
+        the snapshot's order; None for data that is not a table."""
+        features = self.folder / "features.parquet"
+        if not features.is_file():
+            return None
+        return pd.read_parquet(features).iloc[rows].reset_index(drop=True)
+
     def inputs_for(self, model_meta: dict, rows: np.ndarray) -> np.ndarray:
         """The input of another model (the champion's) for these rows: a table
         is encoded again with that model's own contract; other data as is."""
         contract = model_meta.get("contract")
-        features = self.folder / "features.parquet"
-        if not contract or not features.is_file():
+        frame = self.raw_rows(rows) if contract else None
+        if frame is None:
             return self.x[rows]
-        frame = pd.read_parquet(features).iloc[rows]
         return encode(frame, TableContract.from_dict(contract))
 
 

@@ -206,8 +206,8 @@ def package_model(
     holdout = split_for(snapshot.y, settings.training)["holdout"]
     x = snapshot.x[holdout]
     expected = predict_outputs(load_keras_model(training.model_path), x)
-    features = Path(snapshot_folder) / "features.parquet"
-    sent = pd.read_parquet(features).iloc[holdout].reset_index(drop=True) if features.is_file() else x
+    raw = snapshot.raw_rows(holdout)
+    sent = raw if raw is not None else x
     difference = verify_bento(bento_tag, snapshot.meta, sent, expected) if settings.verify_bento else float("nan")
     return PackagedService(
         bento_tag=bento_tag, model_tag=model_tag,
