@@ -170,13 +170,16 @@ def test_records_for_a_table_model(wine_service):
     records = [dict(zip(columns, map(float, row))) for row in wine_service.x]
     with wine_service.client() as client:
         response = client.post("/predict_records", json={"records": records})
-        missing = client.post("/predict_records", json={"records": [{k: v for k, v in records[0].items() if k != "alcohol"}]})
+        absent = client.post("/predict_records", json={"records": [{k: v for k, v in records[0].items() if k != "alcohol"}]})
+        null = client.post("/predict_records", json={"records": [records[0] | {"alcohol": None}]})
         unknown = client.post("/predict_records", json={"records": [records[0] | {"colour": 3.0}]})
         text = client.post("/predict_records", json={"records": [records[0] | {"alcohol": "high"}]})
         images = client.post("/predict_image", files={"image": ("a.png", b"x", "image/png")})
     assert response.status_code == 200, response.text
     np.testing.assert_allclose(np.asarray(response.json()["probabilities"]), wine_service.expected, atol=1e-5)
-    assert missing.status_code == 422 and "missing columns ['alcohol']" in missing.text
-    assert unknown.status_code == 422 and "unknown columns ['colour']" in unknown.text
+    # An absent column is a gap like an explicit null: the model imputes it.
+    assert absent.status_code == 200 and null.status_code == 200, absent.text
+    assert absent.json()["probabilities"] == null.json()["probabilities"]
+    assert unknown.status_code == 422 and "unknown column(s) ['colour']" in unknown.text
     assert text.status_code == 422 and "'alcohol' must be a number" in text.text
     assert images.status_code == 422 and "this is a tabular model: use /predict_records" in images.text
