@@ -28,6 +28,7 @@ def measure(rows: int, epochs: int, batch_size: int) -> dict:
     import numpy as np
 
     from lockgate.data import Snapshot
+    from lockgate.records import DatasetMeta
     from lockgate.settings import TrainingSettings
     from lockgate.training import fit
 
@@ -38,7 +39,8 @@ def measure(rows: int, epochs: int, batch_size: int) -> dict:
     x = rng.uniform(0, 64, (rows, 28, 28, 1)).astype("float32")
     for c in range(10):
         x[y == c, c * 2 : c * 2 + 6, :, 0] += 150
-    meta = {"kind": "image", "class_names": [str(i) for i in range(10)], "input_shape": [28, 28, 1], "pixel_scale": 255.0}
+    meta = DatasetMeta(name="synthetic", family="image", target="label", feature_columns=[],
+                       class_names=[str(i) for i in range(10)], input_shape=[28, 28, 1], pixel_scale=255.0)
     snapshot = Snapshot(folder=Path("."), meta=meta, x=x, y=y)
     settings = TrainingSettings(epochs=epochs, batch_size=batch_size, early_stopping_patience=10_000)
     started = time.perf_counter()

@@ -105,15 +105,15 @@ def measure(entry: Entry, folder: Path) -> dict:
     x, y = snapshot.x[split["holdout"]], snapshot.y[split["holdout"]]
     from lockgate.models import predict_outputs
 
-    metrics = score(snapshot.meta["kind"], y, predict_outputs(outcome.model, x), snapshot.class_names)["metrics"]
+    metrics = score(snapshot.meta.family, y, predict_outputs(outcome.model, x), snapshot.class_names)["metrics"]
     keras_path = folder / "model.keras"
     outcome.model.save(keras_path)
     started = time.perf_counter()
-    exports = export_model(outcome.model, snapshot.meta["kind"], folder / "exports", x, y,
+    exports = export_model(outcome.model, snapshot.meta.family, folder / "exports", x, y,
                            snapshot.x[split["train"]][: settings.export.representative_examples], settings.export)
     student = distil(outcome.model, snapshot, settings, x, y) if entry.name in DISTILLED else None
     return {
-        "entry": entry, "kind": snapshot.meta["kind"], "rows": len(snapshot.y), "metrics": metrics, "student": student,
+        "entry": entry, "family": snapshot.meta.family, "rows": len(snapshot.y), "metrics": metrics, "student": student,
         "parameters": outcome.model.count_params(), "train_seconds": outcome.seconds, "epochs_run": outcome.epochs_run,
         "keras_size": keras_path.stat().st_size, "keras_latency": measure_latency(outcome.model, x)["latency_ms_p50"],
         "exports": exports, "export_seconds": time.perf_counter() - started, "holdout": len(y),
@@ -131,7 +131,7 @@ def distil(teacher, snapshot, settings, x, y) -> dict:
 
     teacher_outputs = predict_outputs(teacher, snapshot.x)
     outcome = fit(snapshot, settings.training, teacher_outputs=teacher_outputs, distillation=settings.distillation)
-    metrics = score(snapshot.meta["kind"], y, predict_outputs(outcome.model, x), snapshot.class_names)["metrics"]
+    metrics = score(snapshot.meta.family, y, predict_outputs(outcome.model, x), snapshot.class_names)["metrics"]
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "student.keras"
         outcome.model.save(path)
@@ -148,7 +148,7 @@ def _size(n: int | None) -> str:
 
 def _headline(row: dict) -> str:
     m = row["metrics"]
-    if row["kind"] == "regression":
+    if row["family"] == "regression":
         return f"RMSE {m['rmse']:.2f} (mean predictor {m['mean_predictor_rmse']:.2f}), R² {m['r2']:.3f}"
     return f"accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}"
 

@@ -24,6 +24,7 @@ def bare_keras(epochs: int, seed: int) -> tuple[float, float]:
 
     from lockgate.data import split_indices
     from lockgate.models import build_model
+    from lockgate.records import DatasetMeta
     from lockgate.settings import TrainingSettings
 
     started = time.perf_counter()
@@ -32,7 +33,8 @@ def bare_keras(epochs: int, seed: int) -> tuple[float, float]:
     y = digits.target.astype("int64")
     keras.utils.set_random_seed(seed)
     split = split_indices(y, 0.2, 0.1, seed)
-    meta = {"kind": "image", "class_names": [str(i) for i in range(10)], "input_shape": [8, 8, 1], "pixel_scale": 16.0}
+    meta = DatasetMeta(name="digits", family="image", target="label", feature_columns=[],
+                       class_names=[str(i) for i in range(10)], input_shape=[8, 8, 1], pixel_scale=16.0)
     model = build_model(meta, x[split["train"]], y[split["train"]], TrainingSettings(learning_rate=2e-3))
     model.fit(x[split["train"]], y[split["train"]], validation_data=(x[split["validation"]], y[split["validation"]]),
               epochs=epochs, batch_size=32, verbose=0)

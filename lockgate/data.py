@@ -1,4 +1,4 @@
-"""Reading data sets of every supported kind, and snapshotting them.
+"""Reading data sets of every supported family, and snapshotting them.
 
 A source is a name (``digits``, ``mnist``, ``cifar10``, ``imdb``) or a path: a
 CSV/TSV or Parquet table (with a target column), a ``.npz`` with ``x`` and
@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from lockgate.families import family_for
 from lockgate.families.tables import TableContract, encode, infer_contract, typed_frame
 from lockgate.preprocessing import load_image_file
-from lockgate.records import DatasetKind
+from lockgate.records import DatasetMeta, FamilyName
 
 if TYPE_CHECKING:
     from lockgate.settings import TrainingSettings
@@ -35,7 +36,6 @@ TEXT_SUFFIXES = {".txt"}
 BUILTIN_SOURCES = ("digits", "mnist", "cifar10", "imdb")
 # A numeric target with more distinct values than this is a regression target.
 REGRESSION_MIN_DISTINCT = 20
-TEXT_FEATURES = ["text_length", "word_count"]  # what validation profiles of a text
 
 
 class DataLoadError(Exception):
@@ -47,7 +47,7 @@ class LoadedData:
     """A data set as read, before validation decides whether to use it."""
 
     name: str
-    kind: DatasetKind
+    family: FamilyName
     frame: pd.DataFrame  # what the expectation suite looks at
     target: str
     x: np.ndarray | None = None  # images only: (n, h, w, c) raw pixel values
@@ -58,12 +58,12 @@ class LoadedData:
 
     @property
     def is_table(self) -> bool:
-        return self.kind in ("tabular", "regression")
+        return self.family in ("tabular", "regression")
 
-    def decide_roles(self, training: "TrainingSettings", reference: dict | None = None) -> TableContract:
+    def decide_roles(self, training: "TrainingSettings", reference: DatasetMeta | None = None) -> TableContract:
         """A table's contract: the champion's roles if there is one, else
         inferred (or set in settings); statistics from this data."""
-        champion = TableContract.from_dict(reference["contract"]) if reference and reference.get("contract") else None
+        champion = reference.table_contract() if reference is not None else None
         self.contract = infer_contract(
             self.frame, self.target, dict(training.columns), training.max_integer_categories,
             training.max_categories, reference=champion,
@@ -72,27 +72,17 @@ class LoadedData:
 
     @property
     def feature_columns(self) -> list[str]:
-        """Model inputs of a table; images have none (their pixels are the input)."""
-        if self.kind == "image":
-            return []
-        if self.kind == "text":
-            return [self.text_column]
-        return [c for c in self.frame.columns if c != self.target]
+        """Columns the model reads; images have none (their pixels are the input)."""
+        return family_for(self.family).feature_columns(self)
 
     @property
     def profile_columns(self) -> list[str]:
         """Columns whose statistics are compared with the champion's data."""
-        if self.kind == "image":
-            return ["pixel_mean", "pixel_std"]
-        if self.kind == "text":
-            return TEXT_FEATURES
-        if self.contract is not None:
-            return [c.name for c in self.contract.used if c.role == "numeric"]
-        return self.feature_columns
+        return family_for(self.family).profile_columns(self)
 
     @property
     def is_regression(self) -> bool:
-        return self.kind == "regression"
+        return family_for(self.family).task == "regression"
 
 
 def dataset_name(source: str) -> str:
@@ -154,12 +144,12 @@ def load_source(source: str, target: str | None = None, training: "TrainingSetti
 
 def _check_family(data: LoadedData, family: str) -> LoadedData:
     """A family named in settings must be one this data can train."""
-    if family == "auto" or family == data.kind:
+    if family == "auto" or family == data.family:
         return data
-    if data.kind in ("tabular", "regression") and family in ("tabular", "regression"):
-        data.kind = family  # the user decides whether a numeric target is a class or a value
+    if data.is_table and family in ("tabular", "regression"):
+        data.family = family  # the user decides whether a numeric target is a class or a value
         return data
-    raise DataLoadError(f"settings ask for the {family} family, but {data.name} holds {data.kind} data")
+    raise DataLoadError(f"settings ask for the {family} family, but {data.name} holds {data.family} data")
 
 
 def _table_family(data: LoadedData, family: str, text_column: str | None) -> LoadedData:
@@ -178,7 +168,7 @@ def _table_family(data: LoadedData, family: str, text_column: str | None) -> Loa
     if column is not None and len(features) == 1:
         return _text_data(data.name, frame[column], frame[target] if target in frame.columns else None, target, column)
     if family == "regression" or (family == "auto" and target in frame.columns and _looks_continuous(frame[target])):
-        data.kind = "regression"
+        data.family = "regression"
     return data
 
 
@@ -212,7 +202,7 @@ def _text_data(name: str, texts: pd.Series, labels: pd.Series | None, target: st
     frame = pd.DataFrame({column: text, "text_length": lengths, "word_count": text.str.split().str.len()})
     if labels is not None:
         frame[target] = labels.to_numpy()
-    return LoadedData(name=name, kind="text", frame=frame, target=target, text_column=column)
+    return LoadedData(name=name, family="text", frame=frame, target=target, text_column=column)
 
 
 def _holds_text_files(path: Path) -> bool:
@@ -310,7 +300,7 @@ def _load_npz(path: Path) -> LoadedData:
     if x.ndim == 2:
         frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(x.shape[1])])
         frame["label"] = y
-        return LoadedData(name=dataset_name(str(path)), kind="tabular", frame=frame, target="label")
+        return LoadedData(name=dataset_name(str(path)), family="tabular", frame=frame, target="label")
     raise DataLoadError(f"{path.name}: x must be 2-D (table) or 3/4-D (images), got shape {x.shape}")
 
 
@@ -335,7 +325,7 @@ def _load_table(path: Path, target: str) -> LoadedData:
     except Exception as exc:  # pyarrow and friends raise their own types
         raise DataLoadError(f"{path.name} could not be read as a table: {exc}") from exc
     frame.columns = [str(c).strip() for c in frame.columns]
-    return LoadedData(name=dataset_name(str(path)), kind="tabular", frame=frame, target=target)
+    return LoadedData(name=dataset_name(str(path)), family="tabular", frame=frame, target=target)
 
 
 def _load_image_folder(path: Path, image_size: tuple[int, int] | None) -> LoadedData:
@@ -386,7 +376,7 @@ def _image_data(name: str, x: np.ndarray, y: np.ndarray, pixel_scale: float) -> 
                 "label": y,
             }
         )
-    return LoadedData(name=name, kind="image", frame=frame, target="label", x=x, pixel_scale=pixel_scale)
+    return LoadedData(name=name, family="image", frame=frame, target="label", x=x, pixel_scale=pixel_scale)
 
 
 @dataclass
@@ -394,17 +384,17 @@ class Snapshot:
     """The validated data in its training form, kept under its content hash."""
 
     folder: Path
-    meta: dict
+    meta: DatasetMeta
     x: np.ndarray
     y: np.ndarray  # class indices
 
     @property
     def class_names(self) -> list[str]:
-        return self.meta["class_names"]
+        return self.meta.class_names
 
     @property
     def contract(self) -> TableContract | None:
-        return TableContract.from_dict(self.meta["contract"]) if self.meta.get("contract") else None
+        return self.meta.table_contract()
 
     def raw_rows(self, rows: np.ndarray) -> pd.DataFrame | None:
         """A table's rows as validated (categories as text, gaps as null), in
@@ -414,19 +404,23 @@ class Snapshot:
             return None
         return pd.read_parquet(features).iloc[rows].reset_index(drop=True)
 
-    def inputs_for(self, model_meta: dict, rows: np.ndarray) -> np.ndarray:
+    def inputs_for(self, model_meta: DatasetMeta, rows: np.ndarray) -> np.ndarray:
         """The input of another model (the champion's) for these rows: a table
         is encoded again with that model's own contract; other data as is."""
-        contract = model_meta.get("contract")
-        frame = self.raw_rows(rows) if contract else None
+        contract = model_meta.table_contract()
+        frame = self.raw_rows(rows) if contract is not None else None
         if frame is None:
             return self.x[rows]
-        return encode(frame, TableContract.from_dict(contract))
+        return encode(frame, contract)
 
 
-def content_hash(x: np.ndarray, targets: np.ndarray, columns: list[str], kind: str = "") -> str:
+def content_hash(
+    x: np.ndarray, targets: np.ndarray, columns: list[str], family: str = "", contract: dict | None = None
+) -> str:
+    """The snapshot's identity: the model input and targets, and what they
+    mean (columns, family, a table's contract)."""
     digest = hashlib.sha256()
-    digest.update(json.dumps([list(x.shape), columns, kind]).encode())
+    digest.update(json.dumps([list(x.shape), columns, family, contract], sort_keys=True).encode())
     if x.dtype.kind in "USO":
         digest.update("\x1e".join(map(str, x.tolist())).encode())
     else:
@@ -442,13 +436,7 @@ def training_arrays(data: LoadedData) -> tuple[np.ndarray, np.ndarray]:
         targets = data.frame[data.target].to_numpy(dtype="float32")
     else:
         targets = data.frame[data.target].astype(str).to_numpy()
-    if data.kind == "image":
-        return data.x.astype("float32"), targets
-    if data.kind == "text":
-        return data.frame[data.text_column].astype(str).to_numpy(dtype=str), targets
-    if data.contract is not None:
-        return encode(data.frame, data.contract), targets
-    return data.frame[data.feature_columns].to_numpy(dtype="float32"), targets
+    return family_for(data.family).features(data), targets
 
 
 def column_profile(frame: pd.DataFrame, columns: list[str]) -> dict[str, dict[str, float]]:
@@ -469,7 +457,7 @@ def write_snapshot(data: LoadedData, root: Path) -> tuple[Path, str, bool]:
     x, targets = training_arrays(data)
     columns = data.feature_columns
     contract = data.contract.to_dict() if data.contract is not None else None
-    digest = content_hash(x, targets, columns, data.kind + json.dumps(contract, sort_keys=True))
+    digest = content_hash(x, targets, columns, data.family, contract)
     folder = root / digest[:16]
     seen_before = (folder / "meta.json").is_file()
     if not seen_before:
@@ -486,29 +474,29 @@ def write_snapshot(data: LoadedData, root: Path) -> tuple[Path, str, bool]:
         if data.contract is not None:  # raw rows, typed, to encode again with another model's contract
             typed_frame(data.frame, data.contract).to_parquet(folder / "features.tmp.parquet", index=False)
             (folder / "features.tmp.parquet").replace(folder / "features.parquet")
-        meta = {
-            "name": data.name,
-            "kind": data.kind,
-            "target": data.target,
-            "feature_columns": columns,
-            "class_names": class_names,
-            "input_shape": list(x.shape[1:]),
-            "pixel_scale": data.pixel_scale,
-            "text_column": data.text_column,
-            "target_stats": column_profile(data.frame, [data.target])[data.target] if data.is_regression else None,
-            "rows": int(len(x)),
-            "contract": contract,
-            "model_columns": data.contract.model_columns() if data.contract is not None else None,
-            "data_hash": digest,
-            "profile": column_profile(data.frame, data.profile_columns),
-        }
-        (folder / "meta.json").write_text(json.dumps(meta, indent=2))
+        meta = DatasetMeta(
+            name=data.name,
+            family=data.family,
+            target=data.target,
+            feature_columns=columns,
+            class_names=class_names,
+            input_shape=list(x.shape[1:]),
+            pixel_scale=data.pixel_scale,
+            text_column=data.text_column,
+            target_stats=column_profile(data.frame, [data.target])[data.target] if data.is_regression else None,
+            rows=int(len(x)),
+            contract=contract,
+            model_columns=data.contract.model_columns() if data.contract is not None else None,
+            data_hash=digest,
+            profile=column_profile(data.frame, data.profile_columns),
+        )
+        (folder / "meta.json").write_text(meta.model_dump_json(indent=2))
     return folder, digest, seen_before
 
 
 def read_snapshot(folder: str | Path) -> Snapshot:
     folder = Path(folder)
-    meta = json.loads((folder / "meta.json").read_text())
+    meta = DatasetMeta.model_validate_json((folder / "meta.json").read_text())
     with np.load(folder / "data.npz") as archive:
         return Snapshot(folder=folder, meta=meta, x=archive["x"], y=archive["y"])
 

@@ -26,13 +26,13 @@ from typing import Any
 
 import numpy as np
 
+from lockgate.families import family_for
 from lockgate.models import predict_outputs
 from lockgate.records import ExportResult
 from lockgate.settings import ExportSettings
 
 log = logging.getLogger("lockgate.export")
 
-CLASSIFICATION_KINDS = ("image", "tabular", "text")
 TFLITE_FORMATS = ("tflite_dynamic", "tflite_float16", "tflite_int8")
 ARTIFACT_NAMES = {
     "saved_model": "saved_model",
@@ -59,7 +59,7 @@ class ExportUnavailable(Exception):
 
 def export_model(
     model: Any,
-    kind: str,
+    family: str,
     out_dir: Path,
     x_holdout: np.ndarray,
     y_holdout: np.ndarray,
@@ -81,7 +81,7 @@ def export_model(
         for fmt in settings.formats:
             started = time.perf_counter()
             result = _export_one(
-                fmt, model, kind, out_dir, saved_model, x_holdout, y_holdout, x_representative,
+                fmt, model, family, out_dir, saved_model, x_holdout, y_holdout, x_representative,
                 reference_outputs, settings,
             )
             log.info(
@@ -166,7 +166,7 @@ def median_latency_ms(predict: Predict, one_example: np.ndarray, repeats: int) -
 
 def judge_parity(
     fmt: str,
-    kind: str,
+    family: str,
     keras_outputs: np.ndarray,
     export_outputs: np.ndarray,
     y_holdout: np.ndarray,
@@ -195,7 +195,7 @@ def judge_parity(
         )
     max_abs_difference = float(np.abs(observed - expected).max())
     required = settings.min_label_agreement
-    if kind in CLASSIFICATION_KINDS:
+    if family_for(family).task == "classification":
         agreement = float(np.mean(observed.argmax(axis=1) == expected.argmax(axis=1)))
         measure = "labels agree"
     else:
@@ -271,7 +271,7 @@ class _SavedModelSource:
 def _export_one(
     fmt: str,
     model: Any,
-    kind: str,
+    family: str,
     out_dir: Path,
     saved_model: _SavedModelSource,
     x_holdout: np.ndarray,
@@ -281,10 +281,10 @@ def _export_one(
     settings: ExportSettings,
 ) -> ExportResult:
     """Convert, load, run and judge one format; never raises."""
-    if fmt == "tflite_int8" and kind != "image":
+    if fmt == "tflite_int8" and not family_for(family).int8_quantisation:
         return ExportResult(
             format=fmt, status="unavailable",
-            reason=f"full-integer (int8) quantisation is offered for image models only; this is a {kind} model",
+            reason=f"full-integer (int8) quantisation is offered for image models only; this is a {family} model",
         )
     path: Path | None = None
     stage = "converting"
@@ -300,7 +300,7 @@ def _export_one(
     except Exception as exc:
         log.debug("export %s failed while %s", fmt, stage, exc_info=True)
         return _unavailable(fmt, f"{stage} failed: {describe_exception(exc)}", path)
-    judged = judge_parity(fmt, kind, keras_outputs, outputs, y_holdout, settings)
+    judged = judge_parity(fmt, family, keras_outputs, outputs, y_holdout, settings)
     return judged.model_copy(update={"path": str(path), "size_bytes": folder_size(path), "latency_ms_p50": latency})
 
 

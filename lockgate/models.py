@@ -1,4 +1,4 @@
-"""Model architectures, chosen by the data set's kind.
+"""Model architectures; each family picks its input end, its task the head.
 
 Keras 3 APIs only (no raw ``tf.*`` inside a model), so the same code runs on
 the TensorFlow, JAX and PyTorch backends. Input scaling is part of the model:
@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from lockgate.families.tables import TableContract
+    from lockgate.records import DatasetMeta
     from lockgate.settings import TrainingSettings
 
 
 def build_model(
-    meta: dict,
+    meta: "DatasetMeta",
     x_train: np.ndarray,
     y_train: np.ndarray,
     settings: "TrainingSettings",
@@ -33,72 +35,40 @@ def build_model(
     `soft_targets` trains a classifier on class distributions, not indices."""
     import keras
 
-    kind = meta["kind"]
-    architecture = resolve_architecture(meta, settings.architecture)
-    if kind == "image":
-        inputs, features = _cnn(tuple(meta["input_shape"]), float(meta["pixel_scale"]), architecture, width)
-    elif kind == "text":
-        inputs, features = _text_encoder(x_train, architecture, settings.max_tokens, settings.sequence_length, width)
-    elif meta.get("contract"):
-        inputs, features = _contract_table_encoder(meta, x_train, architecture, width)
-    else:
-        inputs, features = _table_encoder(x_train, architecture, width)
-    if kind == "regression":
-        # Predict the standardised target, then map back to the target's units.
-        mean, std = float(np.mean(y_train)), float(np.std(y_train)) or 1.0
-        standard = keras.layers.Dense(1, dtype="float32", name="standardised_value")(features)
-        outputs = keras.layers.Rescaling(scale=std, offset=mean, dtype="float32", name="value")(standard)
-        loss, metrics = "mse", [keras.metrics.RootMeanSquaredError(name="rmse"), "mae"]
-    else:
-        # Softmax in float32 even under mixed precision, for stable probabilities.
-        outputs = keras.layers.Dense(len(meta["class_names"]), activation="softmax", dtype="float32", name="probabilities")(features)
-        loss = "categorical_crossentropy" if soft_targets else "sparse_categorical_crossentropy"
-        metrics = ["accuracy"]
-    model = keras.Model(inputs, outputs, name=f"lockgate_{kind}_{architecture}")
+    from lockgate.families import family_for
+
+    family = family_for(meta.family)
+    architecture = family.architecture(meta, settings.architecture)
+    inputs, features = family.model_inputs(meta, x_train, architecture, settings, width)
+    outputs, loss, metrics = family.head(features, meta, y_train, soft_targets)
+    model = keras.Model(inputs, outputs, name=f"lockgate_{family.name}_{architecture}")
     model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss=loss, metrics=metrics)
     return model
 
 
-ARCHITECTURES = {
-    "image": ("small_cnn", "mnist", "cifar"),
-    "text": ("lstm", "transformer"),
-    "tabular": ("mlp", "linear"),
-    "regression": ("mlp", "linear"),
-}
-
-
-def resolve_architecture(meta: dict, requested: str) -> str:
+def resolve_architecture(meta: "DatasetMeta", requested: str) -> str:
     """The architecture for this data: the one asked for, or the family's default."""
-    kind = meta["kind"]
-    allowed = ARCHITECTURES[kind]
-    if requested != "auto":
-        if requested not in allowed:
-            raise ValueError(f"architecture {requested!r} does not fit {kind} data; choose one of {', '.join(allowed)}")
-        return requested
-    if kind == "image":
-        height, width, channels = meta["input_shape"]
-        if min(height, width) >= 32 and channels == 3:
-            return "cifar"
-        if min(height, width) >= 24:
-            return "mnist"
-        return "small_cnn"
-    return allowed[0]
+    from lockgate.families import family_for
+
+    return family_for(meta.family).architecture(meta, requested)
 
 
-def trainable_model(model, meta: dict, settings: "TrainingSettings"):
+def trainable_model(model, meta: "DatasetMeta", settings: "TrainingSettings"):
     """What `fit` trains: the model itself, or, with image augmentation on, the
     model behind random flips, shifts, rotations and zoom. The augmentation is
     kept out of the model that is saved, exported and served (random ops would
     otherwise be traced into SavedModel, TFLite and ONNX graphs); both share
     the same weights."""
-    if not (settings.augment and meta["kind"] == "image"):
+    from lockgate.families import family_for
+
+    if not (settings.augment and family_for(meta.family).augmentable):
         return model
     import keras
     from keras import layers
 
-    inputs = keras.Input(shape=tuple(meta["input_shape"]), name="image")
+    inputs = keras.Input(shape=tuple(meta.input_shape), name="image")
     x = inputs
-    if meta["input_shape"][-1] == 3:  # natural photos may be mirrored; digits and letters may not
+    if meta.input_shape[-1] == 3:  # natural photos may be mirrored; digits and letters may not
         x = layers.RandomFlip("horizontal", name="augment_flip")(x)
     x = layers.RandomTranslation(0.1, 0.1, fill_mode="constant", name="augment_shift")(x)
     x = layers.RandomRotation(0.05, fill_mode="constant", name="augment_rotate")(x)
@@ -113,7 +83,7 @@ def _units(n: int, width: float) -> int:
     return max(4, int(round(n * width)))
 
 
-def _cnn(shape: tuple[int, ...], pixel_scale: float, architecture: str, width: float = 1.0):
+def cnn(shape: tuple[int, ...], pixel_scale: float, architecture: str, width: float = 1.0):
     """Three CNNs: a small one (8x8 digits), the classic MNIST one, and a deeper
     VGG-style one with batch normalisation for CIFAR-style colour images."""
     import keras
@@ -155,18 +125,6 @@ def _cnn(shape: tuple[int, ...], pixel_scale: float, architecture: str, width: f
     return inputs, x
 
 
-def _table_encoder(x_train: np.ndarray, architecture: str, width: float = 1.0):
-    """Standardised features into an MLP, or straight into the output (linear)."""
-    import keras
-    from keras import layers
-
-    inputs = keras.Input(shape=(x_train.shape[1],), name="features")
-    # float32 even under mixed precision: raw feature variances overflow float16.
-    norm = layers.Normalization(name="standardise", dtype="float32")
-    norm.adapt(x_train)
-    return inputs, _mlp_head(norm(inputs), architecture, (64, 32), width)
-
-
 def _mlp_head(x, architecture: str, units: tuple[int, int], width: float):
     """Two dense layers over a table's features, or none for `linear`."""
     from keras import layers
@@ -178,16 +136,14 @@ def _mlp_head(x, architecture: str, units: tuple[int, int], width: float):
     return layers.Dense(_units(units[1], width), activation="relu")(x)
 
 
-def _contract_table_encoder(meta: dict, x_train: np.ndarray, architecture: str, width: float = 1.0):
+def table_encoder(contract: "TableContract", x_train: np.ndarray, architecture: str, width: float = 1.0):
     """Encoded rows (numbers with NaN gaps, category codes) into the table's
     features: gaps imputed with the training mean plus a missing indicator,
     numbers standardised, each category column embedded with a width that
     grows with its number of categories; then an MLP (or nothing: linear)."""
     import keras
 
-    from lockgate.families.tables import TableContract
-
-    layout = TableContract.from_dict(meta["contract"]).layout()
+    layout = contract.layout()
     numeric = x_train[:, layout["numeric"]].astype("float64")
     with np.errstate(all="ignore"):
         mean = np.nan_to_num(np.nanmean(numeric, axis=0)) if numeric.size else np.zeros(0)
@@ -254,7 +210,7 @@ def _table_features():
     return TableFeatures
 
 
-def _text_encoder(texts: np.ndarray, architecture: str, max_tokens: int, sequence_length: int, width: float = 1.0):
+def text_encoder(texts: np.ndarray, architecture: str, max_tokens: int, sequence_length: int, width: float = 1.0):
     """Raw strings in: tokenisation is a layer of the model, so the saved model
     and the service take text exactly as users write it."""
     import keras

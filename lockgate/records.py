@@ -6,14 +6,66 @@ can persist them and each step can be tested alone.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# The model families: image and table classification, text classification, and
-# regression on tables.
-DatasetKind = Literal["image", "tabular", "text", "regression"]
+if TYPE_CHECKING:
+    from lockgate.families.tables import TableContract
+
+# The model families (lockgate.families): image and table classification, text
+# classification, and regression on tables.
+FamilyName = Literal["image", "tabular", "text", "regression"]
 Severity = Literal["blocking", "warning"]
+
+
+class DatasetMeta(BaseModel):
+    """What a snapshot knows of its data, and what a champion and a served
+    model keep of the data they were trained on."""
+
+    # NaN statistics (a column with no numbers) survive a round trip to JSON.
+    model_config = ConfigDict(extra="ignore", ser_json_inf_nan="constants")
+
+    name: str
+    family: FamilyName
+    target: str
+    feature_columns: list[str]
+    class_names: list[str] = Field(default_factory=list)  # empty for regression
+    input_shape: list[int]
+    pixel_scale: float = 1.0
+    text_column: str | None = None
+    target_stats: dict[str, float] | None = None  # regression: the target's mean, std, min, max
+    rows: int = 0
+    contract: dict[str, Any] | None = None  # tables: TableContract.to_dict()
+    model_columns: list[str] | None = None  # tables: the encoded columns the model reads
+    data_hash: str = ""
+    profile: dict[str, dict[str, float]] = Field(default_factory=dict)  # what drift is measured on
+
+    @model_validator(mode="before")
+    @classmethod
+    def _family_was_kind(cls, values: Any) -> Any:
+        """Models registered before the rename keep working as champions."""
+        if isinstance(values, dict) and "family" not in values and "kind" in values:
+            values = {**values, "family": values["kind"]}
+        return values
+
+    def table_contract(self) -> "TableContract | None":
+        from lockgate.families.tables import TableContract
+
+        return TableContract.from_dict(self.contract) if self.contract else None
+
+
+class ServedMeta(DatasetMeta):
+    """A Bento model's `lockgate.json`: its data, and which model it is."""
+
+    model_config = ConfigDict(extra="ignore", ser_json_inf_nan="constants", protected_namespaces=())
+
+    model_name: str
+    model_version: str
+    run_id: str
+    metrics: dict[str, float] = Field(default_factory=dict)
+    exports: dict[str, str] = Field(default_factory=dict)  # format -> path in the model folder
+    bento_model: str = ""
 
 
 class CheckResult(BaseModel):
@@ -25,7 +77,7 @@ class CheckResult(BaseModel):
 
 class ValidationSummary(BaseModel):
     dataset: str
-    kind: DatasetKind | None
+    family: FamilyName | None
     rows: int
     success: bool
     checks: list[CheckResult]
@@ -67,13 +119,18 @@ class TrainingResult(BaseModel):
 
 class EvaluationReport(BaseModel):
     run_id: str
-    regression: bool = False  # metrics are rmse/mae/r2, predictions are values
+    family: FamilyName
     metrics: dict[str, float]
     per_class: dict[str, dict[str, float]]
     champion_version: str | None = None
     champion_metrics: dict[str, float] | None = None
     predictions_file: str  # npz with y_true, challenger and champion probabilities
     confusion_matrix_image: str | None = None
+
+    @property
+    def regression(self) -> bool:
+        """Metrics are rmse/mae/r2 and predictions are values."""
+        return self.family == "regression"
 
 
 class GateDecision(BaseModel):

@@ -12,7 +12,7 @@ def validation_markdown(summary: ValidationSummary) -> str:
         f"# Data validation: {summary.dataset}",
         "",
         f"**Verdict:** {summary.verdict()}  ",
-        f"Rows: {summary.rows}; kind: {summary.kind or 'unknown'}; data hash: `{(summary.data_hash or '-')[:16]}`"
+        f"Rows: {summary.rows}; family: {summary.family or 'unknown'}; data hash: `{(summary.data_hash or '-')[:16]}`"
         + (" (seen before)" if summary.seen_before else ""),
         "",
         "| check | severity | result | detail |",

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from lockgate.data import Snapshot, split_for
+from lockgate.families import family_for
 from lockgate.models import build_model, trainable_model
 from lockgate.settings import DistillationSettings, TrainingSettings
 
@@ -116,16 +117,11 @@ class FitOutcome:
 
 
 def distillation_targets(
-    teacher_outputs: np.ndarray, y: np.ndarray, kind: str, settings: DistillationSettings
+    teacher_outputs: np.ndarray, y: np.ndarray, family: str, settings: DistillationSettings
 ) -> np.ndarray:
     """What a student learns from: the teacher's predictions, softened by the
     temperature, blended with the true targets (weight `1 - alpha`)."""
-    if kind == "regression":
-        return (settings.alpha * teacher_outputs[:, 0] + (1 - settings.alpha) * y).astype("float32")
-    softened = np.power(np.clip(teacher_outputs.astype("float64"), 1e-12, 1.0), 1.0 / settings.temperature)
-    softened /= softened.sum(axis=1, keepdims=True)
-    one_hot = np.eye(teacher_outputs.shape[1])[y]
-    return (settings.alpha * softened + (1 - settings.alpha) * one_hot).astype("float32")
+    return family_for(family).distillation_targets(teacher_outputs, y, settings)
 
 
 def fit(
@@ -137,7 +133,7 @@ def fit(
     teacher_outputs: np.ndarray | None = None,
     distillation: DistillationSettings | None = None,
 ) -> FitOutcome:
-    """Train the kind's model on the snapshot's training split; given a
+    """Train the family's model on the snapshot's training split; given a
     teacher's outputs on every row, train a narrower student on them instead."""
     import keras
 
@@ -146,23 +142,23 @@ def fit(
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()  # same seed, same model
-    if snapshot.meta["kind"] == "text" and keras.backend.backend() != "tensorflow":
-        raise RuntimeError("text models tokenise with TextVectorization, which needs the TensorFlow backend")
+    family = family_for(snapshot.meta.family)
+    if family.needs_tensorflow and keras.backend.backend() != "tensorflow":
+        raise RuntimeError(family.needs_tensorflow)
     placement = choose_placement(settings.device)
     keras.mixed_precision.set_global_policy("mixed_float16" if placement.mixed_precision else "float32")
     split = split_for(snapshot.y, settings)
-    kind = snapshot.meta["kind"]
     targets, width = snapshot.y, 1.0
     if teacher_outputs is not None:
         distillation = distillation or DistillationSettings()
-        targets, width = distillation_targets(teacher_outputs, snapshot.y, kind, distillation), distillation.width
+        targets, width = family.distillation_targets(teacher_outputs, snapshot.y, distillation), distillation.width
     x_train, y_train = snapshot.x[split["train"]], targets[split["train"]]
     x_val, y_val = snapshot.x[split["validation"]], targets[split["validation"]]
     global_batch = settings.batch_size * placement.replicas
     with placement.scope():
         model = build_model(
             snapshot.meta, x_train, snapshot.y[split["train"]], settings, placement.mixed_precision,
-            width=width, soft_targets=teacher_outputs is not None and kind != "regression",
+            width=width, soft_targets=teacher_outputs is not None and family.task == "classification",
         )
         trainer = trainable_model(model, snapshot.meta, settings)
     train_data = input_pipeline(x_train, y_train, global_batch, settings.seed, shuffle=True)

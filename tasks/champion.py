@@ -8,7 +8,8 @@ from pydantic import BaseModel
 from lockgate.data import dataset_name, table_columns
 from lockgate.faults import maybe_inject
 from lockgate.families.tables import table_signature
-from lockgate.records import ModelChoice
+from lockgate.families import family_for
+from lockgate.records import DatasetMeta, ModelChoice
 from lockgate.settings import LockgateSettings, get_settings
 from lockgate.steps import pipeline_task
 from lockgate.tracking import champion_version, download_json, model_name_for, models_with_table, registered_model_exists
@@ -19,7 +20,7 @@ class ChampionRef(BaseModel):
     version: str
     run_id: str
     uri: str
-    data_meta: dict  # schema, labels and feature profile of its training data
+    data_meta: DatasetMeta  # schema, labels and feature profile of its training data
 
 
 def find_champion(model_name: str, settings: LockgateSettings | None = None) -> ChampionRef | None:
@@ -34,11 +35,11 @@ def find_champion(model_name: str, settings: LockgateSettings | None = None) -> 
         version=str(version.version),
         run_id=version.run_id,
         uri=f"models:/{model_name}/{version.version}",
-        data_meta=meta,
+        data_meta=DatasetMeta.model_validate(meta),
     )
 
 
-def champion_outputs(champion: ChampionRef, x: np.ndarray, names: list[str], kind: str) -> np.ndarray:
+def champion_outputs(champion: ChampionRef, x: np.ndarray, names: list[str]) -> np.ndarray:
     """The champion's outputs on `x`; class probabilities are re-ordered into
     the classes `names` of the data at hand (a class it never saw gets 0)."""
     import mlflow.tensorflow
@@ -47,14 +48,7 @@ def champion_outputs(champion: ChampionRef, x: np.ndarray, names: list[str], kin
 
     register_custom_layers()
     raw = predict_outputs(mlflow.tensorflow.load_model(champion.uri), x)
-    if kind == "regression":
-        return raw
-    champion_names = list(champion.data_meta["class_names"])
-    aligned = np.zeros((len(x), len(names)), dtype="float32")
-    for j, name in enumerate(names):
-        if name in champion_names:
-            aligned[:, j] = raw[:, champion_names.index(name)]
-    return aligned
+    return family_for(champion.data_meta.family).align_outputs(raw, list(champion.data_meta.class_names), names)
 
 
 find_champion_task = pipeline_task("find champion", timeout_seconds=120)(find_champion)

@@ -11,59 +11,14 @@ import numpy as np
 
 from lockgate.data import read_snapshot, split_for
 from lockgate.faults import maybe_inject
+from lockgate.families import family_for
+from lockgate.metrics import classification_metrics, read_predictions, regression_metrics
 from lockgate.models import load_keras_model, predict_outputs
-from lockgate.plots import confusion_matrix_image, prediction_scatter
 from lockgate.records import EvaluationReport, TrainingResult
 from lockgate.settings import LockgateSettings, get_settings
 from lockgate.steps import pipeline_task
 from lockgate.tracking import connect
 from tasks.champion import ChampionRef, champion_outputs
-
-
-def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: list[str]) -> dict[str, Any]:
-    """Accuracy, macro-F1, log-loss and per-class precision/recall."""
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, precision_recall_fscore_support
-
-    labels = list(range(len(class_names)))
-    y_pred = proba.argmax(axis=1)
-    precision, recall, _, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
-    )
-    clipped = np.clip(proba.astype("float64"), 1e-7, 1.0)
-    clipped /= clipped.sum(axis=1, keepdims=True)
-    return {
-        "metrics": {
-            "accuracy": float(accuracy_score(y_true, y_pred)),
-            "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
-            "log_loss": float(log_loss(y_true, clipped, labels=labels)),
-        },
-        "per_class": {
-            name: {"precision": float(p), "recall": float(r), "support": float(s)}
-            for name, p, r, s in zip(class_names, precision, recall, support)
-        },
-        "confusion": confusion_matrix(y_true, y_pred, labels=labels),
-    }
-
-
-def regression_metrics(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    """RMSE, MAE and R^2, beside the RMSE of always predicting the mean."""
-    errors = predicted.astype("float64") - y_true.astype("float64")
-    variance = float(np.var(y_true.astype("float64")))
-    rmse = float(np.sqrt(np.mean(errors**2)))
-    return {
-        "rmse": rmse,
-        "mae": float(np.mean(np.abs(errors))),
-        "r2": float(1 - np.mean(errors**2) / variance) if variance > 0 else float("nan"),
-        "mean_predictor_rmse": float(np.sqrt(variance)),
-    }
-
-
-def score(kind: str, y_true: np.ndarray, outputs: np.ndarray, class_names: list[str]) -> dict[str, Any]:
-    """Metrics, per-class table and point predictions for either task."""
-    if kind == "regression":
-        predicted = outputs[:, 0]
-        return {"metrics": regression_metrics(y_true, predicted), "per_class": {}, "predictions": predicted}
-    return classification_metrics(y_true, outputs, class_names) | {"predictions": outputs.argmax(axis=1)}
 
 
 def measure_latency(model: Any, x: np.ndarray, repeats: int = 30) -> dict[str, float]:
@@ -95,18 +50,18 @@ def evaluate_model(
     settings = settings or get_settings()
     maybe_inject("evaluate", settings)
     snapshot = read_snapshot(snapshot_folder)
-    kind = snapshot.meta["kind"]
+    family = family_for(snapshot.meta.family)
     split = split_for(snapshot.y, settings.training)
     x, y = snapshot.x[split["holdout"]], snapshot.y[split["holdout"]]
     names = snapshot.class_names
     model = load_keras_model(training.model_path)
-    scored = score(kind, y, predict_outputs(model, x), names)
+    scored = family.score(y, predict_outputs(model, x), names)
     metrics = scored["metrics"] | measure_latency(model, x)
 
     champion_metrics, champion_pred = None, None
     if champion is not None:
         champion_x = snapshot.inputs_for(champion.data_meta, split["holdout"])
-        champion_scored = score(kind, y, champion_outputs(champion, champion_x, names, kind), names)
+        champion_scored = family.score(y, champion_outputs(champion, champion_x, names), names)
         champion_metrics, champion_pred = champion_scored["metrics"], champion_scored["predictions"]
 
     out_dir = settings.runs_dir / training.run_id
@@ -118,14 +73,7 @@ def evaluate_model(
         challenger_pred=scored["predictions"],
         champion_pred=champion_pred if champion_pred is not None else np.array([], dtype=y.dtype),
     )
-    if kind == "regression":
-        figure = prediction_scatter(
-            y, scored["predictions"], out_dir / "predicted_vs_actual.png", f"holdout predictions (n={len(y)})"
-        )
-    else:
-        figure = confusion_matrix_image(
-            scored["confusion"], names, out_dir / "confusion_matrix.png", f"holdout confusion matrix (n={len(y)})"
-        )
+    figure = family.holdout_figure(y, scored, names, out_dir)
     connect(settings)
     client = mlflow.MlflowClient()
     client.log_batch(
@@ -138,7 +86,7 @@ def evaluate_model(
         client.log_text(training.run_id, json.dumps(scored["per_class"], indent=2), "evaluation/per_class.json")
     return EvaluationReport(
         run_id=training.run_id,
-        regression=kind == "regression",
+        family=family.name,
         metrics=metrics,
         per_class=scored["per_class"],
         champion_version=champion.version if champion else None,
@@ -157,6 +105,12 @@ def _metric(key: str, value: float) -> Any:
 evaluate_task = pipeline_task("evaluate model", timeout_seconds=900)(evaluate_model)
 
 
-def read_predictions(path: str | Path) -> dict[str, np.ndarray]:
-    with np.load(path) as archive:
-        return {k: archive[k] for k in archive.files}
+def score(family: str, y_true: np.ndarray, outputs: np.ndarray, class_names: list[str]) -> dict[str, Any]:
+    """Metrics, per-class table and point predictions, by the family's task."""
+    return family_for(family).score(y_true, outputs, class_names)
+
+
+__all__ = [
+    "classification_metrics", "evaluate_model", "evaluate_task", "measure_latency", "read_predictions",
+    "regression_metrics", "score",
+]

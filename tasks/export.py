@@ -40,7 +40,7 @@ def export_model_formats(
     reference, keras_latency = keras_reference(model, x_holdout, settings.export.latency_repeats)
     results = export_model(
         model,
-        snapshot.meta["kind"],
+        snapshot.meta.family,
         out_dir,
         x_holdout,
         y_holdout,

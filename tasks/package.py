@@ -16,7 +16,16 @@ import pandas as pd
 
 from lockgate.data import read_snapshot, split_for
 from lockgate.faults import DeterministicFailure, maybe_inject
-from lockgate.records import EvaluationReport, ExportReport, PackagedService, RegisteredModel, TrainingResult
+from lockgate.families import family_for
+from lockgate.records import (
+    DatasetMeta,
+    EvaluationReport,
+    ExportReport,
+    PackagedService,
+    RegisteredModel,
+    ServedMeta,
+    TrainingResult,
+)
 from lockgate.settings import LockgateSettings, get_settings
 from lockgate.steps import pipeline_task
 
@@ -46,23 +55,19 @@ def store_model(
     except bentoml.exceptions.NotFound:
         pass
     meta = read_snapshot(snapshot_folder).meta
-    serving_meta = {
-        "model_name": registered.name,
-        "model_version": registered.version,
-        "run_id": registered.run_id,
-        "data_hash": data_hash,
-        "kind": meta["kind"],
-        "input_shape": meta["input_shape"],
-        "class_names": meta["class_names"],
-        "feature_columns": meta["feature_columns"],
-        "pixel_scale": meta["pixel_scale"],
-        "text_column": meta.get("text_column"),
-        "target": meta["target"],
-        "contract": meta.get("contract"),
-        "model_columns": meta.get("model_columns"),
-        "metrics": {k: round(v, 6) for k, v in evaluation.metrics.items()},
-        "exports": {r.format: f"exports/{Path(r.path).name}" for r in (exports.passed() if exports else []) if r.path},
-    }
+    served = ServedMeta(
+        **meta.model_dump(exclude={"data_hash"}),
+        data_hash=data_hash,
+        model_name=registered.name,
+        model_version=registered.version,
+        run_id=registered.run_id,
+        metrics={k: round(v, 6) for k, v in evaluation.metrics.items()},
+        exports={r.format: f"exports/{Path(r.path).name}" for r in (exports.passed() if exports else []) if r.path},
+    )
+    # What `bentoml models get` shows; the whole record is in lockgate.json.
+    shown = {"model_name", "model_version", "run_id", "data_hash", "family", "input_shape", "class_names",
+             "feature_columns", "target", "metrics", "exports"}
+    serving_meta = json.loads(served.model_dump_json(include=shown, exclude_none=True))
     labels = {
         "model_name": registered.name,
         "model_version": registered.version,
@@ -70,13 +75,13 @@ def store_model(
         "data_hash": data_hash[:16],
     }
     with bentoml.models.create(
-        tag, labels=labels, metadata={k: v for k, v in serving_meta.items() if v is not None}  # BentoML refuses None
+        tag, labels=labels, metadata=serving_meta
     ) as model:
         shutil.copy(training.model_path, Path(model.path) / "model.keras")
         for result in exports.passed() if exports else []:
             if result.path:
                 _copy_into(Path(result.path), Path(model.path) / "exports")
-        (Path(model.path) / "lockgate.json").write_text(json.dumps(serving_meta, indent=2))
+        (Path(model.path) / "lockgate.json").write_text(served.model_dump_json(indent=2))
     return tag
 
 
@@ -122,18 +127,10 @@ def build_bento(registered: RegisteredModel, model_tag: str, data_hash: str) -> 
     return str(bento.tag)
 
 
-def family_request(meta: dict, x: "np.ndarray | pd.DataFrame") -> tuple[str, dict]:
+def family_request(meta: DatasetMeta, x: "np.ndarray | pd.DataFrame") -> tuple[str, dict]:
     """The route and body a user of this family sends: texts, records or arrays.
-    A table with a contract is sent as its raw rows (strings and nulls included)."""
-    if meta["kind"] == "text":
-        return "/predict_text", {"texts": [str(t) for t in x]}
-    if isinstance(x, pd.DataFrame):
-        rows = x.astype(object).where(x.notna(), None).to_dict("records")
-        return "/predict_records", {"records": rows}
-    if meta["kind"] in ("tabular", "regression"):
-        columns = meta["feature_columns"]
-        return "/predict_records", {"records": [dict(zip(columns, map(float, row))) for row in x]}
-    return "/predict", {"instances": x.tolist()}
+    A table is sent as its raw rows (strings and nulls included)."""
+    return family_for(meta.family).example_request(meta, x)
 
 
 def served_outputs(answer: dict) -> np.ndarray:
@@ -143,7 +140,7 @@ def served_outputs(answer: dict) -> np.ndarray:
     return np.asarray(answer["probabilities"], dtype="float32")
 
 
-def verify_bento(bento_tag: str, meta: dict, x: "np.ndarray | pd.DataFrame", expected: np.ndarray, timeout: float = 180.0) -> float:
+def verify_bento(bento_tag: str, meta: DatasetMeta, x: "np.ndarray | pd.DataFrame", expected: np.ndarray, timeout: float = 180.0) -> float:
     """Serve the Bento as users will, send it the holdout through the family's
     own endpoint, compare with `expected`.
 

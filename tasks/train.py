@@ -1,4 +1,4 @@
-"""Step 2: train the kind's model, resumably, and log it to the MLflow run.
+"""Step 2: train the family's model, resumably, and log it to the MLflow run.
 
 Given a teacher (the champion), it trains a narrower student on the teacher's
 softened predictions instead: distillation, judged by the same later gates."""
@@ -44,9 +44,8 @@ def train_model(
     ]
     teacher_outputs = None
     if teacher is not None:
-        kind = snapshot.meta["kind"]
         every_row = np.arange(len(snapshot.y))
-        teacher_outputs = champion_outputs(teacher, snapshot.inputs_for(teacher.data_meta, every_row), snapshot.class_names, kind)
+        teacher_outputs = champion_outputs(teacher, snapshot.inputs_for(teacher.data_meta, every_row), snapshot.class_names)
         client.log_param(run_id, "distilled_from", teacher.uri)
         for key, value in settings.distillation.model_dump().items():
             client.log_param(run_id, f"distillation.{key}", value)

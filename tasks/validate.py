@@ -14,9 +14,9 @@ import pandas as pd
 
 from lockgate.data import DataLoadError, LoadedData, dataset_name, load_source, write_snapshot
 from lockgate.expectations import build_expectations, describe_failure
-from lockgate.families.tables import TableContract, check_against_contract, validation_frame
+from lockgate.families.tables import check_against_contract, validation_frame
 from lockgate.faults import maybe_inject
-from lockgate.records import CheckResult, ValidationSummary
+from lockgate.records import CheckResult, DatasetMeta, ValidationSummary
 from lockgate.settings import LockgateSettings, get_settings
 from lockgate.steps import pipeline_task
 
@@ -26,7 +26,7 @@ log = logging.getLogger("lockgate.validate")
 def validate_data(
     source: str,
     target: str | None = None,
-    reference: dict | None = None,
+    reference: DatasetMeta | None = None,
     settings: LockgateSettings | None = None,
 ) -> ValidationSummary:
     """Validate `source`; on success its snapshot folder and hash are in the summary.
@@ -40,15 +40,15 @@ def validate_data(
         data = load_source(source, target, settings.training)
     except DataLoadError as exc:
         check = CheckResult(name="readable data", severity="blocking", success=False, message=str(exc))
-        return ValidationSummary(dataset=name, kind=None, rows=0, success=False, checks=[check])
+        return ValidationSummary(dataset=name, family=None, rows=0, success=False, checks=[check])
 
-    if reference and reference.get("kind", data.kind) != data.kind:
+    if reference is not None and reference.family != data.family:
         check = CheckResult(
             name="same model family as the champion", severity="blocking", success=False,
-            message=f"the champion was trained on {reference['kind']} data, this is {data.kind} data "
+            message=f"the champion was trained on {reference.family} data, this is {data.family} data "
             "(use another model name for a new family)",
         )
-        return ValidationSummary(dataset=data.name, kind=data.kind, rows=len(data.frame), success=False, checks=[check])
+        return ValidationSummary(dataset=data.name, family=data.family, rows=len(data.frame), success=False, checks=[check])
     if data.is_table:
         data.decide_roles(settings.training, reference)
     checks = _run_suite(data, reference, settings)
@@ -59,7 +59,7 @@ def validate_data(
     docs = _data_docs_index(settings)
     summary = ValidationSummary(
         dataset=data.name,
-        kind=data.kind,
+        family=data.family,
         rows=len(data.frame),
         success=success,
         checks=checks,
@@ -78,8 +78,8 @@ def _data_docs_index(settings: LockgateSettings) -> Path:
     return settings.gx_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
 
 
-def _contract_checks(data: LoadedData, reference: dict | None, settings: LockgateSettings) -> list[CheckResult]:
-    champion = TableContract.from_dict(reference["contract"]) if reference and reference.get("contract") else None
+def _contract_checks(data: LoadedData, reference: DatasetMeta | None, settings: LockgateSettings) -> list[CheckResult]:
+    champion = reference.table_contract() if reference is not None else None
     findings = check_against_contract(
         data.frame, data.contract, champion,
         max_unseen_share=settings.validation.max_unseen_category_share,
@@ -100,17 +100,15 @@ def _validation_frame(data: LoadedData) -> pd.DataFrame:
     return frame
 
 
-def _run_suite(data: LoadedData, reference: dict | None, settings: LockgateSettings) -> list[CheckResult]:
+def _run_suite(data: LoadedData, reference: DatasetMeta | None, settings: LockgateSettings) -> list[CheckResult]:
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
 
     settings.gx_dir.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="file", project_root_dir=str(settings.gx_dir))
     _quiet_progress_bars(context)
-    expectations = build_expectations(
-        data.kind, data.target, data.feature_columns, settings.validation, data.pixel_scale, reference, data.contract
-    )
-    suite_name = f"{data.name}-{data.kind}"
+    expectations = build_expectations(data, settings.validation, reference)
+    suite_name = f"{data.name}-{data.family}"
     suite = context.suites.add_or_update(gx.ExpectationSuite(name=suite_name, expectations=expectations))
     source = context.data_sources.add_or_update_pandas(name="lockgate")
     try:
@@ -180,7 +178,7 @@ def _extra_checks(data: LoadedData, settings: LockgateSettings) -> list[CheckRes
     checks: list[CheckResult] = []
     if data.problems:
         shown = "; ".join(data.problems[:5]) + (f" (+{len(data.problems) - 5} more)" if len(data.problems) > 5 else "")
-        what = "decodable images" if data.kind == "image" else "readable files"
+        what = "decodable images" if data.family == "image" else "readable files"
         checks.append(CheckResult(name=what, severity="blocking", success=False, message=shown))
     numeric = [c for c in data.feature_columns + [data.target] if c in data.frame.columns
                and pd.api.types.is_numeric_dtype(data.frame[c]) and data.is_table]

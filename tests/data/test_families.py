@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from lockgate.data import DataLoadError, load_source
+from lockgate.records import DatasetMeta
 from lockgate.settings import TrainingSettings
 from tasks.validate import validate_task
 
@@ -22,16 +23,16 @@ def _failures(summary) -> str:
 
 
 def test_families_are_recognised(reviews_csv, reviews_folder, diabetes_csv, wine_csv, colour_images_npz):
-    assert load_source(str(reviews_csv), "sentiment").kind == "text"
-    assert load_source(str(reviews_folder)).kind == "text"
-    assert load_source(str(diabetes_csv), "target").kind == "regression"
-    assert load_source(str(wine_csv), "target").kind == "tabular"
-    assert load_source(str(colour_images_npz)).kind == "image"
+    assert load_source(str(reviews_csv), "sentiment").family == "text"
+    assert load_source(str(reviews_folder)).family == "text"
+    assert load_source(str(diabetes_csv), "target").family == "regression"
+    assert load_source(str(wine_csv), "target").family == "tabular"
+    assert load_source(str(colour_images_npz)).family == "image"
 
 
 def test_settings_decide_between_classes_and_values(wine_csv, diabetes_csv):
-    assert load_source(str(wine_csv), "target", TrainingSettings(family="regression")).kind == "regression"
-    assert load_source(str(diabetes_csv), "target", TrainingSettings(family="tabular")).kind == "tabular"
+    assert load_source(str(wine_csv), "target", TrainingSettings(family="regression")).family == "regression"
+    assert load_source(str(diabetes_csv), "target", TrainingSettings(family="tabular")).family == "tabular"
     with pytest.raises(DataLoadError, match="settings ask for the text family, but digits holds image data"):
         load_source("digits", None, TrainingSettings(family="text"))
 
@@ -41,25 +42,25 @@ def test_text_column_can_be_named_among_other_columns(tmp_path, reviews_csv):
     frame["stars"] = np.arange(len(frame)) % 5
     path = tmp_path / "with_stars.csv"
     frame.to_csv(path, index=False)
-    assert load_source(str(path), "sentiment").kind == "tabular"  # ambiguous: not guessed
+    assert load_source(str(path), "sentiment").family == "tabular"  # ambiguous: not guessed
     named = load_source(str(path), "sentiment", TrainingSettings(text_column="review"))
-    assert named.kind == "text" and named.feature_columns == ["review"]
+    assert named.family == "text" and named.feature_columns == ["review"]
 
 
 def test_text_passes_and_snapshots_raw_strings(reviews_csv, reviews_folder):
     summary = validate_task.fn(str(reviews_csv), "sentiment")
-    assert summary.success and summary.kind == "text", _failures(summary)
+    assert summary.success and summary.family == "text", _failures(summary)
     meta = json.loads((Path(summary.snapshot) / "meta.json").read_text())
     assert meta["text_column"] == "review" and meta["class_names"] == ["negative", "positive"]
     with np.load(Path(summary.snapshot) / "data.npz") as archive:
         assert archive["x"].dtype.kind == "U" and "." in archive["x"][0]
     folder = validate_task.fn(str(reviews_folder))
-    assert folder.success and folder.kind == "text" and folder.rows == 200
+    assert folder.success and folder.family == "text" and folder.rows == 200
 
 
 def test_regression_passes_with_float_targets(diabetes_csv):
     summary = validate_task.fn(str(diabetes_csv), "target")
-    assert summary.success and summary.kind == "regression", _failures(summary)
+    assert summary.success and summary.family == "regression", _failures(summary)
     meta = json.loads((Path(summary.snapshot) / "meta.json").read_text())
     assert meta["class_names"] == [] and meta["target_stats"]["mean"] == pytest.approx(152.13, abs=0.01)
     with np.load(Path(summary.snapshot) / "data.npz") as archive:
@@ -117,7 +118,8 @@ def test_infinite_or_textual_regression_targets_are_stopped(tmp_path, diabetes_c
 
 
 def test_a_champion_of_another_family_is_not_challenged(diabetes_csv, wine_csv):
-    reference = {"kind": "tabular", "class_names": ["0", "1"], "feature_columns": [], "target": "target"}
+    reference = DatasetMeta(name="earlier", family="tabular", target="target", feature_columns=[],
+                            class_names=["0", "1"], input_shape=[0])
     summary = validate_task.fn(str(diabetes_csv), "target", reference)
     assert not summary.success
     assert "champion was trained on tabular data, this is regression data" in _failures(summary)
@@ -150,4 +152,4 @@ def test_keras_loaders_download_or_say_why(name, tmp_path, monkeypatch):
     except DataLoadError as error:
         assert f"could not load {name} through keras.datasets (it downloads on first use)" in str(error)
     else:
-        assert data.kind == ("text" if name == "imdb" else "image") and len(data.frame) >= 25_000
+        assert data.family == ("text" if name == "imdb" else "image") and len(data.frame) >= 25_000

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lockgate.records import DatasetMeta
 from tasks.validate import validate_task
 from tests.data.bad_inputs import CASES
 
@@ -21,13 +22,13 @@ def wine_reference(wine_csv):
     """The profile a champion trained on the wine data would carry."""
     summary = validate_task.fn(str(wine_csv), "target")
     assert summary.success, summary.checks
-    return json.loads((Path(summary.snapshot) / "meta.json").read_text())
+    return DatasetMeta.model_validate_json((Path(summary.snapshot) / "meta.json").read_text())
 
 
 def test_digits_pass_with_snapshot_and_hash():
     first = validate_task.fn("digits")
     again = validate_task.fn("digits")
-    assert first.success and first.kind == "image" and first.rows == 1797
+    assert first.success and first.family == "image" and first.rows == 1797
     assert Path(first.snapshot, "data.npz").is_file()
     assert first.data_hash == again.data_hash
     assert again.seen_before, "the same data must be recognised by its hash"
@@ -37,7 +38,7 @@ def test_digits_pass_with_snapshot_and_hash():
 def test_user_csv_passes(wine_csv, breast_cancer_csv):
     wine = validate_task.fn(str(wine_csv), "target")
     cancer = validate_task.fn(str(breast_cancer_csv), "target")
-    assert wine.success and wine.kind == "tabular" and wine.rows == 178
+    assert wine.success and wine.family == "tabular" and wine.rows == 178
     assert cancer.success and cancer.rows == 569
     meta = json.loads((Path(cancer.snapshot) / "meta.json").read_text())
     assert meta["class_names"] == ["benign", "malignant"]

@@ -64,7 +64,7 @@ def _ask(bento: str, route: str, **request):
 
 def test_text_family(prefect_harness, reviews_csv):
     result, exports = _run(str(reviews_csv), "sentiment", epochs=12)
-    assert result.validation.kind == "text" and result.evaluation.metrics["accuracy"] >= 0.85
+    assert result.validation.family == "text" and result.evaluation.metrics["accuracy"] >= 0.85
     assert exports["onnx"].status == "unavailable" and "String" in exports["onnx"].reason
     texts = ["A wonderful, moving film with a superb cast.", "Dull and tedious; the plot was awful."]
     answer = _ask(result.package.bento_tag, "/predict_text", json={"texts": texts})
@@ -75,7 +75,7 @@ def test_text_family(prefect_harness, reviews_csv):
 def test_regression_family(prefect_harness, diabetes_csv):
     result, exports = _run(str(diabetes_csv), "target", epochs=80)
     metrics = result.evaluation.metrics
-    assert result.validation.kind == "regression" and result.gate.metric == "rmse"
+    assert result.validation.family == "regression" and result.gate.metric == "rmse"
     assert metrics["r2"] >= 0.3 and metrics["rmse"] < metrics["mean_predictor_rmse"]
     assert exports["tflite_int8"].status == "unavailable"
     assert exports["onnx"].status == "passed" and exports["tflite_dynamic"].agreement is not None
@@ -105,7 +105,7 @@ def test_cifar_style_image_family(prefect_harness, colour_images_npz):
 
 def test_tabular_classification_family(prefect_harness, wine_csv, wine_frame):
     result, exports = _run(str(wine_csv), "target", epochs=40)
-    assert result.validation.kind == "tabular" and result.evaluation.metrics["accuracy"] >= 0.85
+    assert result.validation.family == "tabular" and result.evaluation.metrics["accuracy"] >= 0.85
     rows = wine_frame.drop(columns="target").tail(6)
     answer = _ask(result.package.bento_tag, "/predict_records", json={"records": rows.to_dict(orient="records")})
     assert answer.status_code == 200, answer.text

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from lockgate.data import read_snapshot, split_for
+from lockgate.metrics import regression_metrics
 from lockgate.models import load_keras_model, predict_outputs, resolve_architecture
+from lockgate.records import DatasetMeta
 from lockgate.settings import get_settings
 from lockgate.training import fit
-from tasks.evaluate import regression_metrics
 from tasks.validate import validate_task
 
 pytestmark = pytest.mark.model
@@ -59,21 +60,25 @@ def test_cifar_style_images_with_augmentation(colour_images_npz):
     assert float(np.mean(first.argmax(axis=1) == y)) >= 0.9
 
 
+def _meta(family: str, input_shape: list[int], **fields) -> DatasetMeta:
+    return DatasetMeta(name="d", family=family, target="label", feature_columns=[], input_shape=input_shape, **fields)
+
+
 def test_architecture_follows_the_data_or_settings():
-    assert resolve_architecture({"kind": "image", "input_shape": [8, 8, 1]}, "auto") == "small_cnn"
-    assert resolve_architecture({"kind": "image", "input_shape": [28, 28, 1]}, "auto") == "mnist"
-    assert resolve_architecture({"kind": "image", "input_shape": [32, 32, 3]}, "auto") == "cifar"
-    assert resolve_architecture({"kind": "text"}, "auto") == "lstm"
-    assert resolve_architecture({"kind": "regression"}, "linear") == "linear"
+    assert resolve_architecture(_meta("image", [8, 8, 1]), "auto") == "small_cnn"
+    assert resolve_architecture(_meta("image", [28, 28, 1]), "auto") == "mnist"
+    assert resolve_architecture(_meta("image", [32, 32, 3]), "auto") == "cifar"
+    assert resolve_architecture(_meta("text", []), "auto") == "lstm"
+    assert resolve_architecture(_meta("regression", [3]), "linear") == "linear"
     with pytest.raises(ValueError, match="does not fit text data; choose one of lstm, transformer"):
-        resolve_architecture({"kind": "text"}, "cifar")
+        resolve_architecture(_meta("text", []), "cifar")
 
 
 def test_mnist_architecture_on_28_by_28_images():
     from lockgate.models import build_model
     from lockgate.settings import TrainingSettings
 
-    meta = {"kind": "image", "input_shape": [28, 28, 1], "pixel_scale": 255.0, "class_names": list("0123456789")}
+    meta = _meta("image", [28, 28, 1], pixel_scale=255.0, class_names=list("0123456789"))
     x = np.random.default_rng(0).uniform(0, 255, (16, 28, 28, 1)).astype("float32")
     model = build_model(meta, x, np.arange(16) % 10, TrainingSettings())
     assert model.name == "lockgate_image_mnist" and predict_outputs(model, x).shape == (16, 10)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from lockgate import bento_server
+from lockgate.records import DatasetMeta
 
 API_KEY = "test-key-" + uuid.uuid4().hex
 OLD_KEY = "rotated-out-" + uuid.uuid4().hex
@@ -26,7 +27,7 @@ class Served:
     version: str
     x: np.ndarray  # holdout examples
     expected: np.ndarray  # in-process probabilities for x
-    meta: dict
+    meta: DatasetMeta
     log: Path
 
     def client(self, key: str | None = API_KEY, headers: dict[str, str] | None = None) -> httpx.Client:
@@ -58,7 +59,7 @@ def _build_and_serve(data: str, target: str | None, epochs: int, tmp: Path):
     model = load_keras_model(settings.runs_dir / result.run_id / "model.keras")
     log = tmp / f"{name}.log"
     process, url = start_server(result.package.bento_tag, log)
-    meta = json.loads((Path(result.validation.snapshot) / "meta.json").read_text())
+    meta = DatasetMeta.model_validate_json((Path(result.validation.snapshot) / "meta.json").read_text())
     served = Served(url, result.package.bento_tag, name, result.registered.version, x, predict_outputs(model, x), meta, log)
     return process, served
 

@@ -7,18 +7,28 @@ import io
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 
+from lockgate.families.tables import infer_contract
+from lockgate.records import ServedMeta
 from services.middleware import ApiKeyMiddleware, BodyLimitMiddleware, key_is_valid, presented_key
 from services.runtime import ModelSpec, RequestError
 
 pytestmark = pytest.mark.unit
 
-IMAGE_META = {"kind": "image", "input_shape": [8, 8, 1], "pixel_scale": 16.0, "class_names": ["a", "b"],
-              "feature_columns": [], "model_name": "m", "model_version": "3", "run_id": "r" * 32}
-TABLE_META = IMAGE_META | {"kind": "tabular", "input_shape": [2], "feature_columns": ["x", "y"]}
-TEXT_META = IMAGE_META | {"kind": "text", "input_shape": [], "text_column": "review", "class_names": ["neg", "pos"]}
-VALUE_META = TABLE_META | {"kind": "regression", "class_names": [], "target": "price"}
+def _table_contract() -> dict:
+    frame = pd.DataFrame({"x": np.linspace(0, 1, 20), "y": np.linspace(5, 9, 20), "t": ["a", "b"] * 10})
+    return infer_contract(frame, "t").to_dict()
+
+
+IMAGE_META = ServedMeta(name="d", family="image", target="label", input_shape=[8, 8, 1], pixel_scale=16.0,
+                        class_names=["a", "b"], feature_columns=[], model_name="m", model_version="3", run_id="r" * 32)
+TABLE_META = IMAGE_META.model_copy(update={"family": "tabular", "input_shape": [2], "feature_columns": ["x", "y"],
+                                           "contract": _table_contract()})
+TEXT_META = IMAGE_META.model_copy(update={"family": "text", "input_shape": [], "text_column": "review",
+                                          "class_names": ["neg", "pos"]})
+VALUE_META = TABLE_META.model_copy(update={"family": "regression", "class_names": [], "target": "price"})
 
 
 def _status(call) -> tuple[int, str]:
@@ -65,9 +75,12 @@ def test_regression_answers_values_not_labels():
 def test_records_must_match_the_columns():
     spec = ModelSpec(TABLE_META)
     assert spec.records_to_array([{"x": 1, "y": 2.5}], 10).tolist() == [[1.0, 2.5]]
-    assert "missing columns ['y']" in _status(lambda: spec.records_to_array([{"x": 1}], 10))[1]
-    assert "unknown columns ['z']" in _status(lambda: spec.records_to_array([{"x": 1, "y": 2, "z": 3}], 10))[1]
+    gap = spec.records_to_array([{"x": 1}], 10)  # an absent column is a gap, as null is: the model imputes it
+    assert gap[0, 0] == 1.0 and np.isnan(gap[0, 1])
+    assert "unknown column(s) ['z']" in _status(lambda: spec.records_to_array([{"x": 1, "y": 2, "z": 3}], 10))[1]
     assert "must be a number" in _status(lambda: spec.records_to_array([{"x": True, "y": 2}], 10))[1]
+    assert spec.to_array([[1, None]], 10).shape == (1, 2)
+    assert "instance 0 must be a list of 2 values" in _status(lambda: spec.to_array([[1]], 10))[1]
 
 
 def test_images_are_decoded_resized_and_scaled():
@@ -83,7 +96,7 @@ def test_images_are_decoded_resized_and_scaled():
 
 
 def test_answers_carry_the_model_identity():
-    answer = ModelSpec(IMAGE_META | {"bento_model": "m:v3"}).respond(np.array([[0.2, 0.8]], dtype="float32"))
+    answer = ModelSpec(IMAGE_META.model_copy(update={"bento_model": "m:v3"})).respond(np.array([[0.2, 0.8]], dtype="float32"))
     assert answer["labels"] == ["b"]
     assert answer["model"] == {"name": "m", "version": "3", "run_id": "r" * 32, "bento_model": "m:v3"}
 

@@ -166,7 +166,7 @@ def test_openapi_page(digits_service):
 
 
 def test_records_for_a_table_model(wine_service):
-    columns = wine_service.meta["feature_columns"]
+    columns = wine_service.meta.feature_columns
     records = [dict(zip(columns, map(float, row))) for row in wine_service.x]
     with wine_service.client() as client:
         response = client.post("/predict_records", json={"records": records})

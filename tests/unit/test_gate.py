@@ -22,7 +22,7 @@ def _report(tmp_path, y, challenger, champion=None, metric_values=None) -> Evalu
     if champion is not None:
         champion_metrics = {"accuracy": float(np.mean(champion == y)), "macro_f1": macro_f1(y, champion, 3)}
     return EvaluationReport(
-        run_id="r", metrics=metric_values or {"accuracy": acc, "macro_f1": macro_f1(y, challenger, 3)},
+        run_id="r", family="tabular", metrics=metric_values or {"accuracy": acc, "macro_f1": macro_f1(y, challenger, 3)},
         per_class={}, champion_version="1" if champion is not None else None,
         champion_metrics=champion_metrics, predictions_file=str(path),
     )
@@ -119,13 +119,13 @@ def test_macro_f1_matches_scikit_learn():
 
 
 def _regression_report(tmp_path, y, challenger, champion=None) -> EvaluationReport:
-    from tasks.evaluate import regression_metrics
+    from lockgate.metrics import regression_metrics
 
     path = tmp_path / "values.npz"
     np.savez(path, y_true=y, challenger_pred=challenger,
              champion_pred=champion if champion is not None else np.array([], dtype="float32"))
     return EvaluationReport(
-        run_id="r", regression=True, metrics=regression_metrics(y, challenger), per_class={},
+        run_id="r", family="regression", metrics=regression_metrics(y, challenger), per_class={},
         champion_version="3" if champion is not None else None,
         champion_metrics=regression_metrics(y, champion) if champion is not None else None,
         predictions_file=str(path),

@@ -1,0 +1,51 @@
+"""Holdout metrics of either task, and the predictions file the gate reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: list[str]) -> dict[str, Any]:
+    """Accuracy, macro-F1, log-loss and per-class precision/recall."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, precision_recall_fscore_support
+
+    labels = list(range(len(class_names)))
+    y_pred = proba.argmax(axis=1)
+    precision, recall, _, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0
+    )
+    clipped = np.clip(proba.astype("float64"), 1e-7, 1.0)
+    clipped /= clipped.sum(axis=1, keepdims=True)
+    return {
+        "metrics": {
+            "accuracy": float(accuracy_score(y_true, y_pred)),
+            "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+            "log_loss": float(log_loss(y_true, clipped, labels=labels)),
+        },
+        "per_class": {
+            name: {"precision": float(p), "recall": float(r), "support": float(s)}
+            for name, p, r, s in zip(class_names, precision, recall, support)
+        },
+        "confusion": confusion_matrix(y_true, y_pred, labels=labels),
+    }
+
+
+def regression_metrics(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """RMSE, MAE and R^2, beside the RMSE of always predicting the mean."""
+    errors = predicted.astype("float64") - y_true.astype("float64")
+    variance = float(np.var(y_true.astype("float64")))
+    rmse = float(np.sqrt(np.mean(errors**2)))
+    return {
+        "rmse": rmse,
+        "mae": float(np.mean(np.abs(errors))),
+        "r2": float(1 - np.mean(errors**2) / variance) if variance > 0 else float("nan"),
+        "mean_predictor_rmse": float(np.sqrt(variance)),
+    }
+
+
+def read_predictions(path: str | Path) -> dict[str, np.ndarray]:
+    with np.load(path) as archive:
+        return {k: archive[k] for k in archive.files}
