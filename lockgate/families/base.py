@@ -117,7 +117,8 @@ class Family:
     # --- the service's request adapter ------------------------------------ #
 
     def wrong_endpoint(self) -> RequestError:
-        return RequestError(422, f"this is a {self.name} model: use {self.endpoints}")
+        article = "an" if self.name[0] in "aeiou" else "a"
+        return RequestError(422, f"this is {article} {self.name} model: use {self.endpoints}")
 
     def array_input(self, instances: Any, meta: DatasetMeta, max_rows: int) -> np.ndarray:
         """/predict: nested lists (or rows) -> model input."""

@@ -1,0 +1,42 @@
+"""The family registry and the typed dataset record."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lockgate.families import FAMILIES, family_for
+from lockgate.records import DatasetMeta
+
+pytestmark = pytest.mark.unit
+
+
+def test_each_family_is_registered_under_its_own_name_with_a_task():
+    assert set(FAMILIES) == {"image", "text", "tabular", "regression"}
+    for name, family in FAMILIES.items():
+        assert family.name == name and family.task in ("classification", "regression") and family.architectures
+    assert [n for n, f in FAMILIES.items() if f.task == "regression"] == ["regression"]
+    assert [n for n, f in FAMILIES.items() if f.int8_quantisation] == ["image"]
+    with pytest.raises(ValueError, match="unknown model family 'audio'; known: image, text, tabular, regression"):
+        family_for("audio")
+
+
+def test_metadata_written_before_the_rename_still_loads():
+    old = {"name": "wine", "kind": "tabular", "target": "t", "feature_columns": ["a"], "input_shape": [1]}
+    assert DatasetMeta.model_validate(old).family == "tabular"
+
+
+def test_the_champion_is_aligned_to_the_classes_at_hand():
+    raw = np.array([[0.1, 0.9], [0.7, 0.3]], dtype="float32")
+    aligned = family_for("image").align_outputs(raw, champion_names=["cat", "dog"], names=["dog", "cat", "eel"])
+    np.testing.assert_allclose(aligned, [[0.9, 0.1, 0.0], [0.3, 0.7, 0.0]])
+    np.testing.assert_array_equal(family_for("regression").align_outputs(raw[:, :1], [], []), raw[:, :1])
+
+
+def test_each_family_refuses_other_families_requests_by_pointing_to_its_own():
+    meta = DatasetMeta(name="d", family="text", target="y", feature_columns=["t"], input_shape=[])
+    for call in (lambda f: f.image_input(b"x", meta), lambda f: f.records_input([{}], meta, 9)):
+        with pytest.raises(Exception, match="this is a text model: use /predict_text"):
+            call(family_for("text"))
+    with pytest.raises(Exception, match="this is an image model: use /predict with arrays, or /predict_image"):
+        family_for("image").text_input(["a"], 9, 9)
