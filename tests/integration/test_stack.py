@@ -1,5 +1,5 @@
-"""The production stack, started for real: PostgreSQL 15, a Prefect server and
-an MLflow tracking server (basic auth, served artifacts) on it, `lockgate
+"""The production stack, started for real: PostgreSQL, a Prefect server and an
+MLflow tracking server (basic auth, served artifacts) on it, `lockgate
 deploy`, and a process worker that runs the on-demand deployment. Everything
 is checked through the servers' own HTTP APIs.
 
