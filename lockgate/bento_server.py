@@ -30,18 +30,27 @@ def start(
     target: str, env: dict[str, str], log: IO[bytes], timeout: float = 180.0, cwd: Path | None = None
 ) -> tuple[subprocess.Popen, str]:
     """Serve `target` (a Bento tag or `module:Service`); return (process, base URL) once /readyz says so."""
+    port = free_port()
+    command = [str(Path(sys.executable).with_name("bentoml")), "serve", target, "--host", "127.0.0.1", "--port", str(port)]
+    return start_command(command, port, env, log, timeout, cwd, name=f"bentoml serve {target}")
+
+
+def start_command(
+    command: list[str], port: int, env: dict[str, str], log: IO[bytes], timeout: float = 180.0,
+    cwd: Path | None = None, name: str = "",
+) -> tuple[subprocess.Popen, str]:
+    """Run a command that serves on 127.0.0.1:`port` (`bentoml serve`, or
+    `lockgate serve`, which becomes it); return (process, base URL) once
+    /readyz says so."""
     import httpx
 
-    port = free_port()
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("bentoml")), "serve", target, "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd,
-    )
+    target = name or " ".join(command[:3])
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise ServerFailed(f"bentoml serve {target} exited with {process.returncode}:\n{_tail(log)}")
+            raise ServerFailed(f"{target} exited with {process.returncode}:\n{_tail(log)}")
         try:
             if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                 return process, url
@@ -49,7 +58,7 @@ def start(
             pass
         time.sleep(0.5)
     stop(process)
-    raise TimeoutError(f"bentoml serve {target} was not ready within {timeout:.0f}s:\n{_tail(log)}")
+    raise TimeoutError(f"{target} was not ready within {timeout:.0f}s:\n{_tail(log)}")
 
 
 def stop(process: subprocess.Popen, grace: float = 20.0) -> None:

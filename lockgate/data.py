@@ -58,7 +58,9 @@ class LoadedData:
 
     @property
     def is_table(self) -> bool:
-        return self.family in ("tabular", "regression")
+        from lockgate.families.tabular import TableFamily
+
+        return isinstance(family_for(self.family), TableFamily)
 
     def decide_roles(self, training: "TrainingSettings", reference: DatasetMeta | None = None) -> TableContract:
         """A table's contract: the champion's roles if there is one, else

@@ -130,7 +130,9 @@ class EvaluationReport(BaseModel):
     @property
     def regression(self) -> bool:
         """Metrics are rmse/mae/r2 and predictions are values."""
-        return self.family == "regression"
+        from lockgate.families import family_for
+
+        return family_for(self.family).task == "regression"
 
 
 class GateDecision(BaseModel):

@@ -3,6 +3,7 @@ packaged Bento served with `bentoml serve` and asked over HTTP."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -54,18 +55,28 @@ def test_run_promotes_a_champion_on_the_digits(fresh_run):
     assert run.info.status == "FINISHED"
 
 
-def test_the_packaged_bento_answers_over_http(fresh_run):
-    home, result = fresh_run
-    bento = re.search(r"Bento:\s+(lockgate:\S+)", result.stdout).group(1)
-    key = "e2e-key"
-    env = _env(home) | {"BENTOML_HOME": str(home / "bentoml"), "LOCKGATE_API_KEYS": key}
-    with tempfile.TemporaryFile() as log:
-        server, base = bento_server.start(bento, env, log, timeout=120)
-    try:
-        from sklearn.datasets import load_digits
+def _lockgate(home: Path, *args: str, env: dict[str, str] | None = None, timeout: int = 900):
+    return subprocess.run([LOCKGATE, *args], env=env or _env(home), capture_output=True, text=True, timeout=timeout)
 
-        digits = load_digits()
-        x, y = digits.images[-100:, :, :, None], digits.target[-100:]
+
+def _digits_tail() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return digits.images[-100:, :, :, None], digits.target[-100:]
+
+
+def test_the_summary_s_serve_command_serves_the_packaged_bento(fresh_run):
+    """The follow-up command the summary prints, run as printed (with a key
+    and a port), answers over HTTP like the champion."""
+    home, result = fresh_run
+    printed = re.search(r"LOCKGATE_API_KEYS=<key> (lockgate serve --bento lockgate:\S+)", result.stdout).group(1)
+    key, port = "e2e-key", bento_server.free_port()
+    command = [LOCKGATE, *printed.split()[1:], "--port", str(port)]
+    with tempfile.TemporaryFile() as log:
+        server, base = bento_server.start_command(command, port, _env(home) | {"LOCKGATE_API_KEYS": key}, log, timeout=120)
+    try:
+        x, y = _digits_tail()
         assert httpx.post(f"{base}/predict", json={"instances": x.tolist()}, timeout=30).status_code == 401
         answer = httpx.post(f"{base}/predict", json={"instances": x.tolist()}, timeout=30,
                             headers={"Authorization": f"Bearer {key}"})
@@ -75,6 +86,75 @@ def test_the_packaged_bento_answers_over_http(fresh_run):
         assert np.mean(np.array(body["labels"]).astype(int) == y) >= 0.9
     finally:
         bento_server.stop(server)
+
+
+def test_the_summary_s_look_around_commands_work(fresh_run):
+    home, result = fresh_run
+    uri = re.search(r"mlflow ui --backend-store-uri (\S+)", result.stdout).group(1)
+    import mlflow
+
+    assert [m.name for m in mlflow.MlflowClient(tracking_uri=uri).search_registered_models()] == ["lockgate-digits"]
+    bentoml_home = re.search(r"BENTOML_HOME=(\S+) bentoml list", result.stdout).group(1)
+    listed = subprocess.run([str(Path(sys.executable).with_name("bentoml")), "list"], capture_output=True, text=True,
+                            env=_env(home) | {"BENTOML_HOME": bentoml_home}, timeout=120)
+    assert listed.returncode == 0 and "lockgate:v1-" in listed.stdout
+
+
+def test_lockgate_serve_serves_the_champion(fresh_run):
+    """Without --bento, `lockgate serve` serves what champion.json points to."""
+    home, _ = fresh_run
+    pointer = json.loads((home / "champion.json").read_text())
+    assert pointer["model_name"] == "lockgate-digits" and pointer["version"] == "1"
+    port = bento_server.free_port()
+    with tempfile.TemporaryFile() as log:
+        server, base = bento_server.start_command(
+            [LOCKGATE, "serve", "--port", str(port)], port, _env(home) | {"LOCKGATE_API_KEYS": "k"}, log, timeout=120
+        )
+    try:
+        x, _ = _digits_tail()
+        answer = httpx.post(f"{base}/predict", json={"instances": x[:3].tolist()}, timeout=30,
+                            headers={"Authorization": "Bearer k"})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["model"]["bento_model"] == pointer["bento_model"]
+    finally:
+        bento_server.stop(server)
+
+
+def test_champion_command_shows_the_champion_or_exits_1(fresh_run):
+    home, _ = fresh_run
+    shown = _lockgate(home, "champion", "lockgate-digits", timeout=120)
+    assert shown.returncode == 0 and "lockgate-digits champion: version 1" in shown.stdout, shown.stderr[-2000:]
+    assert "bento_tag: lockgate:v1-" in shown.stdout
+    missing = _lockgate(home, "champion", "lockgate-nothing", timeout=120)
+    assert missing.returncode == 1 and "lockgate-nothing has no champion yet" in missing.stdout
+
+
+def test_invalid_settings_exit_2_naming_the_setting(fresh_run):
+    home, _ = fresh_run
+    result = _lockgate(home, "run", env=_env(home) | {"LOCKGATE_GATE__MIN_ACCURACY": "high"}, timeout=120)
+    assert result.returncode == 2 and "Invalid settings: gate.min_accuracy" in result.stderr, result.stderr[-2000:]
+
+
+def test_a_gate_rejection_exits_0_and_keeps_the_champion(fresh_run, tmp_path):
+    """--config is read: its bar rejects the challenger, which is not an error."""
+    home, _ = fresh_run
+    config = tmp_path / "strict.yaml"
+    config.write_text("training: {epochs: 1}\ngate: {min_accuracy: 0.9999}\n")
+    result = _lockgate(home, "run", "--config", str(config))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Gate: REJECT" in result.stdout and "is below the required 0.9999" in result.stdout
+    assert "Nothing registered; the champion is unchanged." in result.stdout
+    assert json.loads((home / "champion.json").read_text())["version"] == "1"
+
+
+def test_a_failed_step_exits_1_and_keeps_the_champion(fresh_run):
+    """A real failure inside a step: an architecture that does not fit the data."""
+    home, _ = fresh_run
+    result = _lockgate(home, "run", "--architecture", "lstm", "--epochs", "1")
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Run failed:" in result.stdout and "does not fit image data" in result.stdout
+    assert "champion is unchanged" in result.stdout
+    assert json.loads((home / "champion.json").read_text())["version"] == "1"
 
 
 def test_bad_file_exits_non_zero_with_the_reason(fresh_run, tmp_path):
