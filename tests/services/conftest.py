@@ -41,7 +41,6 @@ def start_server(target: str, log: Path, extra_env: dict[str, str] | None = None
 
 
 def _build_and_serve(data: str, target: str | None, epochs: int, tmp: Path):
-    import json
 
     from flows.training import training_pipeline
     from lockgate.data import read_snapshot, split_for
