@@ -124,7 +124,7 @@ class EvaluationReport(BaseModel):
     per_class: dict[str, dict[str, float]]
     champion_version: str | None = None
     champion_metrics: dict[str, float] | None = None
-    predictions_file: str  # npz with y_true, challenger and champion probabilities
+    predictions_file: str  # npz: y_true, challenger_pred, champion_pred (labels or values)
     confusion_matrix_image: str | None = None
 
     @property

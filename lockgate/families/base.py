@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
-from lockgate.records import DatasetMeta, EvaluationReport, FamilyName, GateDecision
+from lockgate.records import DatasetMeta, FamilyName, GateDecision
 
 if TYPE_CHECKING:
     import great_expectations.expectations as gxe
 
     from lockgate.data import LoadedData
+    from lockgate.gate import HoldoutScores
     from lockgate.settings import DistillationSettings, GateSettings, TrainingSettings, ValidationSettings
 
 Task = Literal["classification", "regression"]
@@ -153,7 +154,7 @@ class Family:
     def score(self, y_true: np.ndarray, outputs: np.ndarray, class_names: list[str]) -> dict[str, Any]:
         raise NotImplementedError
 
-    def decide(self, report: EvaluationReport, gate: "GateSettings") -> GateDecision:
+    def decide(self, scores: "HoldoutScores", gate: "GateSettings") -> GateDecision:
         raise NotImplementedError
 
     def holdout_figure(self, y_true: np.ndarray, scored: dict[str, Any], class_names: list[str], folder: Path) -> Path:
@@ -210,10 +211,10 @@ class Classification:
 
         return classification_metrics(y_true, outputs, class_names) | {"predictions": outputs.argmax(axis=1)}
 
-    def decide(self, report: EvaluationReport, gate: "GateSettings") -> GateDecision:
+    def decide(self, scores: "HoldoutScores", gate: "GateSettings") -> GateDecision:
         from lockgate.gate import decide_classification
 
-        return decide_classification(report, gate)
+        return decide_classification(scores, gate)
 
     def holdout_figure(self, y_true: np.ndarray, scored: dict[str, Any], class_names: list[str], folder: Path) -> Path:
         from lockgate.plots import confusion_matrix_image
@@ -283,10 +284,10 @@ class Regression:
         predicted = outputs[:, 0]
         return {"metrics": regression_metrics(y_true, predicted), "per_class": {}, "predictions": predicted}
 
-    def decide(self, report: EvaluationReport, gate: "GateSettings") -> GateDecision:
+    def decide(self, scores: "HoldoutScores", gate: "GateSettings") -> GateDecision:
         from lockgate.gate import decide_regression
 
-        return decide_regression(report, gate)
+        return decide_regression(scores, gate)
 
     def holdout_figure(self, y_true: np.ndarray, scored: dict[str, Any], class_names: list[str], folder: Path) -> Path:
         from lockgate.plots import prediction_scatter

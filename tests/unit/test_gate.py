@@ -8,7 +8,7 @@ import pytest
 from lockgate.records import EvaluationReport
 from lockgate.settings import GateSettings
 from lockgate.stats import macro_f1, paired_bootstrap_difference
-from tasks.gate import decide
+from lockgate.gate import decide
 
 pytestmark = pytest.mark.unit
 
