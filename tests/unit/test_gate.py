@@ -1,31 +1,24 @@
-"""The gate: absolute thresholds, paired bootstrap, and failing closed."""
+"""The gate's rule on arrays: absolute thresholds, then no regression against
+the champion, judged on the lower bound of a paired-bootstrap interval; and
+the adapter that reads the evaluation's predictions file."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from lockgate.gate import HoldoutScores, decide, decide_classification, decide_regression
+from lockgate.metrics import regression_metrics
 from lockgate.records import EvaluationReport
 from lockgate.settings import GateSettings
-from lockgate.stats import macro_f1, paired_bootstrap_difference
-from lockgate.gate import decide
+from lockgate.stats import macro_f1
 
 pytestmark = pytest.mark.unit
 
 
-def _report(tmp_path, y, challenger, champion=None, metric_values=None) -> EvaluationReport:
-    path = tmp_path / "pred.npz"
-    np.savez(path, y_true=y, challenger_pred=challenger,
-             champion_pred=champion if champion is not None else np.array([], dtype="int64"))
-    acc = float(np.mean(challenger == y))
-    champion_metrics = None
-    if champion is not None:
-        champion_metrics = {"accuracy": float(np.mean(champion == y)), "macro_f1": macro_f1(y, champion, 3)}
-    return EvaluationReport(
-        run_id="r", family="tabular", metrics=metric_values or {"accuracy": acc, "macro_f1": macro_f1(y, challenger, 3)},
-        per_class={}, champion_version="1" if champion is not None else None,
-        champion_metrics=champion_metrics, predictions_file=str(path),
-    )
+# --- classification scores ----------------------------------------------- #
 
 
 def _labels(n=600, seed=0):
@@ -40,130 +33,398 @@ def _with_accuracy(y, accuracy, seed):
     return pred
 
 
-def test_first_model_is_judged_on_thresholds(tmp_path):
-    y = _labels()
-    decision = decide(_report(tmp_path, y, _with_accuracy(y, 0.95, 1)), GateSettings())
-    assert decision.promote
-    assert any("no champion yet" in r for r in decision.reasons)
+def _changed(pred, y, worse=0, better=0):
+    """`pred` with its first `worse` right answers made wrong and its first
+    `better` wrong answers made right: a model that differs on those rows only."""
+    changed = pred.copy()
+    right, wrong = np.flatnonzero(pred == y)[:worse], np.flatnonzero(pred != y)[:better]
+    changed[right] = (y[right] + 1) % 3
+    changed[wrong] = y[wrong]
+    return changed
 
 
-def test_below_threshold_is_rejected_with_reason(tmp_path):
-    y = _labels()
-    decision = decide(_report(tmp_path, y, _with_accuracy(y, 0.6, 1)), GateSettings())
-    assert not decision.promote
-    assert any("accuracy 0.6000 is below the required 0.8000" in r for r in decision.reasons)
+def _classification_metrics(y, pred):
+    return {"accuracy": float(np.mean(pred == y)), "macro_f1": macro_f1(y, pred, int(max(y.max(), pred.max())) + 1)}
 
 
-def test_clearly_worse_challenger_is_rejected(tmp_path):
-    y = _labels()
-    report = _report(tmp_path, y, _with_accuracy(y, 0.88, 1), champion=_with_accuracy(y, 0.97, 2))
-    decision = decide(report, GateSettings())
-    assert not decision.promote
-    low, high = decision.difference_ci
-    assert high < 0 and low < -0.01
-    assert any("could be worse" in r for r in decision.reasons)
-
-
-def test_equal_models_pass(tmp_path):
-    y = _labels()
-    same = _with_accuracy(y, 0.95, 1)
-    decision = decide(_report(tmp_path, y, same, champion=same.copy()), GateSettings())
-    assert decision.promote
-    assert decision.difference_ci == (0.0, 0.0)
-
-
-def test_a_small_lucky_edge_is_not_enough_to_hide_noise(tmp_path):
-    """Slightly worse on paper but within the noise band: the CI decides, not the point estimate."""
-    y = _labels(n=100)
-    champion = _with_accuracy(y, 0.95, 2)
-    challenger = champion.copy()
-    challenger[np.flatnonzero(challenger == y)[:1]] = (y[np.flatnonzero(challenger == y)[:1]] + 1) % 3
-    strict = GateSettings(regression_margin=0.0)
-    decision = decide(_report(tmp_path, y, challenger, champion=champion), strict)
-    assert not decision.promote, "with no margin, a CI reaching below zero must reject"
-
-
-def test_missing_metric_fails_closed(tmp_path):
-    y = _labels()
-    report = _report(tmp_path, y, y.copy(), metric_values={"accuracy": 1.0})
-    decision = decide(report, GateSettings())
-    assert not decision.promote
-    assert any("macro_f1 is missing" in r for r in decision.reasons)
-
-
-def test_unscorable_champion_fails_closed(tmp_path):
-    y = _labels()
-    report = _report(tmp_path, y, y.copy(), champion=y.copy())
-    np.savez(report.predictions_file, y_true=y, challenger_pred=y, champion_pred=np.array([], dtype="int64"))
-    decision = decide(report, GateSettings())
-    assert not decision.promote
-    assert any("could not be scored" in r for r in decision.reasons)
-
-
-def test_bootstrap_interval_covers_the_true_difference():
-    y = _labels(n=2000, seed=3)
-    a, b = _with_accuracy(y, 0.90, 4), _with_accuracy(y, 0.85, 5)
-    observed, low, high = paired_bootstrap_difference(y, a, b, "accuracy", 2000, 0.95)
-    assert observed == pytest.approx(0.05, abs=1e-9)
-    assert low < 0.05 < high and low > 0
-    f1_obs, f1_low, f1_high = paired_bootstrap_difference(y, a, b, "macro_f1", 300, 0.95)
-    assert f1_low < f1_obs < f1_high
-
-
-def test_macro_f1_matches_scikit_learn():
-    from sklearn.metrics import f1_score
-
-    y = _labels(n=300, seed=7)
-    pred = _with_accuracy(y, 0.7, 8)
-    assert macro_f1(y, pred, 3) == pytest.approx(f1_score(y, pred, average="macro"))
-
-
-def _regression_report(tmp_path, y, challenger, champion=None) -> EvaluationReport:
-    from lockgate.metrics import regression_metrics
-
-    path = tmp_path / "values.npz"
-    np.savez(path, y_true=y, challenger_pred=challenger,
-             champion_pred=champion if champion is not None else np.array([], dtype="float32"))
-    return EvaluationReport(
-        run_id="r", family="regression", metrics=regression_metrics(y, challenger), per_class={},
-        champion_version="3" if champion is not None else None,
-        champion_metrics=regression_metrics(y, champion) if champion is not None else None,
-        predictions_file=str(path),
+def _classification(y, challenger, champion=None, metrics=None) -> HoldoutScores:
+    return HoldoutScores(
+        y_true=y,
+        challenger_pred=challenger,
+        metrics=_classification_metrics(y, challenger) if metrics is None else metrics,
+        champion_version=None if champion is None else "1",
+        champion_pred=champion,
+        champion_metrics=None if champion is None else _classification_metrics(y, champion),
     )
+
+
+# --- regression scores --------------------------------------------------- #
 
 
 def _values(n=400, seed=0):
     return np.random.default_rng(seed).normal(150, 75, n)
 
 
-def _noisy(y, noise, seed):
-    return y + np.random.default_rng(seed).normal(0, noise, len(y))
+def _errors(n=400, sd=30.0, seed=1):
+    return np.random.default_rng(seed).normal(0, sd, n)
 
 
-def test_regression_is_judged_on_r2_and_rmse_ceiling(tmp_path):
-    y = _values()
-    good = decide(_regression_report(tmp_path, y, _noisy(y, 40, 1)), GateSettings())
-    assert good.promote and good.metric == "rmse" and not good.higher_is_better
-    poor = decide(_regression_report(tmp_path, y, _noisy(y, 90, 1)), GateSettings())
-    assert not poor.promote and any("r2" in r and "below the required 0.2000" in r for r in poor.reasons)
-    capped = decide(_regression_report(tmp_path, y, _noisy(y, 40, 1)), GateSettings(max_rmse=30))
-    assert not capped.promote and any("above the allowed 30.0000" in r for r in capped.reasons)
+def _regression(y, challenger, champion=None, metrics=None) -> HoldoutScores:
+    return HoldoutScores(
+        y_true=y,
+        challenger_pred=challenger,
+        metrics=regression_metrics(y, challenger) if metrics is None else metrics,
+        champion_version=None if champion is None else "3",
+        champion_pred=champion,
+        champion_metrics=None if champion is None else regression_metrics(y, champion),
+    )
 
 
-def test_regression_compares_rmse_lower_is_better(tmp_path):
-    y = _values()
-    worse = decide(_regression_report(tmp_path, y, _noisy(y, 50, 1), champion=_noisy(y, 35, 2)), GateSettings())
-    assert not worse.promote
-    assert worse.challenger > worse.champion and worse.difference_ci[0] > 0  # a higher rmse
+def _metrics_only(metrics) -> HoldoutScores:
+    """A first model (no champion): only its metrics matter."""
+    return HoldoutScores(y_true=np.zeros(10), challenger_pred=np.zeros(10), metrics=metrics)
+
+
+# --- absolute thresholds ------------------------------------------------- #
+
+
+def test_first_model_is_judged_on_thresholds():
+    y = _labels()
+    decision = decide_classification(_classification(y, _with_accuracy(y, 0.95, 1)), GateSettings())
+    assert decision.promote is True and decision.metric == "accuracy" and decision.higher_is_better
+    assert decision.champion is None and decision.difference_ci is None
+    assert decision.reasons[0] == "accuracy 0.9500 meets the required 0.8000"
+    assert decision.reasons[-1] == "no champion yet: judged on absolute thresholds only"
+
+
+def test_below_threshold_is_rejected_with_reason():
+    y = _labels()
+    decision = decide_classification(_classification(y, _with_accuracy(y, 0.6, 1)), GateSettings())
+    assert decision.promote is False
+    assert "accuracy 0.6000 is below the required 0.8000" in decision.reasons
+
+
+CLASSIFICATION_METRICS = {"accuracy": 0.9, "macro_f1": 0.9}
+REGRESSION_METRICS = {"r2": 0.9, "rmse": 10.0}
+
+
+@pytest.mark.parametrize(
+    ("metric", "settings", "at_limit", "beyond", "meets", "fails"),
+    [
+        ("accuracy", GateSettings(min_accuracy=0.8), 0.8, 0.7999, "meets the required 0.8000", "0.7999 is below the required 0.8000"),
+        ("macro_f1", GateSettings(min_macro_f1=0.75), 0.75, 0.7499, "meets the required 0.7500", "0.7499 is below the required 0.7500"),
+        ("r2", GateSettings(min_r2=0.2), 0.2, 0.1999, "meets the required 0.2000", "0.1999 is below the required 0.2000"),
+        ("rmse", GateSettings(max_rmse=30), 30.0, 30.0001, "meets the allowed 30.0000", "30.0001 is above the allowed 30.0000"),
+    ],
+)
+def test_absolute_thresholds_hold_at_their_limit(metric, settings, at_limit, beyond, meets, fails):
+    """A metric exactly at its floor (or ceiling) passes; a hair beyond it rejects."""
+    regression = metric in REGRESSION_METRICS
+    rule = decide_regression if regression else decide_classification
+    others = REGRESSION_METRICS if regression else CLASSIFICATION_METRICS
+    at = rule(_metrics_only(others | {metric: at_limit}), settings)
+    assert at.promote is True
+    assert f"{metric} {at_limit:.4f} {meets}" in at.reasons
+    past = rule(_metrics_only(others | {metric: beyond}), settings)
+    assert past.promote is False
+    assert f"{metric} {fails}" in past.reasons
+
+
+@pytest.mark.parametrize(
+    ("rule", "metrics", "settings", "missing"),
+    [
+        (decide_classification, {"accuracy": 1.0}, GateSettings(), "macro_f1"),
+        (decide_classification, {"accuracy": float("nan"), "macro_f1": 1.0}, GateSettings(), "accuracy"),
+        (decide_regression, {"rmse": 10.0}, GateSettings(), "r2"),
+        (decide_regression, {"r2": float("nan"), "rmse": 10.0}, GateSettings(), "r2"),
+        # Without rmse the decision still names it: the challenger's value is NaN.
+        (decide_regression, {"r2": 0.9}, GateSettings(max_rmse=30), "rmse"),
+    ],
+)
+def test_missing_or_nan_metric_fails_closed(rule, metrics, settings, missing):
+    decision = rule(_metrics_only(metrics), settings)
+    assert decision.promote is False
+    assert f"{missing} is missing from the evaluation: cannot judge, rejecting" in decision.reasons
+
+
+# --- against the champion: classification -------------------------------- #
+
+
+def test_the_lower_bound_decides_not_the_point_estimate():
+    """Even on paper (4 rows won, 4 lost), but the interval reaches below the
+    margin: the challenger could be worse by more than allowed, so it is rejected."""
+    y = _labels(n=200)
+    champion = _with_accuracy(y, 0.9, 1)
+    challenger = _changed(champion, y, worse=4, better=4)
+    gate = GateSettings(regression_margin=0.01)
+    decision = decide_classification(_classification(y, challenger, champion), gate)
+    low, high = decision.difference_ci
+    assert decision.challenger - decision.champion >= -gate.regression_margin  # the point estimate would promote
+    assert low < -gate.regression_margin < high
+    assert decision.promote is False
+    assert any("could be worse by more than the allowed 0.0100" in r for r in decision.reasons)
+
+
+def test_a_lower_bound_within_the_margin_promotes_a_challenger_worse_on_paper():
+    """6 rows lost of 2000: worse on paper, but the interval's lower bound stays
+    within the margin, so the challenger is not a regression."""
+    y = _labels(n=2000)
+    champion = _with_accuracy(y, 0.9, 1)
+    decision = decide_classification(_classification(y, _changed(champion, y, worse=6), champion), GateSettings())
+    low, high = decision.difference_ci
+    assert decision.challenger < decision.champion and high < 0
+    assert -GateSettings().regression_margin <= low
+    assert decision.promote is True
+    assert any("not worse by more than the allowed 0.0100" in r for r in decision.reasons)
+
+
+@pytest.mark.parametrize(("margin", "promote"), [(0.01, True), (0.004, False), (0.0, False)])
+def test_regression_margin_is_honoured(margin, promote):
+    """The same challenger (its interval's lower bound near -0.0055) passes a
+    margin of 0.01 and fails a margin of 0.004, though its point estimate
+    (-0.003) is within both."""
+    y = _labels(n=2000)
+    champion = _with_accuracy(y, 0.9, 1)
+    decision = decide_classification(_classification(y, _changed(champion, y, worse=6), champion),
+                                     GateSettings(regression_margin=margin))
+    assert decision.promote is promote
+    assert decision.reasons[-1].endswith(f"by more than the allowed {margin:.4f}")
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "macro_f1"])
+def test_a_challenger_identical_to_the_champion_passes_even_with_no_margin(metric):
+    y = _labels()
+    same = _with_accuracy(y, 0.95, 1)
+    gate = GateSettings(metric=metric, regression_margin=0.0, bootstrap_samples=200)
+    decision = decide_classification(_classification(y, same, same.copy()), gate)
+    assert decision.difference_ci == (0.0, 0.0)
+    assert decision.promote is True
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "macro_f1"])
+def test_higher_is_better_for_accuracy_and_macro_f1(metric):
+    y = _labels()
+    strong, weak = _with_accuracy(y, 0.97, 1), _with_accuracy(y, 0.86, 2)
+    gate = GateSettings(metric=metric, bootstrap_samples=500)
+
+    better = decide_classification(_classification(y, strong, weak), gate)
+    assert better.metric == metric and better.higher_is_better
+    assert better.challenger > better.champion and better.difference_ci[0] > 0
+    assert better.promote is True
+
+    worse = decide_classification(_classification(y, weak, strong), gate)
+    assert worse.challenger < worse.champion and worse.difference_ci[1] < 0
+    assert worse.promote is False
     assert any("could be worse by more than the allowed" in r for r in worse.reasons)
-    better = decide(_regression_report(tmp_path, y, _noisy(y, 35, 1), champion=_noisy(y, 50, 2)), GateSettings())
-    assert better.promote and better.difference_ci[1] < 0
+
+
+def test_the_gate_judges_the_metric_it_is_set_to():
+    """The challenger trades 20 common-class errors for 20 rare-class ones:
+    the same accuracy, a clearly better macro-F1."""
+    y = np.array([0] * 900 + [1] * 100)
+    champion, challenger = y.copy(), y.copy()
+    champion[:50], champion[900:940] = 1, 0
+    challenger[:70], challenger[900:920] = 1, 0
+    scores = _classification(y, challenger, champion)
+    assert scores.metrics["accuracy"] == scores.champion_metrics["accuracy"]
+
+    on_accuracy = decide_classification(scores, GateSettings(metric="accuracy", regression_margin=0.0))
+    assert on_accuracy.difference_ci[0] < 0 < on_accuracy.difference_ci[1]
+    assert on_accuracy.promote is False
+    on_macro_f1 = decide_classification(scores, GateSettings(metric="macro_f1", regression_margin=0.0, bootstrap_samples=500))
+    assert on_macro_f1.metric == "macro_f1" and on_macro_f1.difference_ci[0] > 0
+    assert on_macro_f1.promote is True
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "macro_f1"])
+def test_a_challenger_that_differs_on_three_rows_is_judged_on_those_rows(metric):
+    """Both models are resampled on the same rows, so the interval only holds
+    what three rows of 1000 can change (about -0.007 at worst). Resampling
+    the models independently would give about +/-0.026 and reject."""
+    y = _labels(n=1000)
+    champion = _with_accuracy(y, 0.9, 1)
+    decision = decide_classification(
+        _classification(y, _changed(champion, y, worse=3), champion), GateSettings(metric=metric, bootstrap_samples=500)
+    )
+    low, high = decision.difference_ci
+    assert -0.01 < low and high <= 0.0
+    assert decision.promote is True
+
+
+def test_the_comparison_is_stated_in_words():
+    y = _labels(n=2000)
+    champion = _with_accuracy(y, 0.9, 1)
+    decision = decide_classification(_classification(y, _changed(champion, y, worse=6), champion), GateSettings())
+    low, high = decision.difference_ci
+    assert decision.reasons[-1] == (
+        f"accuracy challenger - champion v1 = {decision.challenger - decision.champion:+.4f}, "
+        f"95% CI [{low:+.4f}, {high:+.4f}]: not worse by more than the allowed 0.0100"
+    )
+    rejected = decide_classification(_classification(y, _changed(champion, y, worse=60), champion), GateSettings())
+    low, high = rejected.difference_ci
+    assert rejected.reasons[-1] == (
+        f"accuracy challenger - champion v1 = {rejected.challenger - rejected.champion:+.4f}, "
+        f"95% CI [{low:+.4f}, {high:+.4f}]: could be worse by more than the allowed 0.0100"
+    )
+
+
+@pytest.mark.parametrize(
+    "unscored",
+    [
+        {"champion_pred": None},
+        {"champion_pred": np.array([], dtype="int64")},  # what evaluation writes when scoring failed
+        {"champion_pred": np.zeros(599, dtype="int64")},
+        {"champion_metrics": None},
+        {"champion_metrics": {"macro_f1": 0.9}},  # not the judged metric
+    ],
+)
+def test_a_champion_not_scored_on_every_row_fails_closed(unscored):
+    y = _labels()
+    good = y.copy()
+    scores = _classification(y, good, good.copy())
+    decision = decide_classification(replace(scores, **unscored), GateSettings())
+    assert decision.promote is False
+    assert decision.reasons[-1] == "champion v1 could not be scored on this holdout: rejecting"
+
+
+# --- against the champion: regression ------------------------------------ #
+
+
+def test_regression_is_judged_on_r2_and_an_optional_rmse_ceiling():
+    y = _values()
+    good = decide_regression(_regression(y, y + _errors(sd=40)), GateSettings())
+    assert good.promote is True and good.metric == "rmse" and not good.higher_is_better
+    poor = decide_regression(_regression(y, y + _errors(sd=90)), GateSettings())
+    assert poor.promote is False and any("r2" in r and "below the required 0.2000" in r for r in poor.reasons)
+    capped = decide_regression(_regression(y, y + _errors(sd=40)), GateSettings(max_rmse=30))
+    assert capped.promote is False and any("above the allowed 30.0000" in r for r in capped.reasons)
+
+
+def test_rmse_lower_is_better():
+    y = _values()
+    small, large = y + _errors(sd=35, seed=1), y + _errors(sd=50, seed=2)
+    worse = decide_regression(_regression(y, large, small), GateSettings())
+    assert worse.challenger > worse.champion and worse.difference_ci[0] > 0  # a higher rmse
+    assert worse.promote is False
+    assert any("could be worse by more than the allowed" in r for r in worse.reasons)
+    better = decide_regression(_regression(y, small, large), GateSettings())
+    assert better.challenger < better.champion and better.difference_ci[1] < 0
+    assert better.promote is True
     assert any("not worse by more than the allowed" in r for r in better.reasons)
 
 
-def test_regression_with_unscored_champion_fails_closed(tmp_path):
+def test_the_rmse_interval_bound_decides_not_the_point_estimate():
+    """The champion's errors shuffled across rows: the very same RMSE, but the
+    rows disagree, so the interval is wide and could be worse than allowed."""
+    y, errors = _values(), _errors()
+    champion = y + errors
+    challenger = y + np.random.default_rng(2).permutation(errors)
+    gate = GateSettings()
+    decision = decide_regression(_regression(y, challenger, champion), gate)
+    allowed = gate.rmse_margin_fraction * decision.champion
+    assert decision.challenger == pytest.approx(decision.champion)  # the point estimate would promote
+    assert decision.difference_ci[0] < 0 and decision.difference_ci[1] > allowed
+    assert decision.promote is False
+
+
+@pytest.mark.parametrize(("fraction", "promote"), [(0.02, True), (0.005, False), (0.0, False)])
+def test_rmse_margin_fraction_is_honoured(fraction, promote):
+    """Every error 1% larger than the champion's: 1% worse on paper, with a
+    narrow interval around it, so a 2% margin admits it and 0.5% does not."""
+    y, errors = _values(), _errors()
+    decision = decide_regression(_regression(y, y + 1.01 * errors, y + errors), GateSettings(rmse_margin_fraction=fraction))
+    assert decision.challenger == pytest.approx(1.01 * decision.champion)
+    assert 0 < decision.difference_ci[0] < decision.difference_ci[1] < 0.015 * decision.champion
+    assert decision.promote is promote
+    assert decision.reasons[-1].split(": ")[-1].startswith(
+        ("not worse" if promote else "could be worse") + f" by more than the allowed {fraction * decision.champion:.4f}"
+    )
+
+
+def test_a_regression_challenger_identical_to_the_champion_passes_even_with_no_margin():
     y = _values()
-    report = _regression_report(tmp_path, y, _noisy(y, 30, 1), champion=_noisy(y, 30, 2))
-    np.savez(report.predictions_file, y_true=y, challenger_pred=_noisy(y, 30, 1), champion_pred=np.array([]))
+    same = y + _errors()
+    decision = decide_regression(_regression(y, same, same.copy()), GateSettings(rmse_margin_fraction=0.0))
+    assert decision.difference_ci == (0.0, 0.0)
+    assert decision.promote is True
+
+
+def test_a_regression_challenger_that_differs_on_three_rows_is_judged_on_those_rows():
+    """Three rows of 400 a little worse: paired, the interval stays near the
+    small observed loss; resampled independently it would span about +/-2."""
+    y, errors = _values(), _errors()
+    champion = y + errors
+    challenger = champion.copy()
+    challenger[:3] += np.sign(errors[:3]) * 10
+    decision = decide_regression(_regression(y, challenger, champion), GateSettings(rmse_margin_fraction=0.02))
+    low, high = decision.difference_ci
+    assert 0 <= low <= high < 0.02 * decision.champion
+    assert decision.promote is True
+
+
+def test_the_rmse_comparison_is_stated_in_words():
+    y, errors = _values(), _errors()
+    gate = GateSettings(rmse_margin_fraction=0.006)
+    decision = decide_regression(_regression(y, y + 1.01 * errors, y + errors), gate)
+    low, high = decision.difference_ci
+    allowed = 0.006 * decision.champion
+    assert decision.reasons[-1] == (
+        f"rmse challenger - champion v3 = {decision.challenger - decision.champion:+.4f}, "
+        f"95% CI [{low:+.4f}, {high:+.4f}]: could be worse by more than the allowed {allowed:.4f} "
+        "(1% of the champion's rmse)"
+    )
+    better = decide_regression(_regression(y, y + errors, y + 1.01 * errors), gate)
+    low, high = better.difference_ci
+    assert better.reasons[-1] == (
+        f"rmse challenger - champion v3 = {better.challenger - better.champion:+.4f}, "
+        f"95% CI [{low:+.4f}, {high:+.4f}]: not worse by more than the allowed {0.006 * better.champion:.4f}"
+    )
+
+
+@pytest.mark.parametrize("unscored", [{"champion_pred": np.array([])}, {"champion_metrics": None}])
+def test_a_regression_champion_not_scored_on_every_row_fails_closed(unscored):
+    y = _values()
+    scores = _regression(y, y + _errors(seed=1), y + _errors(seed=2))
+    decision = decide_regression(replace(scores, **unscored), GateSettings())
+    assert decision.promote is False
+    assert decision.reasons[-1] == "champion v3 could not be scored on this holdout: rejecting"
+
+
+# --- the adapter: a report and its predictions file ---------------------- #
+
+
+def _report(tmp_path, family, scores: HoldoutScores) -> EvaluationReport:
+    path = tmp_path / "holdout_predictions.npz"
+    empty = np.array([], dtype=scores.y_true.dtype)
+    np.savez(path, y_true=scores.y_true, challenger_pred=scores.challenger_pred,
+             champion_pred=empty if scores.champion_pred is None else scores.champion_pred)
+    return EvaluationReport(
+        run_id="r", family=family, metrics=dict(scores.metrics), per_class={},
+        champion_version=scores.champion_version,
+        champion_metrics=None if scores.champion_metrics is None else dict(scores.champion_metrics),
+        predictions_file=str(path),
+    )
+
+
+def test_decide_reads_the_report_and_applies_its_family_rule(tmp_path):
+    y = _labels()
+    strong, weak = _with_accuracy(y, 0.97, 1), _with_accuracy(y, 0.88, 2)
+    rejected = decide(_report(tmp_path, "tabular", _classification(y, weak, strong)), GateSettings())
+    assert rejected.promote is False and rejected.metric == "accuracy" and rejected.difference_ci[1] < 0
+    promoted = decide(_report(tmp_path, "image", _classification(y, strong, weak)), GateSettings())
+    assert promoted.promote is True and promoted.champion == pytest.approx(0.88)
+
+    values = _values()
+    small, large = values + _errors(sd=35, seed=1), values + _errors(sd=50, seed=2)
+    better = decide(_report(tmp_path, "regression", _regression(values, small, large)), GateSettings())
+    assert better.promote is True and better.metric == "rmse" and better.difference_ci[1] < 0
+
+
+def test_decide_without_champion_predictions_in_the_file_fails_closed(tmp_path):
+    y = _labels()
+    report = _report(tmp_path, "tabular", _classification(y, y.copy(), y.copy()))
+    np.savez(report.predictions_file, y_true=y, challenger_pred=y, champion_pred=np.array([], dtype="int64"))
     decision = decide(report, GateSettings())
-    assert not decision.promote and any("could not be scored" in r for r in decision.reasons)
+    assert decision.promote is False
+    assert any("could not be scored" in r for r in decision.reasons)
+
