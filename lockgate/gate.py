@@ -80,10 +80,10 @@ def decide_classification(scores: HoldoutScores, gate: GateSettings) -> GateDeci
         f"{gate.metric} challenger - champion v{scores.champion_version} = {observed:+.4f}, "
         f"{gate.confidence:.0%} CI [{low:+.4f}, {high:+.4f}]"
     )
-    if low < -gate.regression_margin:
-        _reject(decision, f"{verdict}: could be worse by more than the allowed {gate.regression_margin:.4f}")
-    else:
+    if low >= -gate.regression_margin:  # a NaN bound rejects
         decision.reasons.append(f"{verdict}: not worse by more than the allowed {gate.regression_margin:.4f}")
+    else:
+        _reject(decision, f"{verdict}: could be worse by more than the allowed {gate.regression_margin:.4f}")
     return decision
 
 
@@ -109,14 +109,14 @@ def decide_regression(scores: HoldoutScores, gate: GateSettings) -> GateDecision
         f"rmse challenger - champion v{scores.champion_version} = {-improvement:+.4f}, "
         f"{gate.confidence:.0%} CI [{-high:+.4f}, {-low:+.4f}]"
     )
-    if low < -allowed:
+    if low >= -allowed:  # a NaN bound rejects
+        decision.reasons.append(f"{verdict}: not worse by more than the allowed {allowed:.4f}")
+    else:
         _reject(
             decision,
             f"{verdict}: could be worse by more than the allowed {allowed:.4f} "
             f"({gate.rmse_margin_fraction:.0%} of the champion's rmse)",
         )
-    else:
-        decision.reasons.append(f"{verdict}: not worse by more than the allowed {allowed:.4f}")
     return decision
 
 
@@ -145,13 +145,20 @@ def _judge_thresholds(
 def _champion_to_compare(scores: HoldoutScores, decision: GateDecision) -> np.ndarray | None:
     """The champion's predictions when there is a champion to compare with.
     None when there is none (thresholds alone decide) and when it was not
-    scored on every holdout row (the decision is then a rejection)."""
+    scored on every holdout row or its metric is missing or NaN (the decision
+    is then a rejection)."""
     if scores.champion_version is None:
         decision.reasons.append("no champion yet: judged on absolute thresholds only")
         return None
     decision.champion = (scores.champion_metrics or {}).get(decision.metric)
     champion_pred = scores.champion_pred
-    if champion_pred is None or len(champion_pred) != len(scores.y_true) or decision.champion is None:
+    scored = (
+        champion_pred is not None
+        and len(champion_pred) == len(scores.y_true)
+        and decision.champion is not None
+        and not math.isnan(decision.champion)
+    )
+    if not scored:
         _reject(decision, f"champion v{scores.champion_version} could not be scored on this holdout: rejecting")
         return None
     return champion_pred

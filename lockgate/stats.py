@@ -24,7 +24,7 @@ def rmse_bootstrap_improvement(
     champion_sq = (champion.astype("float64") - y_true) ** 2
     observed = float(np.sqrt(champion_sq.mean()) - np.sqrt(challenger_sq.mean()))
     rng = np.random.default_rng(seed)
-    diffs = np.empty(samples)
+    diffs = np.full(samples, np.nan)  # a draw left unfilled shows as NaN, and the gate rejects NaN
     for start in range(0, samples, 200):  # bounded memory on large holdouts
         idx = rng.integers(0, len(y_true), size=(min(200, samples - start), len(y_true)))
         diffs[start : start + len(idx)] = np.sqrt(champion_sq[idx].mean(axis=1)) - np.sqrt(challenger_sq[idx].mean(axis=1))
@@ -59,7 +59,7 @@ def paired_bootstrap_difference(
     observed = metric_value(metric, y_true, challenger, classes) - metric_value(metric, y_true, champion, classes)
     rng = np.random.default_rng(seed)
     n = len(y_true)
-    diffs = np.empty(samples)
+    diffs = np.full(samples, np.nan)  # a draw left unfilled shows as NaN, and the gate rejects NaN
     if metric == "accuracy":
         gain = (challenger == y_true).astype("float64") - (champion == y_true).astype("float64")
         idx = rng.integers(0, n, size=(samples, n))

@@ -428,3 +428,27 @@ def test_decide_without_champion_predictions_in_the_file_fails_closed(tmp_path):
     assert decision.promote is False
     assert any("could not be scored" in r for r in decision.reasons)
 
+
+
+# --- NaN fails closed ---------------------------------------------------- #
+
+
+def test_a_champion_whose_rmse_is_nan_fails_closed():
+    """A champion that predicts NaN cannot be compared with: reject and say so."""
+    y = _values()
+    champion = y + _errors(seed=2)
+    champion[0] = np.nan
+    decision = decide_regression(_regression(y, y + _errors(seed=1), champion), GateSettings())
+    assert decision.promote is False
+    assert decision.reasons[-1] == "champion v3 could not be scored on this holdout: rejecting"
+
+
+def test_an_interval_that_cannot_be_computed_rejects():
+    """NaN predictions make a NaN interval, and NaN is not within the margin."""
+    y = _values()
+    challenger = y + _errors(seed=1)
+    challenger[0] = np.nan
+    scores = _regression(y, challenger, y + _errors(seed=2), metrics={"r2": 0.9, "rmse": 30.0})
+    decision = decide_regression(scores, GateSettings())
+    assert decision.promote is False
+    assert "could be worse by more than the allowed" in decision.reasons[-1]
