@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 ARGS ?=
 
-.PHONY: run test test-fast lock bench clean
+.PHONY: run test test-fast mutation lock bench clean
 
 $(VENV)/.synced: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,17 @@ test: $(VENV)/.synced
 
 test-fast: $(VENV)/.synced
 	$(BIN)/python -m pytest -m "not integration and not e2e" $(ARGS)
+
+# Mutation testing of the gate's rule and its statistics ([tool.mutmut] in
+# pyproject.toml): mutmut copies lockgate/ into mutants/, mutates gate.py and
+# stats.py there and runs their unit tests on each mutant. Starts clean, so
+# the score is never read from an older run's cache.
+mutation: $(VENV)/.synced
+	rm -rf mutants
+	$(BIN)/mutmut run
+	$(BIN)/mutmut results
+	$(BIN)/mutmut export-cicd-stats
+	$(BIN)/python -c 'import json; print("mutation score: {killed}/{total} killed, {survived} survived, {timeout} timed out, {no_tests} not tested".format(**json.load(open("mutants/mutmut-cicd-stats.json"))))'
 
 lock:
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
