@@ -65,3 +65,18 @@ def make_colour_images(rows: int = 360, seed: int = 0) -> tuple[np.ndarray, np.n
             channel = 2
         image[mask, channel] = rng.uniform(170, 255)
     return images.round().astype("float32"), labels
+
+
+def three_class_labels(n: int = 600, seed: int = 0) -> np.ndarray:
+    """Holdout labels for the gate's statistics."""
+    return np.random.default_rng(seed).integers(0, 3, n)
+
+
+def predictions_with_accuracy(y: np.ndarray, accuracy: float, seed: int) -> np.ndarray:
+    """Predictions of `y` that are right on exactly `accuracy` of the rows,
+    wrong on rows drawn with `seed`."""
+    rng = np.random.default_rng(seed)
+    pred = y.copy()
+    wrong = rng.choice(len(y), int(round((1 - accuracy) * len(y))), replace=False)
+    pred[wrong] = (pred[wrong] + 1) % 3
+    return pred

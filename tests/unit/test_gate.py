@@ -14,23 +14,12 @@ from lockgate.metrics import regression_metrics
 from lockgate.records import EvaluationReport
 from lockgate.settings import GateSettings
 from lockgate.stats import macro_f1
+from tests.generated import predictions_with_accuracy, three_class_labels
 
 pytestmark = pytest.mark.unit
 
 
 # --- classification scores ----------------------------------------------- #
-
-
-def _labels(n=600, seed=0):
-    return np.random.default_rng(seed).integers(0, 3, n)
-
-
-def _with_accuracy(y, accuracy, seed):
-    rng = np.random.default_rng(seed)
-    pred = y.copy()
-    wrong = rng.choice(len(y), int(round((1 - accuracy) * len(y))), replace=False)
-    pred[wrong] = (pred[wrong] + 1) % 3
-    return pred
 
 
 def _changed(pred, y, worse=0, better=0):
@@ -89,8 +78,8 @@ def _metrics_only(metrics) -> HoldoutScores:
 
 
 def test_first_model_is_judged_on_thresholds():
-    y = _labels()
-    decision = decide_classification(_classification(y, _with_accuracy(y, 0.95, 1)), GateSettings())
+    y = three_class_labels()
+    decision = decide_classification(_classification(y, predictions_with_accuracy(y, 0.95, 1)), GateSettings())
     assert decision.promote is True and decision.metric == "accuracy" and decision.higher_is_better
     assert decision.champion is None and decision.difference_ci is None
     assert decision.reasons[0] == "accuracy 0.9500 meets the required 0.8000"
@@ -98,8 +87,8 @@ def test_first_model_is_judged_on_thresholds():
 
 
 def test_below_threshold_is_rejected_with_reason():
-    y = _labels()
-    decision = decide_classification(_classification(y, _with_accuracy(y, 0.6, 1)), GateSettings())
+    y = three_class_labels()
+    decision = decide_classification(_classification(y, predictions_with_accuracy(y, 0.6, 1)), GateSettings())
     assert decision.promote is False
     assert "accuracy 0.6000 is below the required 0.8000" in decision.reasons
 
@@ -153,8 +142,8 @@ def test_missing_or_nan_metric_fails_closed(rule, metrics, settings, missing):
 def test_the_lower_bound_decides_not_the_point_estimate():
     """Even on paper (4 rows won, 4 lost), but the interval reaches below the
     margin: the challenger could be worse by more than allowed, so it is rejected."""
-    y = _labels(n=200)
-    champion = _with_accuracy(y, 0.9, 1)
+    y = three_class_labels(n=200)
+    champion = predictions_with_accuracy(y, 0.9, 1)
     challenger = _changed(champion, y, worse=4, better=4)
     gate = GateSettings(regression_margin=0.01)
     decision = decide_classification(_classification(y, challenger, champion), gate)
@@ -168,8 +157,8 @@ def test_the_lower_bound_decides_not_the_point_estimate():
 def test_a_lower_bound_within_the_margin_promotes_a_challenger_worse_on_paper():
     """6 rows lost of 2000: worse on paper, but the interval's lower bound stays
     within the margin, so the challenger is not a regression."""
-    y = _labels(n=2000)
-    champion = _with_accuracy(y, 0.9, 1)
+    y = three_class_labels(n=2000)
+    champion = predictions_with_accuracy(y, 0.9, 1)
     decision = decide_classification(_classification(y, _changed(champion, y, worse=6), champion), GateSettings())
     low, high = decision.difference_ci
     assert decision.challenger < decision.champion and high < 0
@@ -183,8 +172,8 @@ def test_regression_margin_is_honoured(margin, promote):
     """The same challenger (its interval's lower bound near -0.0055) passes a
     margin of 0.01 and fails a margin of 0.004, though its point estimate
     (-0.003) is within both."""
-    y = _labels(n=2000)
-    champion = _with_accuracy(y, 0.9, 1)
+    y = three_class_labels(n=2000)
+    champion = predictions_with_accuracy(y, 0.9, 1)
     decision = decide_classification(_classification(y, _changed(champion, y, worse=6), champion),
                                      GateSettings(regression_margin=margin))
     assert decision.promote is promote
@@ -193,8 +182,8 @@ def test_regression_margin_is_honoured(margin, promote):
 
 @pytest.mark.parametrize("metric", ["accuracy", "macro_f1"])
 def test_a_challenger_identical_to_the_champion_passes_even_with_no_margin(metric):
-    y = _labels()
-    same = _with_accuracy(y, 0.95, 1)
+    y = three_class_labels()
+    same = predictions_with_accuracy(y, 0.95, 1)
     gate = GateSettings(metric=metric, regression_margin=0.0, bootstrap_samples=200)
     decision = decide_classification(_classification(y, same, same.copy()), gate)
     assert decision.difference_ci == (0.0, 0.0)
@@ -203,8 +192,8 @@ def test_a_challenger_identical_to_the_champion_passes_even_with_no_margin(metri
 
 @pytest.mark.parametrize("metric", ["accuracy", "macro_f1"])
 def test_higher_is_better_for_accuracy_and_macro_f1(metric):
-    y = _labels()
-    strong, weak = _with_accuracy(y, 0.97, 1), _with_accuracy(y, 0.86, 2)
+    y = three_class_labels()
+    strong, weak = predictions_with_accuracy(y, 0.97, 1), predictions_with_accuracy(y, 0.86, 2)
     gate = GateSettings(metric=metric, bootstrap_samples=500)
 
     better = decide_classification(_classification(y, strong, weak), gate)
@@ -241,8 +230,8 @@ def test_a_challenger_that_differs_on_three_rows_is_judged_on_those_rows(metric)
     """Both models are resampled on the same rows, so the interval only holds
     what three rows of 1000 can change (about -0.007 at worst). Resampling
     the models independently would give about +/-0.026 and reject."""
-    y = _labels(n=1000)
-    champion = _with_accuracy(y, 0.9, 1)
+    y = three_class_labels(n=1000)
+    champion = predictions_with_accuracy(y, 0.9, 1)
     decision = decide_classification(
         _classification(y, _changed(champion, y, worse=3), champion), GateSettings(metric=metric, bootstrap_samples=500)
     )
@@ -252,8 +241,8 @@ def test_a_challenger_that_differs_on_three_rows_is_judged_on_those_rows(metric)
 
 
 def test_the_comparison_is_stated_in_words():
-    y = _labels(n=2000)
-    champion = _with_accuracy(y, 0.9, 1)
+    y = three_class_labels(n=2000)
+    champion = predictions_with_accuracy(y, 0.9, 1)
     decision = decide_classification(_classification(y, _changed(champion, y, worse=6), champion), GateSettings())
     low, high = decision.difference_ci
     assert decision.reasons[-1] == (
@@ -279,7 +268,7 @@ def test_the_comparison_is_stated_in_words():
     ],
 )
 def test_a_champion_not_scored_on_every_row_fails_closed(unscored):
-    y = _labels()
+    y = three_class_labels()
     good = y.copy()
     scores = _classification(y, good, good.copy())
     decision = decide_classification(replace(scores, **unscored), GateSettings())
@@ -407,8 +396,8 @@ def _report(tmp_path, family, scores: HoldoutScores) -> EvaluationReport:
 
 
 def test_decide_reads_the_report_and_applies_its_family_rule(tmp_path):
-    y = _labels()
-    strong, weak = _with_accuracy(y, 0.97, 1), _with_accuracy(y, 0.88, 2)
+    y = three_class_labels()
+    strong, weak = predictions_with_accuracy(y, 0.97, 1), predictions_with_accuracy(y, 0.88, 2)
     rejected = decide(_report(tmp_path, "tabular", _classification(y, weak, strong)), GateSettings())
     assert rejected.promote is False and rejected.metric == "accuracy" and rejected.difference_ci[1] < 0
     promoted = decide(_report(tmp_path, "image", _classification(y, strong, weak)), GateSettings())
@@ -421,13 +410,12 @@ def test_decide_reads_the_report_and_applies_its_family_rule(tmp_path):
 
 
 def test_decide_without_champion_predictions_in_the_file_fails_closed(tmp_path):
-    y = _labels()
+    y = three_class_labels()
     report = _report(tmp_path, "tabular", _classification(y, y.copy(), y.copy()))
     np.savez(report.predictions_file, y_true=y, challenger_pred=y, champion_pred=np.array([], dtype="int64"))
     decision = decide(report, GateSettings())
     assert decision.promote is False
     assert any("could not be scored" in r for r in decision.reasons)
-
 
 
 # --- NaN fails closed ---------------------------------------------------- #

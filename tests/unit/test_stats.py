@@ -7,20 +7,9 @@ import numpy as np
 import pytest
 
 from lockgate.stats import macro_f1, metric_value, paired_bootstrap_difference, rmse_bootstrap_improvement
+from tests.generated import predictions_with_accuracy, three_class_labels
 
 pytestmark = pytest.mark.unit
-
-
-def _labels(n=600, seed=0):
-    return np.random.default_rng(seed).integers(0, 3, n)
-
-
-def _with_accuracy(y, accuracy, seed):
-    rng = np.random.default_rng(seed)
-    pred = y.copy()
-    wrong = rng.choice(len(y), int(round((1 - accuracy) * len(y))), replace=False)
-    pred[wrong] = (pred[wrong] + 1) % 3
-    return pred
 
 
 def _interval(metric, y, challenger, champion, samples=500, confidence=0.95, seed=0):
@@ -55,8 +44,8 @@ def _a_class_seen_once(y, pred):
 def test_macro_f1_matches_scikit_learn_over_the_classes_of_the_holdout(case):
     from sklearn.metrics import f1_score
 
-    y = _labels(n=300, seed=7)
-    pred = _with_accuracy(y, 0.7, 8)
+    y = three_class_labels(n=300, seed=7)
+    pred = predictions_with_accuracy(y, 0.7, 8)
     if case is not None:
         pred = case(y, pred)
     classes = int(max(y.max(), pred.max())) + 1
@@ -81,8 +70,8 @@ def test_the_classes_span_the_labels_of_all_three_arrays(top_class_in):
     counts the classes of the holdout, whichever array holds it."""
     from sklearn.metrics import f1_score
 
-    y = _labels(n=300, seed=1)
-    arrays = {"y_true": y, "challenger": _with_accuracy(y, 0.8, 2), "champion": _with_accuracy(y, 0.7, 3)}
+    y = three_class_labels(n=300, seed=1)
+    arrays = {"y_true": y, "challenger": predictions_with_accuracy(y, 0.8, 2), "champion": predictions_with_accuracy(y, 0.7, 3)}
     arrays[top_class_in][:4] = 3
     y, challenger, champion = arrays["y_true"], arrays["challenger"], arrays["champion"]
     labels = np.unique(y)
@@ -96,8 +85,8 @@ def test_the_classes_span_the_labels_of_all_three_arrays(top_class_in):
 
 
 def test_bootstrap_interval_covers_the_true_difference():
-    y = _labels(n=2000, seed=3)
-    a, b = _with_accuracy(y, 0.90, 4), _with_accuracy(y, 0.85, 5)
+    y = three_class_labels(n=2000, seed=3)
+    a, b = predictions_with_accuracy(y, 0.90, 4), predictions_with_accuracy(y, 0.85, 5)
     observed, low, high = paired_bootstrap_difference(y, a, b, "accuracy", 2000, 0.95)
     assert observed == pytest.approx(0.05, abs=1e-9)
     assert low < 0.05 < high and low > 0
@@ -148,8 +137,8 @@ def test_both_models_are_resampled_on_the_same_rows(metric):
         challenger[:3] += np.sign(challenger[:3] - y[:3]) * 20
         scale = np.sqrt(np.mean((champion - y) ** 2))  # compare with the champion's RMSE
     else:
-        y = _labels(n=1000)
-        champion = _with_accuracy(y, 0.9, 1)
+        y = three_class_labels(n=1000)
+        champion = predictions_with_accuracy(y, 0.9, 1)
         challenger = champion.copy()
         right = np.flatnonzero(champion == y)[:3]
         challenger[right] = (y[right] + 1) % 3
@@ -166,7 +155,7 @@ def test_both_models_are_resampled_on_the_same_rows(metric):
 def test_every_row_can_be_drawn(metric):
     """The models differ on the first row only: resamples that draw it show
     the difference, so the interval is not a single point at zero."""
-    y = _labels(n=300)
+    y = three_class_labels(n=300)
     champion = y.copy()
     challenger = y.copy()
     challenger[0] = (y[0] + 1) % 3
@@ -181,8 +170,8 @@ def test_every_row_can_be_drawn(metric):
 @pytest.mark.parametrize("metric", ["accuracy", "macro_f1", "rmse"])
 def test_the_same_holdout_gives_the_same_interval(metric):
     """A rerun of the gate on the same predictions decides the same way."""
-    y = _labels()
-    a, b = _with_accuracy(y, 0.9, 1), _with_accuracy(y, 0.88, 2)
+    y = three_class_labels()
+    a, b = predictions_with_accuracy(y, 0.9, 1), predictions_with_accuracy(y, 0.88, 2)
     if metric == "rmse":
         y, a, b = y * 10.0, a * 10.0 + 1, b * 10.0 - 1
     assert _interval(metric, y, a, b, samples=200) == _interval(metric, y, a, b, samples=200)
