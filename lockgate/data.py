@@ -394,10 +394,6 @@ class Snapshot:
     def class_names(self) -> list[str]:
         return self.meta.class_names
 
-    @property
-    def contract(self) -> TableContract | None:
-        return self.meta.table_contract()
-
     def raw_rows(self, rows: np.ndarray) -> pd.DataFrame | None:
         """A table's rows as validated (categories as text, gaps as null), in
         the snapshot's order; None for data that is not a table."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 if TYPE_CHECKING:
     from lockgate.families.tables import TableContract
@@ -40,6 +40,9 @@ class DatasetMeta(BaseModel):
     model_columns: list[str] | None = None  # tables: the encoded columns the model reads
     data_hash: str = ""
     profile: dict[str, dict[str, float]] = Field(default_factory=dict)  # what drift is measured on
+    # The parsed contract, with the dict it was parsed from: the service reads
+    # it on every request, and a copy with another `contract` parses again.
+    _parsed_contract: tuple[Any, Any] = PrivateAttr(default=(None, None))
 
     @model_validator(mode="before")
     @classmethod
@@ -52,7 +55,13 @@ class DatasetMeta(BaseModel):
     def table_contract(self) -> "TableContract | None":
         from lockgate.families.tables import TableContract
 
-        return TableContract.from_dict(self.contract) if self.contract else None
+        if not self.contract:
+            return None
+        source, parsed = self._parsed_contract
+        if source is not self.contract:
+            parsed = TableContract.from_dict(self.contract)
+            self._parsed_contract = (self.contract, parsed)
+        return parsed
 
 
 class ServedMeta(DatasetMeta):

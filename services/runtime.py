@@ -7,7 +7,6 @@ and a message that names the problem.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,7 +60,7 @@ class ModelSpec:
     def class_names(self) -> list[str]:
         return list(self.meta.class_names)
 
-    @functools.cached_property
+    @property
     def contract(self) -> "TableContract | None":
         """A table model's data contract (roles, categories)."""
         return self.meta.table_contract()

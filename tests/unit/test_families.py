@@ -40,3 +40,16 @@ def test_each_family_refuses_other_families_requests_by_pointing_to_its_own():
             call(family_for("text"))
     with pytest.raises(Exception, match="this is an image model: use /predict with arrays, or /predict_image"):
         family_for("image").text_input(["a"], 9, 9)
+
+
+def test_the_contract_is_parsed_once_and_again_for_a_new_one():
+    import pandas as pd
+
+    from lockgate.families.tables import infer_contract
+
+    frame = pd.DataFrame({"x": [0.5, 1.5, 2.5, 3.5] * 5, "c": list("abcde") * 4, "t": [0, 1] * 10})
+    meta = DatasetMeta(name="d", family="tabular", target="t", feature_columns=["x", "c"], input_shape=[2],
+                       contract=infer_contract(frame, "t").to_dict())
+    assert meta.table_contract() is meta.table_contract()
+    other = meta.model_copy(update={"contract": infer_contract(frame.drop(columns="c"), "t").to_dict()})
+    assert other.table_contract().source_columns == ["x"] and meta.table_contract().source_columns == ["x", "c"]
