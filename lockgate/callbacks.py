@@ -1,4 +1,4 @@
-"""Keras callbacks for progress reporting and the resumable-training test hook."""
+"""Keras callbacks: progress reporting."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from typing import Any
 
 import keras
 import numpy as np
-
-from lockgate.faults import TransientFault, attempt_number
 
 
 class EpochReporter(keras.callbacks.Callback):
@@ -30,22 +28,6 @@ class EpochReporter(keras.callbacks.Callback):
             )
         shown = "  ".join(f"{k}={v:.4f}" for k, v in sorted(values.items()))
         progress_logger().info("epoch %d/%d  %s", epoch + 1, self.epochs, shown)
-
-
-class FaultAfterEpoch(keras.callbacks.Callback):
-    """Test hook: the first `budget` attempts fail once an epoch is checkpointed,
-    so each retry has to resume from the backup rather than start over."""
-
-    def __init__(self, step: str, budget: int) -> None:
-        super().__init__()
-        self.step, self.budget = step, budget
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        attempt = attempt_number()
-        if attempt <= self.budget:
-            raise TransientFault(
-                f"injected transient fault in step '{self.step}' after epoch {epoch + 1} (attempt {attempt})"
-            )
 
 
 def progress_logger() -> logging.Logger | logging.LoggerAdapter:

@@ -1,4 +1,4 @@
-"""Which failures are worth retrying, and a test hook that causes them.
+"""Which failures are worth retrying.
 
 Transient faults (a dropped connection, a timeout, a 5xx from a server) are
 retried; deterministic failures (bad data, a rejected model, a bug) are not,
@@ -8,10 +8,7 @@ because running them again gives the same answer.
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from lockgate.settings import LockgateSettings
+from typing import Any
 
 
 class TransientFault(ConnectionError):
@@ -77,25 +74,3 @@ def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     except BaseException as exc:  # noqa: BLE001 - we classify, not handle
         return is_transient(exc)
     return False
-
-
-def maybe_inject(step: str, settings: "LockgateSettings") -> None:
-    """Raise the faults asked for in settings (a test hook, off by default)."""
-    if settings.inject_failure == step:
-        raise DeterministicFailure(f"injected deterministic failure in step '{step}'")
-    budget = settings.inject_faults.get(step, 0)
-    if budget <= 0:
-        return
-    attempt = attempt_number()
-    if attempt <= budget:
-        raise TransientFault(f"injected transient fault in step '{step}' (attempt {attempt} of {budget} failing)")
-
-
-def attempt_number() -> int:
-    try:
-        from prefect.runtime import task_run
-
-        count = task_run.run_count
-        return int(count) if count else 1
-    except Exception:
-        return 1

@@ -163,11 +163,6 @@ class LockgateSettings(BaseSettings):
     distillation: DistillationSettings = DistillationSettings()
     serving: ServingSettings = ServingSettings()
     deploy: DeploySettings = DeploySettings()
-    # Test hook: {"train": 2} makes the first two attempts of the train step
-    # fail with a transient fault. Off by default.
-    inject_faults: dict[str, int] = Field(default_factory=dict)
-    # Test hook: a step that fails deterministically (never retried).
-    inject_failure: str | None = None
     verify_bento: bool = True
     telemetry: bool = False
 

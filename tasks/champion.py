@@ -6,7 +6,6 @@ import numpy as np
 from pydantic import BaseModel
 
 from lockgate.data import dataset_name, table_columns
-from lockgate.faults import maybe_inject
 from lockgate.families.tables import table_signature
 from lockgate.families import family_for
 from lockgate.records import DatasetMeta, ModelChoice
@@ -25,7 +24,6 @@ class ChampionRef(BaseModel):
 
 def find_champion(model_name: str, settings: LockgateSettings | None = None) -> ChampionRef | None:
     settings = settings or get_settings()
-    maybe_inject("champion", settings)
     version = champion_version(settings, model_name)
     if version is None:
         return None

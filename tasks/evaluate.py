@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from lockgate.data import read_snapshot, split_for
-from lockgate.faults import maybe_inject
 from lockgate.families import family_for
 from lockgate.metrics import classification_metrics, read_predictions, regression_metrics
 from lockgate.models import load_keras_model, predict_outputs
@@ -47,7 +46,6 @@ def evaluate_model(
     import mlflow
 
     settings = settings or get_settings()
-    maybe_inject("evaluate", settings)
     snapshot = read_snapshot(snapshot_folder)
     family = family_for(snapshot.meta.family)
     split = split_for(snapshot.y, settings.training)

@@ -10,7 +10,6 @@ from typing import Any
 
 from lockgate.data import read_snapshot, split_for
 from lockgate.exporting import export_model, folder_size, keras_reference
-from lockgate.faults import maybe_inject
 from lockgate.records import ExportReport, ExportResult, TrainingResult
 from lockgate.settings import LockgateSettings, get_settings
 from lockgate.steps import pipeline_task
@@ -27,7 +26,6 @@ def export_model_formats(
     from lockgate.models import load_keras_model
 
     settings = settings or get_settings()
-    maybe_inject("export", settings)
     snapshot = read_snapshot(snapshot_folder)
     split = split_for(snapshot.y, settings.training)
     x_holdout, y_holdout = snapshot.x[split["holdout"]], snapshot.y[split["holdout"]]

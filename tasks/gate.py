@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-from lockgate.faults import maybe_inject
 from lockgate.gate import decide
 from lockgate.records import EvaluationReport, GateDecision
 from lockgate.settings import LockgateSettings, get_settings
@@ -18,7 +17,6 @@ def gate_model(report: EvaluationReport, settings: LockgateSettings | None = Non
     import mlflow
 
     settings = settings or get_settings()
-    maybe_inject("gate", settings)
     decision = decide(report, settings.gate)
     connect(settings)
     client = mlflow.MlflowClient()

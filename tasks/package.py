@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lockgate.data import read_snapshot, split_for
-from lockgate.faults import DeterministicFailure, maybe_inject
+from lockgate.faults import DeterministicFailure
 from lockgate.families import family_for
 from lockgate.records import (
     DatasetMeta,
@@ -196,7 +196,6 @@ def package_model(
     from lockgate.models import load_keras_model, predict_outputs
 
     settings = settings or get_settings()
-    maybe_inject("package", settings)
     model_tag = store_model(registered, training, evaluation, snapshot_folder, data_hash, exports)
     bento_tag = build_bento(registered, model_tag, data_hash)
     snapshot = read_snapshot(snapshot_folder)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 
-from lockgate.faults import maybe_inject
 from lockgate.records import PackagedService, RegisteredModel
 from lockgate.settings import LockgateSettings, get_settings
 from lockgate.steps import pipeline_task
@@ -21,7 +20,6 @@ def promote_model(
     import mlflow
 
     settings = settings or get_settings()
-    maybe_inject("promote", settings)
     connect(settings)
     client = mlflow.MlflowClient()
     client.set_model_version_tag(registered.name, registered.version, "bento_tag", package.bento_tag)

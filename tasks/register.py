@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from lockgate.faults import DeterministicFailure, maybe_inject
+from lockgate.faults import DeterministicFailure
 from lockgate.records import ExportReport, GateDecision, RegisteredModel, TrainingResult, ValidationSummary
 from lockgate.settings import LockgateSettings, get_settings
 from lockgate.steps import pipeline_task
@@ -28,7 +28,6 @@ def register_model(
     settings = settings or get_settings()
     if not decision.promote:
         raise DeterministicFailure("refusing to register a model the gate rejected")
-    maybe_inject("register", settings)
     connect(settings)
     client = mlflow.MlflowClient()
     tags = {

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from lockgate.faults import maybe_inject
 from lockgate.records import ValidationSummary
 from lockgate.settings import LockgateSettings, get_settings
 from lockgate.steps import pipeline_task
@@ -28,7 +27,6 @@ def open_run(
     import mlflow
 
     settings = settings or get_settings()
-    maybe_inject("track", settings)
     experiment_id = connect(settings)
     client = mlflow.MlflowClient()
     existing = client.search_runs(

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 
 from lockgate.data import read_snapshot
-from lockgate.faults import maybe_inject
 from lockgate.plots import training_curves
 from lockgate.records import TrainingResult
 from lockgate.settings import LockgateSettings, get_settings
@@ -29,19 +28,15 @@ def train_model(
 
     settings = settings or get_settings()
     keras.utils.disable_interactive_logging()  # progress goes to the run log, not bars
-    maybe_inject("train_start", settings)
     snapshot = read_snapshot(snapshot_folder)
     connect(settings)
     client = mlflow.MlflowClient()
     out_dir = settings.runs_dir / run_id
     out_dir.mkdir(parents=True, exist_ok=True)
     backup_dir = settings.checkpoints_dir / run_id
-    from lockgate.callbacks import EpochReporter, FaultAfterEpoch
+    from lockgate.callbacks import EpochReporter
 
-    callbacks = [
-        EpochReporter(client, run_id, settings.training.epochs),
-        FaultAfterEpoch("train", settings.inject_faults.get("train", 0)),
-    ]
+    callbacks = [EpochReporter(client, run_id, settings.training.epochs)]
     teacher_outputs = None
     if teacher is not None:
         every_row = np.arange(len(snapshot.y))

@@ -15,7 +15,6 @@ import pandas as pd
 from lockgate.data import DataLoadError, LoadedData, dataset_name, load_source, write_snapshot
 from lockgate.expectations import build_expectations, describe_failure
 from lockgate.families.tables import check_against_contract, validation_frame
-from lockgate.faults import maybe_inject
 from lockgate.records import CheckResult, DatasetMeta, ValidationSummary
 from lockgate.settings import LockgateSettings, get_settings
 from lockgate.steps import pipeline_task
@@ -34,7 +33,6 @@ def validate_data(
     `reference` is the champion's training-data meta (schema, labels, profile).
     """
     settings = settings or get_settings()
-    maybe_inject("validate", settings)
     name = dataset_name(source)
     try:
         data = load_source(source, target, settings.training)

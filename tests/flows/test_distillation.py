@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flows.training import NoChampionToDistil, training_pipeline
+from flows.training import NoChampionToDistil
 from lockgate.settings import DistillationSettings
 from lockgate.training import distillation_targets
+from tests.pipelines import champion_version, pipeline_settings, run_pipeline, unique_name
 
 pytestmark = pytest.mark.flow
 
@@ -24,30 +25,29 @@ def test_targets_blend_softened_teacher_with_truth():
     np.testing.assert_allclose(values, [11.5, 18.5])
 
 
-def test_distillation_needs_a_champion(prefect_harness, settings, model_name):
+def test_distillation_needs_a_champion(prefect_harness):
     with pytest.raises(NoChampionToDistil, match="has no champion to distil"):
-        training_pipeline(data="digits", model_name=model_name, settings=settings, distil=True)
+        run_pipeline("digits", None, unique_name("no-teacher"), pipeline_settings(1), distil=True)
 
 
-def test_student_is_gated_against_its_teacher(prefect_harness, settings, model_name):
+def test_student_is_gated_against_its_teacher(digits_champion):
     import mlflow
 
-    from lockgate.tracking import champion_version
-
-    settings.training.epochs = 12
-    teacher = training_pipeline(data="digits", model_name=model_name, settings=settings)
-    assert teacher.status == "promoted"
-    student = training_pipeline(data="digits", model_name=model_name, settings=settings, distil=True)
+    name = digits_champion.name
+    teacher_version = champion_version(name)
+    teacher_metric = mlflow.MlflowClient().get_run(
+        mlflow.MlflowClient().get_model_version(name, teacher_version).run_id
+    ).data.metrics["holdout_accuracy"]
+    student = run_pipeline("digits", None, name, pipeline_settings(12), distil=True)
     report = student.distillation
-    assert report.teacher_version == "1"
+    assert report.teacher_version == teacher_version
     assert report.student_parameters < 0.2 * report.teacher_parameters  # width 0.25: far fewer weights
     assert report.student_size_bytes < report.teacher_size_bytes
-    assert report.teacher_metric == pytest.approx(teacher.evaluation.metrics["accuracy"], abs=1e-9)
+    assert report.teacher_metric == pytest.approx(teacher_metric, abs=1e-9)
     assert report.student_metric == student.evaluation.metrics["accuracy"] > 0.85
     params = mlflow.MlflowClient().get_run(student.run_id).data.params
-    assert params["distilled_from"] == f"models:/{model_name}/1" and params["distillation.width"] == "0.25"
+    assert params["distilled_from"] == f"models:/{name}/{teacher_version}" and params["distillation.width"] == "0.25"
     # The same gate decides: compared with the teacher on the same holdout.
+    assert student.evaluation.champion_version == teacher_version
     assert student.gate.champion == pytest.approx(report.teacher_metric)
-    assert any("champion v1" in reason for reason in student.gate.reasons)
-    expected_champion = "2" if student.gate.promote else "1"
-    assert str(champion_version(settings, model_name).version) == expected_champion
+    assert any(f"champion v{teacher_version}" in reason for reason in student.gate.reasons)

@@ -4,8 +4,12 @@ deploy`, and a process worker that runs the on-demand deployment. Everything
 is checked through the servers' own HTTP APIs.
 
 The MLflow outage tests stop the real tracking server during a run: a short
-outage is survived by the retries; one longer than the retry budget fails the
-run cleanly, with no model version and the champion unchanged.
+outage during training is survived by the retries; one that starts once the
+version is registered and outlasts the retry budget fails the run cleanly,
+with the champion (alias and pointer file) unchanged.
+
+The worker's runs keep one SavedModel export and skip the served-Bento check:
+this module is about the servers, and tests/e2e covers both steps.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import httpx
 import pytest
@@ -180,7 +184,11 @@ def deployed(stack: Stack) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def worker(stack: Stack, deployed) -> Iterator[Program]:
-    env = stack.client_env(stack.root / "worker") | {"PREFECT_WORKER_QUERY_SECONDS": "2"}
+    env = stack.client_env(stack.root / "worker") | {
+        "PREFECT_WORKER_QUERY_SECONDS": "2",
+        "LOCKGATE_EXPORT__FORMATS": '["saved_model"]',
+        "LOCKGATE_VERIFY_BENTO": "false",
+    }
     program = prefect_worker(stack.root, POOL, env).start()
 
     def worker_online() -> bool:
@@ -308,13 +316,11 @@ def test_the_tracking_server_refuses_anonymous_clients(stack):
     assert response.status_code == 401
 
 
-def _stop_mlflow_once_the_run_opens(stack: Stack, name: str, runs_before: int, restart: bool) -> threading.Thread:
-    """Stop the tracking server as soon as the pipeline has opened its MLflow run
-    (training is next, registration far off); start it again if asked."""
+def _stop_mlflow_once(stack: Stack, ready: Callable[[], bool], what: str, restart: bool) -> threading.Thread:
+    """Stop the tracking server as soon as `ready()` holds; start it again if asked."""
 
     def outage() -> None:
-        api = MlflowApi(stack)
-        wait_until(lambda: len(api.runs(name)) > runs_before, RUN_TIMEOUT, "the pipeline opens its MLflow run")
+        wait_until(ready, RUN_TIMEOUT, what)
         stack.mlflow.stop()
         if restart:
             stack.restart_mlflow()
@@ -324,11 +330,18 @@ def _stop_mlflow_once_the_run_opens(stack: Stack, name: str, runs_before: int, r
     return thread
 
 
+def _pointer(stack: Stack) -> dict[str, str] | None:
+    """The champion pointer file (champion.json) of the worker's workspace."""
+    path = stack.root / "worker" / "workspace" / "champion.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def test_a_short_mlflow_outage_during_training_is_survived(stack, worker, first_run):
     name, _ = first_run
     api = MlflowApi(stack)
     runs_before, versions_before = len(api.runs(name)), len(api.versions(name))
-    outage = _stop_mlflow_once_the_run_opens(stack, name, runs_before, restart=True)
+    # As soon as the pipeline has opened its MLflow run: training is next, registration far off.
+    outage = _stop_mlflow_once(stack, lambda: len(api.runs(name)) > runs_before, "the pipeline opens its run", True)
     # The no-regression rule is not what this test is about: a challenger that
     # meets the thresholds must be registered and promoted after the outage.
     flow_run = run_on_demand(stack, RUN_PARAMETERS | {"model_name": name, "regression_margin": 1.0})
@@ -343,23 +356,33 @@ def test_a_short_mlflow_outage_during_training_is_survived(stack, worker, first_
     assert newest["status"] == "READY"
     assert {tag["key"] for tag in newest["tags"]} >= {"data_hash", "gate", "bento_tag"}
     assert str(api.champion(name)["version"]) == str(newest["version"])
+    assert _pointer(stack)["version"] == str(newest["version"])
 
 
-def test_an_mlflow_outage_longer_than_the_retries_fails_cleanly(stack, worker, first_run):
+def test_an_mlflow_outage_after_registration_fails_cleanly(stack, worker, first_run):
+    """The server goes down once the new version exists, before promotion, and
+    stays down longer than the retries: the run fails, the champion stays."""
     name, _ = first_run
     api = MlflowApi(stack)
     runs_before, versions_before = len(api.runs(name)), len(api.versions(name))
-    champion_before = api.champion(name)["version"]
-    outage = _stop_mlflow_once_the_run_opens(stack, name, runs_before, restart=False)
+    champion_before, pointer_before = api.champion(name)["version"], _pointer(stack)
+    assert pointer_before is not None and pointer_before["model_name"] == name
+    outage = _stop_mlflow_once(stack, lambda: len(api.versions(name)) > versions_before, "a version is registered",
+                               restart=False)
     # No client-side HTTP retries for this run: only the pipeline's own retry
     # budget (seconds) stands against an outage that lasts until the run ends.
     flow_run = run_on_demand(
-        stack, RUN_PARAMETERS | {"model_name": name}, {"env": {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}}
+        stack, RUN_PARAMETERS | {"model_name": name, "regression_margin": 1.0},
+        {"env": {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}},
     )
     outage.join(timeout=60)
+    assert not outage.is_alive(), "the run ended before it registered a version"
     assert not stack.mlflow.running, "the tracking server was down while the run ended"
     stack.restart_mlflow()
     assert flow_run.state.is_failed(), describe(stack, worker, flow_run)
-    assert len(api.versions(name)) == versions_before, "no version may be half-registered"
-    assert str(api.champion(name)["version"]) == str(champion_before)
+    versions = api.versions(name)
+    assert len(versions) == versions_before + 1, "the outage began after registration"
+    newest = max(versions, key=lambda v: int(v["version"]))
+    assert str(api.champion(name)["version"]) == str(champion_before) != str(newest["version"])
+    assert _pointer(stack) == pointer_before, "the pointer file still names the old champion"
     assert len(api.runs(name)) == runs_before + 1

@@ -1,19 +1,30 @@
-"""Bentos built by the pipeline, served for real with `bentoml serve`."""
+"""Bentos built by the pipeline, served two ways.
+
+`digits_service` is the real thing, `bentoml serve` of the built Bento on
+127.0.0.1, started once per session: for what only a real server shows (HTTP
+limits, keys, metrics, logs, concurrency). `in_process(...)` runs the same
+service class as an ASGI app inside the test process, with its middleware and
+lifespan, for what is about the service's own code (validation, answers).
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 
 from lockgate import bento_server
 from lockgate.records import DatasetMeta
+from tests.pipelines import Champion
 
 API_KEY = "test-key-" + uuid.uuid4().hex
 OLD_KEY = "rotated-out-" + uuid.uuid4().hex
@@ -23,12 +34,28 @@ OLD_KEY = "rotated-out-" + uuid.uuid4().hex
 class Served:
     url: str
     bento_tag: str
+    model_tag: str
     model_name: str
     version: str
     x: np.ndarray  # holdout examples
     expected: np.ndarray  # in-process probabilities for x
     meta: DatasetMeta
-    log: Path
+    model_file: Path
+    log: Path | None
+    raw: pd.DataFrame | None = None  # a table's holdout rows as users send them
+
+    def records(self, rows: int | None = None) -> list[dict]:
+        """Holdout rows as the packaging step sends them: strings, numbers and nulls."""
+        from lockgate.families import family_for
+
+        assert self.raw is not None, "not a table model"
+        frame = self.raw.head(rows) if rows else self.raw
+        return family_for(self.meta.family).example_request(self.meta, frame)[1]["records"]
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        from lockgate.models import load_keras_model, predict_outputs
+
+        return predict_outputs(load_keras_model(self.model_file), x)
 
     def client(self, key: str | None = API_KEY, headers: dict[str, str] | None = None) -> httpx.Client:
         sent = {"Authorization": f"Bearer {key}"} if key else {}
@@ -40,38 +67,51 @@ def start_server(target: str, log: Path, extra_env: dict[str, str] | None = None
     return bento_server.start(target, env, log.open("wb"), timeout=120, cwd=Path(__file__).resolve().parents[2])
 
 
-def _build_and_serve(data: str, target: str | None, epochs: int, tmp: Path):
-
-    from flows.training import training_pipeline
+def describe(champion: Champion, url: str = "", log: Path | None = None) -> Served:
+    """The champion's holdout and what the model in process answers for it."""
     from lockgate.data import read_snapshot, split_for
     from lockgate.models import load_keras_model, predict_outputs
-    from lockgate.settings import get_settings
 
-    settings = get_settings().model_copy(deep=True)
-    settings.training.epochs = epochs
-    name = f"svc-{uuid.uuid4().hex[:6]}"
-    result = training_pipeline(data=data, target=target, model_name=name, settings=settings)
-    assert result.status == "promoted", result.gate
+    result = champion.result
     snapshot = read_snapshot(result.validation.snapshot)
-    holdout = split_for(snapshot.y, settings.training)["holdout"]
+    holdout = split_for(snapshot.y, champion.settings.training)["holdout"]
     x = snapshot.x[holdout]
-    model = load_keras_model(settings.runs_dir / result.run_id / "model.keras")
-    log = tmp / f"{name}.log"
-    process, url = start_server(result.package.bento_tag, log)
-    meta = DatasetMeta.model_validate_json((Path(result.validation.snapshot) / "meta.json").read_text())
-    served = Served(url, result.package.bento_tag, name, result.registered.version, x, predict_outputs(model, x), meta, log)
-    return process, served
+    model_file = champion.settings.runs_dir / result.run_id / "model.keras"
+    return Served(url, result.package.bento_tag, result.package.model_tag, champion.name, result.registered.version,
+                  x, predict_outputs(load_keras_model(model_file), x), snapshot.meta, model_file, log,
+                  snapshot.raw_rows(holdout))
+
+
+@contextmanager
+def in_process(model_tag: str, key: str | None = API_KEY) -> Iterator[httpx.Client]:
+    """The service for `model_tag` as an ASGI app in this process (its
+    lifespan loads the model), with an HTTP client that sends `key`."""
+    from starlette.testclient import TestClient
+
+    from services.service import LockgateService
+
+    saved = {k: os.environ.get(k) for k in ("LOCKGATE_MODEL_TAG", "LOCKGATE_API_KEYS")}
+    os.environ.update(LOCKGATE_MODEL_TAG=model_tag, LOCKGATE_API_KEYS=f"{API_KEY},{OLD_KEY}")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        with TestClient(LockgateService.to_asgi(), base_url="http://127.0.0.1", headers=headers) as client:
+            yield client
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture(scope="session")
-def digits_service(prefect_harness, tmp_path_factory):
-    process, served = _build_and_serve("digits", None, 8, tmp_path_factory.mktemp("serve-digits"))
-    yield served
+def digits_service(digits_champion, tmp_path_factory):
+    log = tmp_path_factory.mktemp("serve-digits") / "server.log"
+    process, url = start_server(digits_champion.result.package.bento_tag, log)
+    yield describe(digits_champion, url, log)
     bento_server.stop(process)
 
 
 @pytest.fixture(scope="session")
-def wine_service(prefect_harness, tmp_path_factory, wine_csv):
-    process, served = _build_and_serve(str(wine_csv), "target", 40, tmp_path_factory.mktemp("serve-wine"))
-    yield served
-    bento_server.stop(process)
+def wine_model(wine_champion) -> Served:
+    return describe(wine_champion)

@@ -1,5 +1,6 @@
 """The Bento built by the pipeline, served with `bentoml serve` on 127.0.0.1,
-asked over HTTP: answers, authentication, every bad input, concurrency."""
+asked over HTTP: answers, authentication, every bad input, concurrency. The
+table model's records are asked of the same service class in process."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from tests.services.conftest import API_KEY, OLD_KEY
+from tests.services.conftest import API_KEY, OLD_KEY, in_process
 
 pytestmark = pytest.mark.integration
 
@@ -93,7 +94,8 @@ def test_nan_is_refused(digits_service):
     payload = '{"instances": [' + ",".join(["[" + ",".join(["[NaN]"] * 8) + "]"] * 8) + "]}"
     with digits_service.client() as client:
         response = client.post("/predict", content=payload, headers={"content-type": "application/json"})
-    assert 400 <= response.status_code < 500, response.text
+    assert response.status_code == 422, response.text
+    assert "NaN" in response.text
 
 
 def test_body_over_the_size_limit(digits_service):
@@ -144,8 +146,9 @@ def test_image_upload_is_prepared_as_in_training(digits_service):
     assert response.status_code == 200, response.text
     prepared = load_image_file(buffer.getvalue(), (8, 8), 1, 16.0)
     assert prepared.shape == (8, 8, 1) and 0 <= prepared.min() and prepared.max() <= 16
+    np.testing.assert_allclose(response.json()["probabilities"], digits_service.predict(prepared[None]), atol=1e-5)
     assert broken.status_code == 415 and "PNG or JPEG" in broken.text
-    assert 400 <= wrong_type.status_code < 500
+    assert wrong_type.status_code == 415, wrong_type.text
 
 
 def test_metadata_by_get(digits_service):
@@ -165,10 +168,10 @@ def test_openapi_page(digits_service):
     assert {"/predict", "/predict_records", "/predict_image", "/metadata"} <= set(schema.json()["paths"])
 
 
-def test_records_for_a_table_model(wine_service):
-    columns = wine_service.meta.feature_columns
-    records = [dict(zip(columns, map(float, row))) for row in wine_service.x]
-    with wine_service.client() as client:
+def test_records_for_a_table_model(wine_model):
+    columns = wine_model.meta.feature_columns
+    records = [dict(zip(columns, map(float, row))) for row in wine_model.x]
+    with in_process(wine_model.model_tag) as client:
         response = client.post("/predict_records", json={"records": records})
         absent = client.post("/predict_records", json={"records": [{k: v for k, v in records[0].items() if k != "alcohol"}]})
         null = client.post("/predict_records", json={"records": [records[0] | {"alcohol": None}]})
@@ -176,7 +179,7 @@ def test_records_for_a_table_model(wine_service):
         text = client.post("/predict_records", json={"records": [records[0] | {"alcohol": "high"}]})
         images = client.post("/predict_image", files={"image": ("a.png", b"x", "image/png")})
     assert response.status_code == 200, response.text
-    np.testing.assert_allclose(np.asarray(response.json()["probabilities"]), wine_service.expected, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(response.json()["probabilities"]), wine_model.expected, atol=1e-5)
     # An absent column is a gap like an explicit null: the model imputes it.
     assert absent.status_code == 200 and null.status_code == 200, absent.text
     assert absent.json()["probabilities"] == null.json()["probabilities"]
