@@ -19,10 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
-
-DOC = ROOT / "docs" / "model_zoo.md"
+DOC = Path(__file__).resolve().parent.parent / "docs" / "model_zoo.md"
 HEADER = (
     "# Model zoo\n\nEach family Lockgate trains, measured on data that ships with scikit-learn or is "
     "generated (no downloads), with every export format checked against the Keras model on the holdout. "
@@ -55,7 +52,7 @@ def make_source(entry: Entry, folder: Path) -> tuple[str, str | None]:
     """Write the entry's data set to `folder`; return (source, target)."""
     import numpy as np
 
-    from tests.generated import make_colour_images, make_reviews
+    from lockgate.samples import make_colour_images, make_reviews
 
     if entry.name == "image-small-cnn":
         return "digits", None

@@ -89,7 +89,7 @@ def test_regression_family(prefect_harness, diabetes_csv):
 def test_cifar_style_image_family(prefect_harness, colour_images_npz):
     from PIL import Image
 
-    from tests.generated import make_colour_images
+    from lockgate.samples import make_colour_images
 
     result, exports = _run(str(colour_images_npz), None, epochs=8, augment=True)
     assert result.evaluation.metrics["accuracy"] >= 0.9
