@@ -19,9 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
 
 def measure(rows: int, epochs: int, batch_size: int) -> dict:
     import keras

@@ -19,10 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
-
-DOC = ROOT / "docs" / "model_zoo.md"
+DOC = Path(__file__).resolve().parent.parent / "docs" / "model_zoo.md"
 HEADER = (
     "# Model zoo\n\nEach family Lockgate trains, measured on data that ships with scikit-learn or is "
     "generated (no downloads), with every export format checked against the Keras model on the holdout. "
@@ -55,7 +52,7 @@ def make_source(entry: Entry, folder: Path) -> tuple[str, str | None]:
     """Write the entry's data set to `folder`; return (source, target)."""
     import numpy as np
 
-    from tests.generated import make_colour_images, make_reviews
+    from lockgate.samples import make_colour_images, make_reviews
 
     if entry.name == "image-small-cnn":
         return "digits", None
@@ -88,10 +85,10 @@ def make_source(entry: Entry, folder: Path) -> tuple[str, str | None]:
 
 def measure(entry: Entry, folder: Path) -> dict:
     from lockgate.data import load_source, split_for, write_snapshot, read_snapshot
+    from lockgate.evaluation import measure_latency, score
     from lockgate.exporting import export_model
     from lockgate.settings import get_settings
     from lockgate.training import fit
-    from tasks.evaluate import measure_latency, score
 
     settings = get_settings().model_copy(deep=True)
     settings.training = settings.training.model_copy(
@@ -125,18 +122,14 @@ DISTILLED = ("image-small-cnn", "image-cifar", "text-lstm", "regression-mlp")
 
 def distil(teacher, snapshot, settings, x, y) -> dict:
     """A student a quarter as wide, trained on the teacher's softened predictions."""
+    from lockgate.evaluation import measure_latency, saved_size_bytes, score
     from lockgate.models import predict_outputs
     from lockgate.training import fit
-    from tasks.evaluate import measure_latency, score
 
     teacher_outputs = predict_outputs(teacher, snapshot.x)
     outcome = fit(snapshot, settings.training, teacher_outputs=teacher_outputs, distillation=settings.distillation)
     metrics = score(snapshot.meta.family, y, predict_outputs(outcome.model, x), snapshot.class_names)["metrics"]
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "student.keras"
-        outcome.model.save(path)
-        size = path.stat().st_size
-    return {"metrics": metrics, "parameters": outcome.model.count_params(), "size": size,
+    return {"metrics": metrics, "parameters": outcome.model.count_params(), "size": saved_size_bytes(outcome.model),
             "latency": measure_latency(outcome.model, x)["latency_ms_p50"], "train_seconds": outcome.seconds}
 
 

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def bare_keras(epochs: int, seed: int) -> tuple[float, float]:

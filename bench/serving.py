@@ -16,14 +16,12 @@ import argparse
 import asyncio
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 KEY = "bench-key"
 CONCURRENCY = (1, 8, 32)
 

@@ -197,6 +197,12 @@ class RegisteredModel(BaseModel):
     uri: str
 
 
+class ChampionRef(RegisteredModel):
+    """The registered version behind the champion alias."""
+
+    data_meta: DatasetMeta  # schema, labels and feature profile of its training data
+
+
 class PackagedService(BaseModel):
     bento_tag: str
     model_tag: str

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from lockgate.records import EvaluationReport, GateDecision, PipelineResult, ValidationSummary
+from lockgate.records import (
+    DistillationReport,
+    EvaluationReport,
+    ExportReport,
+    GateDecision,
+    PipelineResult,
+    ValidationSummary,
+)
 
 SHOWN_METRICS = ("accuracy", "macro_f1", "log_loss", "rmse", "mae", "r2", "mean_predictor_rmse", "latency_ms_p50")
 
@@ -74,6 +81,61 @@ def pipeline_markdown(result: PipelineResult) -> str:
     return "\n".join(parts)
 
 
+def export_markdown(report: ExportReport) -> str:
+    """The exports as a table, the Keras model they were checked against first."""
+    passed = len(report.passed())
+    lines = [
+        "# Model exports",
+        "",
+        (
+            f"Each export was run on {report.examples} holdout examples and compared with the Keras model; "
+            f"{passed} of {len(report.results)} passed and are shipped."
+        ),
+        "",
+        "| format | status | agreement | max abs diff | size | latency p50 | reason |",
+        "|---|---|---|---|---|---|---|",
+        f"| keras | reference | - | - | {_size(report.keras_size_bytes)} | {report.keras_latency_ms_p50:.2f} ms | |",
+    ]
+    for r in report.results:
+        agreement = f"{r.agreement:.2%}" if r.agreement is not None else "-"
+        difference = f"{r.max_abs_difference:.2e}" if r.max_abs_difference is not None else "-"
+        latency = f"{r.latency_ms_p50:.2f} ms" if r.latency_ms_p50 is not None else "-"
+        lines.append(
+            f"| {r.format} | {r.status} | {agreement} | {difference} | {_size(r.size_bytes)} | {latency} "
+            f"| {_cell(r.reason, 400)} |"
+        )
+    return "\n".join(lines)
+
+
+def _size(size_bytes: int | None) -> str:
+    if size_bytes is None:
+        return "-"
+    if size_bytes < 1024:
+        return f"{size_bytes} B"
+    if size_bytes < 1024**2:
+        return f"{size_bytes / 1024:.1f} KiB"
+    return f"{size_bytes / 1024**2:.1f} MiB"
+
+
+def distillation_markdown(report: DistillationReport) -> str:
+    def ratio(student: float, teacher: float) -> str:
+        return f"{student / teacher:.2f}x" if teacher else "-"
+
+    rows = [
+        ("holdout " + report.metric, f"{report.teacher_metric:.4f}", f"{report.student_metric:.4f}", ""),
+        ("parameters", f"{report.teacher_parameters:,}", f"{report.student_parameters:,}",
+         ratio(report.student_parameters, report.teacher_parameters)),
+        ("size (.keras)", f"{report.teacher_size_bytes / 1e3:.1f} kB", f"{report.student_size_bytes / 1e3:.1f} kB",
+         ratio(report.student_size_bytes, report.teacher_size_bytes)),
+        ("latency p50, 1 example", f"{report.teacher_latency_ms_p50:.2f} ms", f"{report.student_latency_ms_p50:.2f} ms",
+         ratio(report.student_latency_ms_p50, report.teacher_latency_ms_p50)),
+    ]
+    lines = [f"# Distillation of champion v{report.teacher_version}", "",
+             "| | teacher | student | student / teacher |", "|---|---:|---:|---:|"]
+    lines += [f"| {name} | {teacher} | {student} | {r} |" for name, teacher, student, r in rows]
+    return "\n".join(lines)
+
+
 def publish_markdown(key: str, markdown: str, description: str) -> None:
     """Attach a Markdown artifact to the current Prefect run, if there is one."""
     from prefect.context import FlowRunContext, TaskRunContext
@@ -85,5 +147,5 @@ def publish_markdown(key: str, markdown: str, description: str) -> None:
     create_markdown_artifact(markdown=markdown, key=key, description=description)
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")[:300]
+def _cell(text: str, limit: int = 300) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")[:limit]

@@ -37,10 +37,16 @@ def connect(settings: LockgateSettings) -> str:
 
 
 def client(settings: LockgateSettings) -> Any:
+    """An MLflow client of the store in `settings`, its experiment made sure of."""
+    return experiment_client(settings)[1]
+
+
+def experiment_client(settings: LockgateSettings) -> tuple[str, Any]:
+    """The experiment's id and an MLflow client of its store."""
     import mlflow
 
-    connect(settings)
-    return mlflow.MlflowClient()
+    experiment_id = connect(settings)
+    return experiment_id, mlflow.MlflowClient()
 
 
 def model_name_for(settings: LockgateSettings, dataset: str) -> str:

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
-from pydantic import BaseModel
-
 from lockgate.data import dataset_name, table_columns
 from lockgate.families.tables import table_signature
-from lockgate.families import family_for
-from lockgate.records import DatasetMeta, ModelChoice
+from lockgate.records import ChampionRef, DatasetMeta, ModelChoice
 from lockgate.settings import LockgateSettings, get_settings
 from lockgate.steps import pipeline_task
 from lockgate.tracking import champion_version, download_json, model_name_for, models_with_table, registered_model_exists
-
-
-class ChampionRef(BaseModel):
-    name: str
-    version: str
-    run_id: str
-    uri: str
-    data_meta: DatasetMeta  # schema, labels and feature profile of its training data
 
 
 def find_champion(model_name: str, settings: LockgateSettings | None = None) -> ChampionRef | None:
@@ -35,18 +23,6 @@ def find_champion(model_name: str, settings: LockgateSettings | None = None) -> 
         uri=f"models:/{model_name}/{version.version}",
         data_meta=DatasetMeta.model_validate(meta),
     )
-
-
-def champion_outputs(champion: ChampionRef, x: np.ndarray, names: list[str]) -> np.ndarray:
-    """The champion's outputs on `x`; class probabilities are re-ordered into
-    the classes `names` of the data at hand (a class it never saw gets 0)."""
-    import mlflow.tensorflow
-
-    from lockgate.models import predict_outputs, register_custom_layers
-
-    register_custom_layers()
-    raw = predict_outputs(mlflow.tensorflow.load_model(champion.uri), x)
-    return family_for(champion.data_meta.family).align_outputs(raw, list(champion.data_meta.class_names), names)
 
 
 find_champion_task = pipeline_task("find champion", timeout_seconds=120)(find_champion)

@@ -9,32 +9,13 @@ from typing import Any
 import numpy as np
 
 from lockgate.data import read_snapshot, split_for
+from lockgate.evaluation import champion_outputs, measure_latency
 from lockgate.families import family_for
-from lockgate.metrics import classification_metrics, read_predictions, regression_metrics
 from lockgate.models import load_keras_model, predict_outputs
-from lockgate.records import EvaluationReport, TrainingResult
+from lockgate.records import ChampionRef, EvaluationReport, TrainingResult
 from lockgate.settings import LockgateSettings, get_settings
 from lockgate.steps import pipeline_task
-from lockgate.tracking import connect
-from tasks.champion import ChampionRef, champion_outputs
-
-
-def measure_latency(model: Any, x: np.ndarray, repeats: int = 30) -> dict[str, float]:
-    """Median single-example latency and full-batch throughput, in-process."""
-    one = x[:1]
-    predict_outputs(model, one)  # warm-up: first call traces the graph
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        predict_outputs(model, one)
-        times.append(time.perf_counter() - started)
-    started = time.perf_counter()
-    predict_outputs(model, x)
-    batch_seconds = time.perf_counter() - started
-    return {
-        "latency_ms_p50": float(np.median(times) * 1000),
-        "throughput_per_s": float(len(x) / batch_seconds) if batch_seconds > 0 else 0.0,
-    }
+from lockgate.tracking import client
 
 
 def evaluate_model(
@@ -43,8 +24,6 @@ def evaluate_model(
     champion: ChampionRef | None = None,
     settings: LockgateSettings | None = None,
 ) -> EvaluationReport:
-    import mlflow
-
     settings = settings or get_settings()
     snapshot = read_snapshot(snapshot_folder)
     family = family_for(snapshot.meta.family)
@@ -71,16 +50,15 @@ def evaluate_model(
         champion_pred=champion_pred if champion_pred is not None else np.array([], dtype=y.dtype),
     )
     figure = family.holdout_figure(y, scored, names, out_dir)
-    connect(settings)
-    client = mlflow.MlflowClient()
-    client.log_batch(
+    mlflow_client = client(settings)
+    mlflow_client.log_batch(
         training.run_id,
         metrics=[_metric(f"holdout_{k}", v) for k, v in metrics.items()]
         + [_metric(f"champion_holdout_{k}", v) for k, v in (champion_metrics or {}).items()],
     )
-    client.log_artifact(training.run_id, str(figure), artifact_path="plots")
+    mlflow_client.log_artifact(training.run_id, str(figure), artifact_path="plots")
     if scored["per_class"]:
-        client.log_text(training.run_id, json.dumps(scored["per_class"], indent=2), "evaluation/per_class.json")
+        mlflow_client.log_text(training.run_id, json.dumps(scored["per_class"], indent=2), "evaluation/per_class.json")
     return EvaluationReport(
         run_id=training.run_id,
         family=family.name,
@@ -101,13 +79,3 @@ def _metric(key: str, value: float) -> Any:
 
 evaluate_task = pipeline_task("evaluate model", timeout_seconds=900)(evaluate_model)
 
-
-def score(family: str, y_true: np.ndarray, outputs: np.ndarray, class_names: list[str]) -> dict[str, Any]:
-    """Metrics, per-class table and point predictions, by the family's task."""
-    return family_for(family).score(y_true, outputs, class_names)
-
-
-__all__ = [
-    "classification_metrics", "evaluate_model", "evaluate_task", "measure_latency", "read_predictions",
-    "regression_metrics", "score",
-]

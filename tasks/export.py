@@ -10,10 +10,12 @@ from typing import Any
 
 from lockgate.data import read_snapshot, split_for
 from lockgate.exporting import export_model, folder_size, keras_reference
+from lockgate.models import load_keras_model
 from lockgate.records import ExportReport, ExportResult, TrainingResult
+from lockgate.reporting import export_markdown, publish_markdown
 from lockgate.settings import LockgateSettings, get_settings
 from lockgate.steps import pipeline_task
-from lockgate.tracking import connect
+from lockgate.tracking import client
 
 
 def export_model_formats(
@@ -21,10 +23,6 @@ def export_model_formats(
     snapshot_folder: str,
     settings: LockgateSettings | None = None,
 ) -> ExportReport:
-    import mlflow
-
-    from lockgate.models import load_keras_model
-
     settings = settings or get_settings()
     snapshot = read_snapshot(snapshot_folder)
     split = split_for(snapshot.y, settings.training)
@@ -54,21 +52,20 @@ def export_model_formats(
         results=results,
     )
 
-    connect(settings)
-    client = mlflow.MlflowClient()
+    mlflow_client = client(settings)
     for result in report.passed():
         path = Path(str(result.path))
         if path.is_dir():
-            client.log_artifacts(training.run_id, str(path), artifact_path=f"exports/{result.format}")
+            mlflow_client.log_artifacts(training.run_id, str(path), artifact_path=f"exports/{result.format}")
         else:
-            client.log_artifact(training.run_id, str(path), artifact_path=f"exports/{result.format}")
+            mlflow_client.log_artifact(training.run_id, str(path), artifact_path=f"exports/{result.format}")
     metrics = [metric for result in results for metric in _metrics(result)]
     if metrics:
-        client.log_batch(training.run_id, metrics=metrics)
+        mlflow_client.log_batch(training.run_id, metrics=metrics)
     for result in results:
-        client.set_tag(training.run_id, f"lockgate.export.{result.format}", result.status)
-    client.log_text(training.run_id, report.model_dump_json(indent=2), "exports/report.json")
-    _publish(report)
+        mlflow_client.set_tag(training.run_id, f"lockgate.export.{result.format}", result.status)
+    mlflow_client.log_text(training.run_id, report.model_dump_json(indent=2), "exports/report.json")
+    publish_markdown("model-exports", export_markdown(report), "Exported formats checked against the Keras model")
     return report
 
 
@@ -87,53 +84,6 @@ def _metrics(result: ExportResult) -> list[Any]:
         for name, value in values.items()
         if value is not None
     ]
-
-
-def export_markdown(report: ExportReport) -> str:
-    """The exports as a table, the Keras model they were checked against first."""
-    passed = len(report.passed())
-    lines = [
-        "# Model exports",
-        "",
-        (
-            f"Each export was run on {report.examples} holdout examples and compared with the Keras model; "
-            f"{passed} of {len(report.results)} passed and are shipped."
-        ),
-        "",
-        "| format | status | agreement | max abs diff | size | latency p50 | reason |",
-        "|---|---|---|---|---|---|---|",
-        f"| keras | reference | - | - | {_size(report.keras_size_bytes)} | {report.keras_latency_ms_p50:.2f} ms | |",
-    ]
-    for r in report.results:
-        agreement = f"{r.agreement:.2%}" if r.agreement is not None else "-"
-        difference = f"{r.max_abs_difference:.2e}" if r.max_abs_difference is not None else "-"
-        latency = f"{r.latency_ms_p50:.2f} ms" if r.latency_ms_p50 is not None else "-"
-        lines.append(
-            f"| {r.format} | {r.status} | {agreement} | {difference} | {_size(r.size_bytes)} | {latency} "
-            f"| {_cell(r.reason)} |"
-        )
-    return "\n".join(lines)
-
-
-def _size(size_bytes: int | None) -> str:
-    if size_bytes is None:
-        return "-"
-    if size_bytes < 1024:
-        return f"{size_bytes} B"
-    if size_bytes < 1024**2:
-        return f"{size_bytes / 1024:.1f} KiB"
-    return f"{size_bytes / 1024**2:.1f} MiB"
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")[:400]
-
-
-def _publish(report: ExportReport) -> None:
-    """The table as a Prefect artifact, when running inside Prefect."""
-    from lockgate.reporting import publish_markdown
-
-    publish_markdown("model-exports", export_markdown(report), "Exported formats checked against the Keras model")
 
 
 export_task = pipeline_task("export model", timeout_seconds=1800)(export_model_formats)

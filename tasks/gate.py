@@ -6,32 +6,21 @@ import json
 
 from lockgate.gate import decide
 from lockgate.records import EvaluationReport, GateDecision
+from lockgate.reporting import gate_markdown, publish_markdown
 from lockgate.settings import LockgateSettings, get_settings
 from lockgate.steps import pipeline_task
-from lockgate.tracking import connect
-
-__all__ = ["decide", "gate_model", "gate_task"]
+from lockgate.tracking import client
 
 
 def gate_model(report: EvaluationReport, settings: LockgateSettings | None = None) -> GateDecision:
-    import mlflow
-
     settings = settings or get_settings()
     decision = decide(report, settings.gate)
-    connect(settings)
-    client = mlflow.MlflowClient()
-    client.log_text(report.run_id, json.dumps(decision.model_dump(mode="json"), indent=2), "gate/decision.json")
-    client.set_tag(report.run_id, "lockgate.gate", "promote" if decision.promote else "reject")
-    client.set_tag(report.run_id, "lockgate.gate_reasons", "; ".join(decision.reasons)[:5000])
-    _publish(decision, report)
-    return decision
-
-
-def _publish(decision: GateDecision, report: EvaluationReport) -> None:
-    """The decision as a Prefect artifact, when running inside Prefect."""
-    from lockgate.reporting import gate_markdown, publish_markdown
-
+    mlflow_client = client(settings)
+    mlflow_client.log_text(report.run_id, json.dumps(decision.model_dump(mode="json"), indent=2), "gate/decision.json")
+    mlflow_client.set_tag(report.run_id, "lockgate.gate", "promote" if decision.promote else "reject")
+    mlflow_client.set_tag(report.run_id, "lockgate.gate_reasons", "; ".join(decision.reasons)[:5000])
     publish_markdown("gate-decision", gate_markdown(decision, report), "Promotion gate decision")
+    return decision
 
 
 gate_task = pipeline_task("gate model", timeout_seconds=300)(gate_model)

@@ -11,20 +11,17 @@ import json
 from lockgate.records import PackagedService, RegisteredModel
 from lockgate.settings import LockgateSettings, get_settings
 from lockgate.steps import pipeline_task
-from lockgate.tracking import CHAMPION_ALIAS, connect
+from lockgate.tracking import CHAMPION_ALIAS, client
 
 
 def promote_model(
     registered: RegisteredModel, package: PackagedService, settings: LockgateSettings | None = None
 ) -> RegisteredModel:
-    import mlflow
-
     settings = settings or get_settings()
-    connect(settings)
-    client = mlflow.MlflowClient()
-    client.set_model_version_tag(registered.name, registered.version, "bento_tag", package.bento_tag)
-    client.set_model_version_tag(registered.name, registered.version, "bento_model", package.model_tag)
-    client.set_registered_model_alias(registered.name, CHAMPION_ALIAS, registered.version)
+    mlflow_client = client(settings)
+    mlflow_client.set_model_version_tag(registered.name, registered.version, "bento_tag", package.bento_tag)
+    mlflow_client.set_model_version_tag(registered.name, registered.version, "bento_model", package.model_tag)
+    mlflow_client.set_registered_model_alias(registered.name, CHAMPION_ALIAS, registered.version)
     pointer = settings.home / "champion.json"
     tmp = pointer.with_suffix(".tmp")
     tmp.write_text(json.dumps({

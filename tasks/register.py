@@ -12,7 +12,7 @@ from lockgate.faults import DeterministicFailure
 from lockgate.records import ExportReport, GateDecision, RegisteredModel, TrainingResult, ValidationSummary
 from lockgate.settings import LockgateSettings, get_settings
 from lockgate.steps import pipeline_task
-from lockgate.tracking import TABLE_SIGNATURE_TAG, code_version, connect
+from lockgate.tracking import TABLE_SIGNATURE_TAG, client, code_version
 
 
 def register_model(
@@ -23,13 +23,10 @@ def register_model(
     settings: LockgateSettings | None = None,
     exports: ExportReport | None = None,
 ) -> RegisteredModel:
-    import mlflow
-
     settings = settings or get_settings()
     if not decision.promote:
         raise DeterministicFailure("refusing to register a model the gate rejected")
-    connect(settings)
-    client = mlflow.MlflowClient()
+    mlflow_client = client(settings)
     tags = {
         "data_hash": summary.data_hash or "",
         "dataset": summary.dataset,
@@ -41,19 +38,19 @@ def register_model(
     }
     for result in exports.results if exports else []:
         tags[f"export.{result.format}"] = result.status if result.shipped else f"{result.status}: {result.reason}"[:5000]
-    version = _existing_version(client, model_name, training.run_id)
+    version = _existing_version(mlflow_client, model_name, training.run_id)
     if version is None:
-        _ensure_registered_model(client, model_name)
-        version = client.create_model_version(
+        _ensure_registered_model(mlflow_client, model_name)
+        version = mlflow_client.create_model_version(
             model_name, source=training.model_uri, run_id=training.run_id, tags=tags,
             model_id=_logged_model_id(training.model_uri),
             description=f"Trained on {summary.dataset} ({summary.rows} rows); {decision.headline()[:500]}",
         )
     if summary.table_signature:  # so next month's file of the same table finds this model
-        client.set_registered_model_tag(model_name, TABLE_SIGNATURE_TAG, summary.table_signature)
-    _wait_until_ready(client, model_name, str(version.version))
+        mlflow_client.set_registered_model_tag(model_name, TABLE_SIGNATURE_TAG, summary.table_signature)
+    _wait_until_ready(mlflow_client, model_name, str(version.version))
     for key, value in tags.items():  # also completes a version a crash left untagged
-        client.set_model_version_tag(model_name, str(version.version), key, value)
+        mlflow_client.set_model_version_tag(model_name, str(version.version), key, value)
     return RegisteredModel(
         name=model_name, version=str(version.version), run_id=training.run_id,
         uri=f"models:/{model_name}/{version.version}",

@@ -15,7 +15,7 @@ from typing import Iterator
 from lockgate.records import ValidationSummary
 from lockgate.settings import LockgateSettings, get_settings
 from lockgate.steps import pipeline_task
-from lockgate.tracking import code_version, connect
+from lockgate.tracking import client, code_version, experiment_client
 
 
 def open_run(
@@ -24,17 +24,14 @@ def open_run(
     pipeline_id: str,
     settings: LockgateSettings | None = None,
 ) -> str:
-    import mlflow
-
     settings = settings or get_settings()
-    experiment_id = connect(settings)
-    client = mlflow.MlflowClient()
-    existing = client.search_runs(
+    experiment_id, mlflow_client = experiment_client(settings)
+    existing = mlflow_client.search_runs(
         [experiment_id], filter_string=f"tags.`lockgate.pipeline_id` = '{pipeline_id}'", max_results=1
     )
     if existing:
         return existing[0].info.run_id
-    run = client.create_run(
+    run = mlflow_client.create_run(
         experiment_id,
         run_name=f"{model_name}-{pipeline_id[:8]}",
         tags={
@@ -49,14 +46,14 @@ def open_run(
     )
     run_id = run.info.run_id
     meta_file = Path(summary.snapshot) / "meta.json"
-    client.log_artifact(run_id, str(meta_file), artifact_path="data")
+    mlflow_client.log_artifact(run_id, str(meta_file), artifact_path="data")
     if summary.contract:  # the column roles, readable in the MLflow UI
-        client.log_text(run_id, "\n".join(summary.contract) + "\n", "data/contract.txt")
-    client.log_text(run_id, json.dumps(summary.model_dump(mode="json"), indent=2), "validation/summary.json")
-    client.log_param(run_id, "dataset", summary.dataset)
-    client.log_param(run_id, "rows", summary.rows)
+        mlflow_client.log_text(run_id, "\n".join(summary.contract) + "\n", "data/contract.txt")
+    mlflow_client.log_text(run_id, json.dumps(summary.model_dump(mode="json"), indent=2), "validation/summary.json")
+    mlflow_client.log_param(run_id, "dataset", summary.dataset)
+    mlflow_client.log_param(run_id, "rows", summary.rows)
     for key, value in settings.training.model_dump(mode="json").items():
-        client.log_param(run_id, f"training.{key}", value)
+        mlflow_client.log_param(run_id, f"training.{key}", value)
     return run_id
 
 
@@ -75,10 +72,7 @@ def finish_run(run_id: str, settings: LockgateSettings) -> Iterator[None]:
 
 
 def _set_status(run_id: str, settings: LockgateSettings, status: str) -> None:
-    import mlflow
-
     try:
-        connect(settings)
-        mlflow.MlflowClient().set_terminated(run_id, status=status)
+        client(settings).set_terminated(run_id, status=status)
     except Exception:  # the tracking server may be the thing that failed
         logging.getLogger("lockgate").warning("could not mark MLflow run %s as %s", run_id, status)

@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 
 from lockgate.data import read_snapshot
+from lockgate.evaluation import champion_outputs
 from lockgate.plots import training_curves
-from lockgate.records import TrainingResult
+from lockgate.records import ChampionRef, TrainingResult
 from lockgate.settings import LockgateSettings, get_settings
 from lockgate.steps import pipeline_task
-from lockgate.tracking import connect
+from lockgate.tracking import client
 from lockgate.training import fit
-from tasks.champion import ChampionRef, champion_outputs
 
 
 def train_model(
@@ -29,21 +29,20 @@ def train_model(
     settings = settings or get_settings()
     keras.utils.disable_interactive_logging()  # progress goes to the run log, not bars
     snapshot = read_snapshot(snapshot_folder)
-    connect(settings)
-    client = mlflow.MlflowClient()
+    mlflow_client = client(settings)
     out_dir = settings.runs_dir / run_id
     out_dir.mkdir(parents=True, exist_ok=True)
     backup_dir = settings.checkpoints_dir / run_id
     from lockgate.callbacks import EpochReporter
 
-    callbacks = [EpochReporter(client, run_id, settings.training.epochs)]
+    callbacks = [EpochReporter(mlflow_client, run_id, settings.training.epochs)]
     teacher_outputs = None
     if teacher is not None:
         every_row = np.arange(len(snapshot.y))
         teacher_outputs = champion_outputs(teacher, snapshot.inputs_for(teacher.data_meta, every_row), snapshot.class_names)
-        client.log_param(run_id, "distilled_from", teacher.uri)
+        mlflow_client.log_param(run_id, "distilled_from", teacher.uri)
         for key, value in settings.distillation.model_dump().items():
-            client.log_param(run_id, f"distillation.{key}", value)
+            mlflow_client.log_param(run_id, f"distillation.{key}", value)
     outcome = fit(
         snapshot, settings.training, backup_dir=backup_dir, callbacks=callbacks,
         teacher_outputs=teacher_outputs, distillation=settings.distillation,
@@ -51,10 +50,10 @@ def train_model(
     model_path = out_dir / "model.keras"
     outcome.model.save(model_path)
     figure_path = training_curves(outcome.history, out_dir / "training_curves.png", outcome.resumed_from_epoch)
-    client.log_artifact(run_id, str(figure_path), artifact_path="plots")
-    client.log_param(run_id, "device", outcome.placement.description)
-    client.log_metric(run_id, "epochs_run", outcome.epochs_run)
-    client.log_metric(run_id, "train_seconds", outcome.seconds)
+    mlflow_client.log_artifact(run_id, str(figure_path), artifact_path="plots")
+    mlflow_client.log_param(run_id, "device", outcome.placement.description)
+    mlflow_client.log_metric(run_id, "epochs_run", outcome.epochs_run)
+    mlflow_client.log_metric(run_id, "train_seconds", outcome.seconds)
     with mlflow.start_run(run_id=run_id):
         model_uri = _log_model(outcome.model, snapshot.x[:5])
     return TrainingResult(

@@ -138,7 +138,7 @@ def diabetes_csv(data_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def reviews_csv(data_dir: Path) -> Path:
-    from tests.generated import make_reviews
+    from lockgate.samples import make_reviews
 
     path = data_dir / "reviews.csv"
     make_reviews().to_csv(path, index=False)
@@ -156,7 +156,7 @@ def reviews_folder(data_dir: Path) -> Path:
 def colour_images_npz(data_dir: Path) -> Path:
     import numpy as np
 
-    from tests.generated import make_colour_images
+    from lockgate.samples import make_colour_images
 
     x, y = make_colour_images()
     path = data_dir / "shapes.npz"

@@ -76,7 +76,7 @@ def test_regression_family(prefect_harness, diabetes_csv):
 def test_cifar_style_image_family(prefect_harness, colour_images_npz):
     from PIL import Image
 
-    from tests.generated import make_colour_images
+    from lockgate.samples import make_colour_images
 
     settings = pipeline_settings(8, exports=True, verify_bento=True, augment=True)
     result, exports = _checked(promote(str(colour_images_npz), None, "shapes", settings))

@@ -230,7 +230,7 @@ def test_text_model_reports_unsupported_formats_without_raising(text_exports):
 
 def test_export_markdown_lists_keras_first_and_every_format(digits_exports):
     from lockgate.records import ExportReport
-    from tasks.export import export_markdown
+    from lockgate.reporting import export_markdown
 
     report = ExportReport(
         run_id="abc", keras_size_bytes=123_456, keras_latency_ms_p50=1.5, examples=360,

@@ -46,7 +46,8 @@ def test_missing_config_file_is_named(monkeypatch, tmp_path):
 def test_importing_does_nothing(tmp_path):
     """No directories, no tracking URI, no clients at import time."""
     code = (
-        "import lockgate.settings, lockgate.data, flows.training, tasks.package, services.runtime\n"
+        "import lockgate.settings, lockgate.data, lockgate.packaging, lockgate.samples\n"
+        "import tasks.package, flows.training, cli.main, services.runtime\n"
         "import mlflow, os\n"
         "assert not os.path.exists('.lockgate'), 'workspace created at import'\n"
         "assert 'MLFLOW_TRACKING_URI' not in os.environ\n"

@@ -7,10 +7,11 @@ import uuid
 import numpy as np
 import pytest
 
+from lockgate.metrics import classification_metrics
+from lockgate.packaging import build_bento, store_model
 from lockgate.records import GateDecision
 from lockgate.settings import get_settings
-from tasks.evaluate import classification_metrics, evaluate_task
-from tasks.package import build_bento, store_model
+from tasks.evaluate import evaluate_task
 from tasks.promote import promote_task
 from tasks.register import register_task
 from tasks.track import open_run_task
