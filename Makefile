@@ -18,11 +18,14 @@ $(VENV)/.synced: requirements.lock pyproject.toml
 run: $(VENV)/.synced
 	$(BIN)/lockgate run $(ARGS)
 
+# Two workers (one per core); tests/conftest.py keeps each module, and the
+# tests of the session's shared champions, on one worker.
 test: $(VENV)/.synced
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=25 $(ARGS)
 
+# Minutes, not the suite: no pipeline runs, no servers.
 test-fast: $(VENV)/.synced
-	$(BIN)/python -m pytest -m "not integration and not e2e" $(ARGS)
+	$(BIN)/python -m pytest -m "unit or data" $(ARGS)
 
 # Mutation testing of the gate's rule and its statistics ([tool.mutmut] in
 # pyproject.toml): mutmut copies lockgate/ into mutants/, mutates gate.py and

@@ -16,6 +16,9 @@ import pandas as pd
 import pytest
 
 SESSION_HOME = Path(tempfile.mkdtemp(prefix="lockgate-tests-"))
+TESTS = Path(__file__).resolve().parent
+# Promoted once per session (per worker under xdist) and shared across modules.
+SHARED_CHAMPIONS = {"digits_champion", "wine_champion", "text_champion"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -30,6 +33,19 @@ def pytest_configure(config: pytest.Config) -> None:
 
     reset_settings()
     apply_environment(get_settings())
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tier is the directory: tests/flows/... is marked `flows`. Under
+    xdist (`make test`), a module's tests stay on one worker, so its module
+    fixtures (a stack of servers, a trained model) start once; and every test
+    of a shared champion goes to the same worker, which promotes it once."""
+    for item in items:
+        tier = Path(item.path).resolve().relative_to(TESTS).parts[0]
+        item.add_marker(getattr(pytest.mark, tier))
+        shared = SHARED_CHAMPIONS & set(item.fixturenames)
+        item.add_marker(pytest.mark.xdist_group("shared-champions" if shared else item.module.__name__))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

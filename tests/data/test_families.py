@@ -15,8 +15,6 @@ from lockgate.records import DatasetMeta
 from lockgate.settings import TrainingSettings
 from tasks.validate import validate_task
 
-pytestmark = pytest.mark.data
-
 
 def _failures(summary) -> str:
     return " | ".join(f"{c.name}: {c.message}" for c in summary.blocking_failures)

@@ -14,8 +14,6 @@ from lockgate.records import DatasetMeta
 from tasks.validate import validate_task
 from tests.data.bad_inputs import CASES
 
-pytestmark = pytest.mark.data
-
 
 @pytest.fixture(scope="module")
 def wine_reference(wine_csv):

@@ -17,7 +17,6 @@ import pytest
 
 from lockgate import bento_server
 
-pytestmark = pytest.mark.e2e
 
 LOCKGATE = str(Path(sys.executable).with_name("lockgate"))
 

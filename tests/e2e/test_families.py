@@ -10,12 +10,9 @@ import io
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from tests.pipelines import Champion, pipeline_settings, promote
 from tests.services.conftest import describe, in_process
-
-pytestmark = pytest.mark.e2e
 
 
 def _checked(champion: Champion):

@@ -24,7 +24,6 @@ import pytest
 from tests.pipelines import Champion, pipeline_settings
 from tests.services.conftest import describe, in_process
 
-pytestmark = pytest.mark.e2e
 
 # Served by `bentoml serve` in the packaging step, after every export.
 FULL_RUN = {"penguins", "diamonds"}

@@ -11,8 +11,6 @@ from lockgate.settings import DistillationSettings
 from lockgate.training import distillation_targets
 from tests.pipelines import champion_version, pipeline_settings, run_pipeline, unique_name
 
-pytestmark = pytest.mark.flow
-
 
 def test_targets_blend_softened_teacher_with_truth():
     teacher = np.array([[0.9, 0.1], [0.2, 0.8]])

@@ -17,8 +17,6 @@ from tests.data.bad_inputs import CASES
 from tests.faults import StepFaults
 from tests.pipelines import champion_version, model_versions, pipeline_settings, run_pipeline, unique_name
 
-pytestmark = [pytest.mark.flow]
-
 
 def _task_runs(flow_run_id: UUID, expected: int, timeout: float = 30.0) -> dict[str, int]:
     """Task name -> run_count, read back from the Prefect API (it lags a little)."""

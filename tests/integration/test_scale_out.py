@@ -14,8 +14,6 @@ import pytest
 
 from tests.integration.stack import REPO_ROOT, clean_env, free_port
 
-pytestmark = pytest.mark.integration
-
 
 def test_trials_run_in_parallel_on_a_local_dask_cluster(prefect_harness, settings, wine_csv):
     from flows.trials import run_trials

@@ -46,7 +46,6 @@ from tests.integration.stack import (
     wait_until,
 )
 
-pytestmark = pytest.mark.integration
 
 LOCKGATE = str(Path(sys.executable).with_name("lockgate"))
 PREFECT = str(Path(sys.executable).with_name("prefect"))

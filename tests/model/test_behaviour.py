@@ -11,8 +11,6 @@ from lockgate.settings import get_settings
 from lockgate.training import fit
 from tasks.validate import validate_task
 
-pytestmark = pytest.mark.model
-
 
 @pytest.fixture(scope="module")
 def digits():

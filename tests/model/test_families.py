@@ -14,8 +14,6 @@ from lockgate.settings import get_settings
 from lockgate.training import fit
 from tasks.validate import validate_task
 
-pytestmark = pytest.mark.model
-
 
 def _train(source: str, target: str | None, **training):
     snapshot = read_snapshot(validate_task.fn(source, target).snapshot)

@@ -1,16 +1,19 @@
 """Bentos built by the pipeline, served two ways.
 
 `digits_service` is the real thing, `bentoml serve` of the built Bento on
-127.0.0.1, started once per session: for what only a real server shows (HTTP
-limits, keys, metrics, logs, concurrency). `in_process(...)` runs the same
-service class as an ASGI app inside the test process, with its middleware and
-lifespan, for what is about the service's own code (validation, answers).
+127.0.0.1, started once per session: for what only the real server shows (its
+processes, metrics, logs, key handling end to end, concurrency). `in_process(...)`
+serves the same service class as an ASGI app from a thread of the test
+process, with its middleware and lifespan, for what is about the service's
+own code (validation, answers): no cold start of a server process.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -82,26 +85,48 @@ def describe(champion: Champion, url: str = "", log: Path | None = None) -> Serv
                   snapshot.raw_rows(holdout))
 
 
+@functools.cache
+def _service_app():
+    """One ASGI app per process: BentoML registers its request metrics once per
+    app, and each new server's lifespan makes a new service instance, which
+    reads LOCKGATE_MODEL_TAG."""
+    from services.service import LockgateService
+
+    return LockgateService.to_asgi()
+
+
 @contextmanager
 def in_process(model_tag: str, key: str | None = API_KEY) -> Iterator[httpx.Client]:
-    """The service for `model_tag` as an ASGI app in this process (its
-    lifespan loads the model), with an HTTP client that sends `key`."""
-    from starlette.testclient import TestClient
+    """The service for `model_tag` as an ASGI app in this process, with its
+    middleware and lifespan (which loads the model), on a loopback port; and
+    an HTTP client for it that sends `key`."""
+    import threading
 
-    from services.service import LockgateService
+    import uvicorn
 
     saved = {k: os.environ.get(k) for k in ("LOCKGATE_MODEL_TAG", "LOCKGATE_API_KEYS")}
     os.environ.update(LOCKGATE_MODEL_TAG=model_tag, LOCKGATE_API_KEYS=f"{API_KEY},{OLD_KEY}")
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    port = bento_server.free_port()
+    config = uvicorn.Config(_service_app(), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"in-process {model_tag}", daemon=True)
+    thread.start()
     try:
-        with TestClient(LockgateService.to_asgi(), base_url="http://127.0.0.1", headers=headers) as client:
+        deadline = time.monotonic() + 120
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, f"the service for {model_tag} did not start"
+            time.sleep(0.05)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60) as client:
             yield client
     finally:
-        for key, value in saved.items():
+        server.should_exit = True
+        thread.join(timeout=30)
+        for name, value in saved.items():
             if value is None:
-                os.environ.pop(key, None)
+                os.environ.pop(name, None)
             else:
-                os.environ[key] = value
+                os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,6 @@ import pytest
 
 from tests.services.conftest import API_KEY, OLD_KEY, in_process
 
-pytestmark = pytest.mark.integration
-
 
 def test_predictions_match_the_in_process_model(digits_service):
     with digits_service.client() as client:
@@ -91,7 +89,8 @@ def test_bad_requests_get_a_4xx_naming_the_problem(digits_service, case):
 
 
 def test_nan_is_refused(digits_service):
-    payload = '{"instances": [' + ",".join(["[" + ",".join(["[NaN]"] * 8) + "]"] * 8) + "]}"
+    row = "[" + ",".join(["[NaN]"] * 8) + "]"
+    payload = '{"instances": [[' + ",".join([row] * 8) + "]]}"  # one 8x8x1 image of NaN
     with digits_service.client() as client:
         response = client.post("/predict", content=payload, headers={"content-type": "application/json"})
     assert response.status_code == 422, response.text

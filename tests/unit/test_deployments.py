@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.unit
-
 
 def test_run_parameters_are_laid_over_the_settings(settings):
     from flows.deployments import settings_for_run

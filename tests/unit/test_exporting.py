@@ -15,7 +15,6 @@ from lockgate.exporting import describe_exception, export_model, float32_model, 
 from lockgate.records import ExportResult
 from lockgate.settings import ExportSettings
 
-pytestmark = pytest.mark.unit
 
 ALL_FORMATS = ["saved_model", "tflite_dynamic", "tflite_float16", "tflite_int8", "onnx"]
 

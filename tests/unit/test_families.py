@@ -8,8 +8,6 @@ import pytest
 from lockgate.families import FAMILIES, family_for
 from lockgate.records import DatasetMeta
 
-pytestmark = pytest.mark.unit
-
 
 def test_each_family_is_registered_under_its_own_name_with_a_task():
     assert set(FAMILIES) == {"image", "text", "tabular", "regression"}

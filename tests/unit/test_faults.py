@@ -4,8 +4,6 @@ import pytest
 
 from lockgate.faults import DeterministicFailure, TransientFault, is_transient
 
-pytestmark = pytest.mark.unit
-
 
 class _HttpError(Exception):
     def __init__(self, status: int) -> None:

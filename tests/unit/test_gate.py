@@ -16,8 +16,6 @@ from lockgate.settings import GateSettings
 from lockgate.stats import macro_f1
 from tests.generated import predictions_with_accuracy, three_class_labels
 
-pytestmark = pytest.mark.unit
-
 
 # --- classification scores ----------------------------------------------- #
 

@@ -14,7 +14,6 @@ import jsonschema
 import pytest
 import yaml
 
-pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"

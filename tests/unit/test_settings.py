@@ -8,8 +8,6 @@ import pytest
 
 from lockgate.settings import LockgateSettings
 
-pytestmark = pytest.mark.unit
-
 
 def test_environment_and_yaml(tmp_path, monkeypatch):
     config = tmp_path / "lockgate.yaml"

@@ -9,8 +9,6 @@ import pytest
 from lockgate.stats import macro_f1, metric_value, paired_bootstrap_difference, rmse_bootstrap_improvement
 from tests.generated import predictions_with_accuracy, three_class_labels
 
-pytestmark = pytest.mark.unit
-
 
 def _interval(metric, y, challenger, champion, samples=500, confidence=0.95, seed=0):
     """(observed, low, high) of challenger minus champion on `metric`, as the

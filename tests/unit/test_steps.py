@@ -18,8 +18,6 @@ from tasks.track import open_run_task
 from tasks.train import train_task
 from tasks.validate import validate_task
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.fixture(scope="module")
 def trained(wine_csv):

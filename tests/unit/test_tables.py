@@ -19,8 +19,6 @@ from lockgate.families.tables import (
     typed_frame,
 )
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.fixture(scope="module")
 def penguins() -> pd.DataFrame:

@@ -15,7 +15,6 @@ from lockgate.records import ServedMeta
 from services.middleware import ApiKeyMiddleware, BodyLimitMiddleware, key_is_valid, presented_key
 from services.runtime import ModelSpec, RequestError
 
-pytestmark = pytest.mark.unit
 
 def _table_contract() -> dict:
     frame = pd.DataFrame({"x": np.linspace(0, 1, 20), "y": np.linspace(5, 9, 20), "t": ["a", "b"] * 10})

@@ -7,11 +7,8 @@ import threading
 import time
 
 import numpy as np
-import pytest
 
 from services.batching import AdaptiveBatcher, Overloaded
-
-pytestmark = pytest.mark.unit
 
 
 class SlowDouble:
