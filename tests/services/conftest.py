@@ -40,6 +40,7 @@ class Served:
     model_tag: str
     model_name: str
     version: str
+    run_id: str
     x: np.ndarray  # holdout examples
     expected: np.ndarray  # in-process probabilities for x
     meta: DatasetMeta
@@ -81,7 +82,7 @@ def describe(champion: Champion, url: str = "", log: Path | None = None) -> Serv
     x = snapshot.x[holdout]
     model_file = champion.settings.runs_dir / result.run_id / "model.keras"
     return Served(url, result.package.bento_tag, result.package.model_tag, champion.name, result.registered.version,
-                  x, predict_outputs(load_keras_model(model_file), x), snapshot.meta, model_file, log,
+                  result.run_id, x, predict_outputs(load_keras_model(model_file), x), snapshot.meta, model_file, log,
                   snapshot.raw_rows(holdout))
 
 

@@ -63,13 +63,18 @@ def test_image_float_formats_pass_parity(digits_exports, fmt):
     assert result.agreement >= 0.995
     assert result.size_bytes > 0 and Path(result.path).exists()
     assert result.latency_ms_p50 > 0
-    assert result.max_abs_difference < {"saved_model": 1e-4, "onnx": 1e-4}.get(fmt, 0.1)
+    # Float formats are exact to rounding; float16 weights and dynamic-range
+    # int8 weights move probabilities by about 5e-4 and 3e-2 on this model.
+    tolerance = {"saved_model": 1e-4, "onnx": 1e-4, "tflite_float16": 2e-3, "tflite_dynamic": 0.05}[fmt]
+    assert result.max_abs_difference < tolerance
 
 
 def test_image_int8_is_produced_and_checked(digits_exports):
     int8 = digits_exports["tflite_int8"]
-    assert int8.status in ("passed", "failed_parity"), int8.reason
-    assert int8.agreement is not None and int8.max_abs_difference is not None
+    # Full-integer quantisation of a confident classifier keeps every label;
+    # its uint8 outputs move probabilities by about 0.04 here.
+    assert int8.status == "passed" and int8.shipped, int8.reason
+    assert int8.agreement >= 0.995 and int8.max_abs_difference < 0.1
     variables = Path(digits_exports["saved_model"].path) / "variables"
     float_weights = sum(f.stat().st_size for f in variables.rglob("*") if f.is_file())
     assert 0 < int8.size_bytes < float_weights
