@@ -58,6 +58,14 @@ def _lockgate(home: Path, *args: str, env: dict[str, str] | None = None, timeout
     return subprocess.run([LOCKGATE, *args], env=env or _env(home), capture_output=True, text=True, timeout=timeout)
 
 
+def _with_a_prefect_server(home: Path) -> dict[str, str]:
+    """The workspace's environment plus a running Prefect server (the session's),
+    as a team has: the run reports there instead of starting a temporary one."""
+    from prefect.settings import PREFECT_API_URL
+
+    return _env(home) | {"PREFECT_API_URL": str(PREFECT_API_URL.value())}
+
+
 def _digits_tail() -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
 
@@ -134,35 +142,35 @@ def test_invalid_settings_exit_2_naming_the_setting(fresh_run):
     assert result.returncode == 2 and "Invalid settings: gate.min_accuracy" in result.stderr, result.stderr[-2000:]
 
 
-def test_a_gate_rejection_exits_0_and_keeps_the_champion(fresh_run, tmp_path):
+def test_a_gate_rejection_exits_0_and_keeps_the_champion(fresh_run, prefect_harness, tmp_path):
     """--config is read: its bar rejects the challenger, which is not an error."""
     home, _ = fresh_run
     config = tmp_path / "strict.yaml"
     config.write_text("training: {epochs: 1}\ngate: {min_accuracy: 0.9999}\n")
-    result = _lockgate(home, "run", "--config", str(config))
+    result = _lockgate(home, "run", "--config", str(config), env=_with_a_prefect_server(home))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Gate: REJECT" in result.stdout and "is below the required 0.9999" in result.stdout
     assert "Nothing registered; the champion is unchanged." in result.stdout
     assert json.loads((home / "champion.json").read_text())["version"] == "1"
 
 
-def test_a_failed_step_exits_1_and_keeps_the_champion(fresh_run):
+def test_a_failed_step_exits_1_and_keeps_the_champion(fresh_run, prefect_harness):
     """A real failure inside a step: an architecture that does not fit the data."""
     home, _ = fresh_run
-    result = _lockgate(home, "run", "--architecture", "lstm", "--epochs", "1")
+    result = _lockgate(home, "run", "--architecture", "lstm", "--epochs", "1", env=_with_a_prefect_server(home))
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Run failed:" in result.stdout and "does not fit image data" in result.stdout
     assert "champion is unchanged" in result.stdout
     assert json.loads((home / "champion.json").read_text())["version"] == "1"
 
 
-def test_bad_file_exits_non_zero_with_the_reason(fresh_run, tmp_path):
+def test_bad_file_exits_non_zero_with_the_reason(fresh_run, prefect_harness, tmp_path):
     home, _ = fresh_run
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b,label\n1,2,x\n3,4\n5,6,y,7\n")
     report = tmp_path / "report.md"
-    result = subprocess.run([LOCKGATE, "run", "--data", str(bad), "--target", "label", "--report", str(report)],
-                            env=_env(home), capture_output=True, text=True, timeout=300)
+    result = _lockgate(home, "run", "--data", str(bad), "--target", "label", "--report", str(report),
+                       env=_with_a_prefect_server(home), timeout=300)
     assert result.returncode == 2
     assert "FAILED" in report.read_text() and "not a well-formed table" in report.read_text()
     assert "Validation failed" in result.stdout
