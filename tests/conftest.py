@@ -35,17 +35,17 @@ def pytest_configure(config: pytest.Config) -> None:
     apply_environment(get_settings())
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_itemcollected(item: pytest.Item) -> None:
     """The tier is the directory: tests/flows/... is marked `flows`. Under
     xdist (`make test`), a module's tests stay on one worker, so its module
     fixtures (a stack of servers, a trained model) start once; and every test
-    of a shared champion goes to the same worker, which promotes it once."""
-    for item in items:
-        tier = Path(item.path).resolve().relative_to(TESTS).parts[0]
-        item.add_marker(getattr(pytest.mark, tier))
-        shared = SHARED_CHAMPIONS & set(item.fixturenames)
-        item.add_marker(pytest.mark.xdist_group("shared-champions" if shared else item.module.__name__))
+    of a shared champion goes to the same worker, which promotes it once.
+    (Marked as each item is collected: xdist reads the groups in its own
+    collection hook.)"""
+    tier = Path(item.path).resolve().relative_to(TESTS).parts[0]
+    item.add_marker(getattr(pytest.mark, tier))
+    shared = SHARED_CHAMPIONS & set(getattr(item, "fixturenames", ()))
+    item.add_marker(pytest.mark.xdist_group("shared-champions" if shared else item.module.__name__))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
