@@ -18,10 +18,11 @@ $(VENV)/.synced: requirements.lock pyproject.toml
 run: $(VENV)/.synced
 	$(BIN)/lockgate run $(ARGS)
 
-# Two workers (one per core); tests/conftest.py keeps each module, and the
-# tests of the session's shared champions, on one worker.
+# Three workers on two cores: much of the suite waits on servers and child
+# processes. tests/conftest.py keeps each module, and the tests of the
+# session's shared champions, on one worker.
 test: $(VENV)/.synced
-	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=25 $(ARGS)
+	$(BIN)/python -m pytest -n 3 --dist loadgroup --durations=25 $(ARGS)
 
 # Minutes, not the suite: no pipeline runs, no servers.
 test-fast: $(VENV)/.synced
