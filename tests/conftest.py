@@ -19,9 +19,6 @@ SESSION_HOME = Path(tempfile.mkdtemp(prefix="lockgate-tests-"))
 TESTS = Path(__file__).resolve().parent
 # Promoted once per session (per worker under xdist) and shared across modules.
 SHARED_CHAMPIONS = {"digits_champion", "wine_champion", "text_champion"}
-# The longest groups of tests (minutes each), started first so that no worker
-# is left running one of them alone at the end.
-LONGEST_FIRST = ["tests.integration.test_stack", "tests.e2e.test_cli", "shared-champions"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -49,14 +46,6 @@ def pytest_itemcollected(item: pytest.Item) -> None:
     item.add_marker(getattr(pytest.mark, tier))
     shared = SHARED_CHAMPIONS & set(getattr(item, "fixturenames", ()))
     item.add_marker(pytest.mark.xdist_group("shared-champions" if shared else item.module.__name__))
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        [group] = [mark.args[0] for mark in item.iter_markers("xdist_group")]
-        return LONGEST_FIRST.index(group) if group in LONGEST_FIRST else len(LONGEST_FIRST)
-
-    items.sort(key=rank)  # stable: each group keeps its own order
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
