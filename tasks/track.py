@@ -29,9 +29,9 @@ def open_run(
     existing = mlflow_client.search_runs(
         [experiment_id], filter_string=f"tags.`lockgate.pipeline_id` = '{pipeline_id}'", max_results=1
     )
-    if existing:
-        return existing[0].info.run_id
-    run = mlflow_client.create_run(
+    # A retry finds the run an earlier attempt opened, and completes what that
+    # attempt may not have logged (the same values again are no-ops).
+    run_id = existing[0].info.run_id if existing else mlflow_client.create_run(
         experiment_id,
         run_name=f"{model_name}-{pipeline_id[:8]}",
         tags={
@@ -43,8 +43,7 @@ def open_run(
             "lockgate.code_version": code_version(),
             "lockgate.validation": summary.verdict(),
         },
-    )
-    run_id = run.info.run_id
+    ).info.run_id
     meta_file = Path(summary.snapshot) / "meta.json"
     mlflow_client.log_artifact(run_id, str(meta_file), artifact_path="data")
     if summary.contract:  # the column roles, readable in the MLflow UI
