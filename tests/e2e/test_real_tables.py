@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.pipelines import Champion, pipeline_settings
+from tests.pipelines import Champion, champion_version, pipeline_settings
 from tests.services.conftest import describe, in_process
 
 
@@ -108,12 +108,6 @@ def credit_champion(prefect_harness, tmp_path_factory):
     return path, result
 
 
-def _champion_version(name: str) -> str:
-    import mlflow
-
-    return str(mlflow.MlflowClient().get_model_version_by_alias(name, "champion").version)
-
-
 def test_renamed_copy_is_judged_against_that_models_champion(credit_champion, tmp_path):
     from flows.training import training_pipeline
 
@@ -131,12 +125,12 @@ def test_renamed_copy_is_judged_against_that_models_champion(credit_champion, tm
 def _blocked(path: Path, champion_name: str, column: str, phrase: str) -> None:
     from flows.training import ValidationFailed, training_pipeline
 
-    before = _champion_version(champion_name)
+    before = champion_version(champion_name)
     with pytest.raises(ValidationFailed) as failure:
         training_pipeline(data=str(path), target="Status", model_name=champion_name, settings=_settings(epochs=2))
     blocking = " / ".join(f"{c.name}: {c.message}" for c in failure.value.summary.blocking_failures)
     assert f"'{column}'" in blocking and phrase in blocking, blocking
-    assert _champion_version(champion_name) == before
+    assert champion_version(champion_name) == before
 
 
 def test_unseen_category_in_most_rows_is_refused(credit_champion, tmp_path):

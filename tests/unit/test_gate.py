@@ -34,15 +34,23 @@ def _classification_metrics(y, pred):
     return {"accuracy": float(np.mean(pred == y)), "macro_f1": macro_f1(y, pred, int(max(y.max(), pred.max())) + 1)}
 
 
-def _classification(y, challenger, champion=None, metrics=None) -> HoldoutScores:
-    return HoldoutScores(
-        y_true=y,
-        challenger_pred=challenger,
-        metrics=_classification_metrics(y, challenger) if metrics is None else metrics,
-        champion_version=None if champion is None else "1",
-        champion_pred=champion,
-        champion_metrics=None if champion is None else _classification_metrics(y, champion),
-    )
+def _scores(score, champion_version: str):
+    """A maker of holdout scores whose metrics come from `score(y, pred)`."""
+
+    def make(y, challenger, champion=None, metrics=None) -> HoldoutScores:
+        return HoldoutScores(
+            y_true=y,
+            challenger_pred=challenger,
+            metrics=score(y, challenger) if metrics is None else metrics,
+            champion_version=None if champion is None else champion_version,
+            champion_pred=champion,
+            champion_metrics=None if champion is None else score(y, champion),
+        )
+
+    return make
+
+
+_classification = _scores(_classification_metrics, "1")
 
 
 # --- regression scores --------------------------------------------------- #
@@ -56,15 +64,7 @@ def _errors(n=400, sd=30.0, seed=1):
     return np.random.default_rng(seed).normal(0, sd, n)
 
 
-def _regression(y, challenger, champion=None, metrics=None) -> HoldoutScores:
-    return HoldoutScores(
-        y_true=y,
-        challenger_pred=challenger,
-        metrics=regression_metrics(y, challenger) if metrics is None else metrics,
-        champion_version=None if champion is None else "3",
-        champion_pred=champion,
-        champion_metrics=None if champion is None else regression_metrics(y, champion),
-    )
+_regression = _scores(regression_metrics, "3")
 
 
 def _metrics_only(metrics) -> HoldoutScores:
