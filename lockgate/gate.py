@@ -3,6 +3,21 @@
 A rule is a pure function of the holdout scores and the gate settings, so it
 can be tested on arrays; `decide` is the adapter that reads the evaluation's
 predictions file and hands the scores to the family's rule.
+
+Why a proper score, paired, with a t-interval. Accuracy scores each row 0 or
+1, so two models differ only on the few rows where one is right and the other
+wrong: on 36 rows the 95% interval of an accuracy difference is about +-0.11,
+and a margin of 0.01 can never be cleared by anything but an identical model.
+A proper scoring rule (the Brier score for classifiers, the squared error for
+regression) scores every row by how much probability the model put on the
+truth, so a better-calibrated or more confident-and-right model shows on
+every row, not only on the disagreements. The two models' losses on the same
+row move together, so the interval is of the per-row difference (pairing),
+and for a mean of bounded differences Student's t-interval holds its level
+from a few dozen rows (`bench/gate_power.py` measures the false- and
+true-promotion rates). Every decision states the smallest difference the
+holdout could detect; when that is larger than the margin the decision says
+so and applies the configured policy (`GateSettings.underpowered`).
 """
 
 from __future__ import annotations
@@ -17,7 +32,7 @@ import numpy as np
 from lockgate.metrics import read_predictions
 from lockgate.records import EvaluationReport, GateDecision
 from lockgate.settings import GateSettings
-from lockgate.stats import paired_bootstrap_difference, rmse_bootstrap_improvement
+from lockgate.stats import paired_bootstrap_difference, paired_loss_difference, rmse_bootstrap_improvement, rows_to_detect
 
 
 @dataclass(frozen=True)
@@ -31,6 +46,10 @@ class HoldoutScores:
     champion_version: str | None = None
     champion_pred: np.ndarray | None = None
     champion_metrics: Mapping[str, float] | None = None
+    # Per-row losses under the family's proper score (Brier score, squared
+    # error), for the proper-score comparison.
+    challenger_loss: np.ndarray | None = None
+    champion_loss: np.ndarray | None = None
 
 
 class Bound(NamedTuple):
@@ -59,16 +78,22 @@ def read_holdout_scores(report: EvaluationReport) -> HoldoutScores:
         champion_version=report.champion_version,
         champion_pred=predictions.get("champion_pred"),
         champion_metrics=report.champion_metrics,
+        challenger_loss=predictions.get("challenger_loss"),
+        champion_loss=predictions.get("champion_loss"),
     )
 
 
 def decide_classification(scores: HoldoutScores, gate: GateSettings) -> GateDecision:
-    """Accuracy and macro-F1 floors, then the chosen metric against the
-    champion: the confidence interval's lower bound must not fall below
-    minus the allowed margin."""
-    decision = _judge_thresholds(
-        scores.metrics, [Bound("accuracy", gate.min_accuracy), Bound("macro_f1", gate.min_macro_f1)], gate.metric
-    )
+    """Accuracy and macro-F1 floors, then the comparison with the champion:
+    by default the Brier score (lower is better), at most `score_margin`
+    worse at the interval's bound; or the chosen metric (`comparison="metric"`)."""
+    floors = [Bound("accuracy", gate.min_accuracy), Bound("macro_f1", gate.min_macro_f1)]
+    if gate.comparison == "proper_score":
+        decision = _judge_thresholds(scores.metrics, floors, "brier_score", higher_is_better=False)
+        if _champion_to_compare(scores, decision) is not None:
+            _compare_losses(decision, scores, gate, gate.score_margin)
+        return decision
+    decision = _judge_thresholds(scores.metrics, floors, gate.metric)
     champion_pred = _champion_to_compare(scores, decision)
     if champion_pred is None:
         return decision
@@ -88,12 +113,19 @@ def decide_classification(scores: HoldoutScores, gate: GateSettings) -> GateDeci
 
 
 def decide_regression(scores: HoldoutScores, gate: GateSettings) -> GateDecision:
-    """R^2 (and optionally RMSE) thresholds, then RMSE against the champion,
-    lower being better, with the same lower-bound rule; the margin is a
-    fraction of the champion's RMSE."""
+    """R^2 (and optionally RMSE) thresholds, then the comparison with the
+    champion, lower being better: by default the mean squared error, whose
+    margin is what lets the RMSE grow by `rmse_margin_fraction`; or the RMSE
+    itself with a paired bootstrap (`comparison="metric"`)."""
     bounds = [Bound("r2", gate.min_r2)]
     if gate.max_rmse is not None:
         bounds.append(Bound("rmse", gate.max_rmse, at_least=False))
+    if gate.comparison == "proper_score":
+        decision = _judge_thresholds(scores.metrics, bounds, "mse", higher_is_better=False)
+        if _champion_to_compare(scores, decision) is not None:
+            margin = ((1 + gate.rmse_margin_fraction) ** 2 - 1) * decision.champion
+            _compare_losses(decision, scores, gate, margin)
+        return decision
     decision = _judge_thresholds(scores.metrics, bounds, "rmse", higher_is_better=False)
     champion_pred = _champion_to_compare(scores, decision)
     if champion_pred is None:
@@ -115,9 +147,54 @@ def decide_regression(scores: HoldoutScores, gate: GateSettings) -> GateDecision
         _reject(
             decision,
             f"{verdict}: could be worse by more than the allowed {allowed:.4f} "
-            f"({gate.rmse_margin_fraction:.0%} of the champion's rmse)",
+            f"({gate.rmse_margin_fraction:.1%} of the champion's rmse)",
         )
     return decision
+
+
+def _compare_losses(decision: GateDecision, scores: HoldoutScores, gate: GateSettings, margin: float) -> None:
+    """The proper-score rule: the interval's bound of (champion loss minus
+    challenger loss) must not fall below minus the margin, and the decision
+    states the holdout's power. When the holdout cannot resolve the margin,
+    `gate.underpowered` decides."""
+    if scores.challenger_loss is None or scores.champion_loss is None or len(scores.champion_loss) != len(scores.challenger_loss):
+        _reject(decision, "per-example losses of both models are missing: cannot compare, rejecting")
+        return
+    paired = paired_loss_difference(scores.challenger_loss, scores.champion_loss, gate.confidence, gate.power)
+    decision.difference_ci = (-paired.high, -paired.low)
+    decision.margin, decision.detectable = margin, paired.detectable
+    decision.resolved = paired.detectable <= margin  # NaN: not resolved
+    verdict = (
+        f"{decision.metric} challenger - champion v{scores.champion_version} = {-paired.improvement:+.4f} "
+        f"(lower is better), {gate.confidence:.0%} CI [{-paired.high:+.4f}, {-paired.low:+.4f}]"
+    )
+    power = (
+        f"{paired.rows} holdout rows detect a difference of {paired.detectable:.4f} "
+        f"with {gate.power:.0%} power"
+    )
+    not_worse = paired.low >= -margin  # a NaN bound rejects
+    if decision.resolved:
+        if not_worse:
+            decision.reasons.append(f"{verdict}: not worse by more than the allowed {margin:.4f} ({power})")
+        else:
+            _reject(decision, f"{verdict}: could be worse by more than the allowed {margin:.4f} ({power})")
+        return
+    needed = rows_to_detect(paired.spread, margin, gate.confidence, gate.power)
+    unresolved = (
+        f"the holdout cannot resolve the allowed margin of {margin:.4f}: {power}"
+        + (f"; about {needed} rows would" if needed else "")
+    )
+    if gate.underpowered == "refuse":
+        _reject(decision, f"{verdict}; {unresolved}. Rejecting, as the 'refuse' policy says: evaluate on more rows")
+    elif gate.underpowered == "improvement":
+        if paired.low > 0:
+            decision.reasons.append(f"{verdict}: significantly better, which the 'improvement' policy asks for when {unresolved}")
+        else:
+            _reject(decision, f"{verdict}: not significantly better, which the 'improvement' policy asks for when {unresolved}")
+    elif not_worse:
+        decision.reasons.append(f"{verdict}: not worse by more than the allowed {margin:.4f}, although {unresolved}")
+    else:
+        _reject(decision, f"{verdict}: could be worse by more than the allowed {margin:.4f}; {unresolved}")
 
 
 def _judge_thresholds(

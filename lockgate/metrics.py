@@ -7,9 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from lockgate.stats import brier_losses
+
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: list[str]) -> dict[str, Any]:
-    """Accuracy, macro-F1, log-loss and per-class precision/recall."""
+    """Accuracy, macro-F1, log-loss, Brier score and per-class precision/recall."""
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, precision_recall_fscore_support
 
     labels = list(range(len(class_names)))
@@ -24,6 +26,7 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: l
             "accuracy": float(accuracy_score(y_true, y_pred)),
             "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
             "log_loss": float(log_loss(y_true, clipped, labels=labels)),
+            "brier_score": float(brier_losses(y_true, proba).mean()),
         },
         "per_class": {
             name: {"precision": float(p), "recall": float(r), "support": float(s)}
@@ -34,12 +37,14 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: l
 
 
 def regression_metrics(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    """RMSE, MAE and R^2, beside the RMSE of always predicting the mean."""
+    """RMSE (and its square, the MSE), MAE and R^2, beside the RMSE of always
+    predicting the mean."""
     errors = predicted.astype("float64") - y_true.astype("float64")
     variance = float(np.var(y_true.astype("float64")))
     rmse = float(np.sqrt(np.mean(errors**2)))
     return {
         "rmse": rmse,
+        "mse": float(np.mean(errors**2)),
         "mae": float(np.mean(np.abs(errors))),
         "r2": float(1 - np.mean(errors**2) / variance) if variance > 0 else float("nan"),
         "mean_predictor_rmse": float(np.sqrt(variance)),

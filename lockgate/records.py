@@ -150,8 +150,13 @@ class GateDecision(BaseModel):
     higher_is_better: bool = True
     challenger: float
     champion: float | None = None
-    difference_ci: tuple[float, float] | None = None
+    difference_ci: tuple[float, float] | None = None  # challenger minus champion
     reasons: list[str] = Field(default_factory=list)
+    # The comparison's power: the allowed margin, the smallest difference the
+    # holdout detects, and whether the margin was resolved (detectable <= margin).
+    margin: float | None = None
+    detectable: float | None = None
+    resolved: bool | None = None
 
     def headline(self) -> str:
         return ("PROMOTE" if self.promote else "REJECT") + ": " + "; ".join(self.reasons)

@@ -11,7 +11,9 @@ from lockgate.records import (
     ValidationSummary,
 )
 
-SHOWN_METRICS = ("accuracy", "macro_f1", "log_loss", "rmse", "mae", "r2", "mean_predictor_rmse", "latency_ms_p50")
+SHOWN_METRICS = (
+    "accuracy", "macro_f1", "log_loss", "brier_score", "rmse", "mse", "mae", "r2", "mean_predictor_rmse", "latency_ms_p50"
+)
 
 
 def validation_markdown(summary: ValidationSummary) -> str:

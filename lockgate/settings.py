@@ -76,7 +76,30 @@ class ValidationSettings(BaseModel):
 
 
 class GateSettings(BaseModel):
-    # Classification is judged on `metric`; regression always on RMSE.
+    """Absolute thresholds, then the comparison with the champion.
+
+    `comparison="proper_score"` (the default) compares per-example losses on
+    the same holdout rows (Brier score for classifiers, squared error for
+    regression) with a paired t-interval; `"metric"` compares the holdout's
+    accuracy or macro-F1 (RMSE for regression) with a paired bootstrap, which
+    needs thousands of rows to resolve a margin of one point. See
+    lockgate/gate.py for the argument."""
+
+    comparison: Literal["proper_score", "metric"] = "proper_score"
+    # The challenger's mean Brier score may exceed the champion's by at most
+    # this much (classification, proper_score comparison). A confidently
+    # wrong answer costs up to 2, a right one 0; 0.02 is about one
+    # confidently wrong answer more per hundred rows.
+    score_margin: float = Field(0.02, ge=0, le=2)
+    # What to do when the holdout is too small to resolve the margin (the
+    # smallest difference it detects at `power` exceeds the margin):
+    # "non_inferiority" applies the same rule anyway (its false-promotion rate
+    # still holds; only a clearly better challenger passes), "improvement"
+    # promotes only a significantly better challenger, "refuse" rejects and
+    # says how many rows would resolve it. Every decision states its power.
+    underpowered: Literal["non_inferiority", "improvement", "refuse"] = "non_inferiority"
+    power: float = Field(0.8, gt=0.5, lt=1)
+    # The metric comparison judges classification on `metric`, regression on RMSE.
     metric: Literal["accuracy", "macro_f1"] = "accuracy"
     min_accuracy: float = Field(0.8, ge=0, le=1)
     min_macro_f1: float = Field(0.75, ge=0, le=1)
@@ -84,10 +107,11 @@ class GateSettings(BaseModel):
     min_r2: float = Field(0.2, le=1)
     max_rmse: float | None = Field(None, gt=0)
     # Regression: the challenger's RMSE may exceed the champion's by at most
-    # this fraction of the champion's RMSE, at the interval's bound.
+    # this fraction of the champion's RMSE, at the interval's bound (the
+    # proper-score comparison turns it into a margin on the mean squared error).
     rmse_margin_fraction: float = Field(0.02, ge=0)
-    # The challenger may be worse than the champion by at most this much,
-    # judged on the lower bound of a paired bootstrap interval.
+    # Metric comparison: the challenger may be worse than the champion by at
+    # most this much, judged on the lower bound of a paired bootstrap interval.
     regression_margin: float = Field(0.01, ge=0, le=1)
     bootstrap_samples: int = Field(2000, ge=100)
     confidence: float = Field(0.95, gt=0.5, lt=1)

@@ -31,14 +31,17 @@ def evaluate_model(
     x, y = snapshot.x[split["holdout"]], snapshot.y[split["holdout"]]
     names = snapshot.class_names
     model = load_keras_model(training.model_path)
-    scored = family.score(y, predict_outputs(model, x), names)
+    outputs = predict_outputs(model, x)
+    scored = family.score(y, outputs, names)
     metrics = scored["metrics"] | measure_latency(model, x)
 
-    champion_metrics, champion_pred = None, None
+    champion_metrics, champion_pred, champion_loss = None, None, None
     if champion is not None:
         champion_x = snapshot.inputs_for(champion.data_meta, split["holdout"])
-        champion_scored = family.score(y, champion_outputs(champion, champion_x, names), names)
+        champion_raw = champion_outputs(champion, champion_x, names)
+        champion_scored = family.score(y, champion_raw, names)
         champion_metrics, champion_pred = champion_scored["metrics"], champion_scored["predictions"]
+        champion_loss = family.example_losses(y, champion_raw)
 
     out_dir = settings.runs_dir / training.run_id
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -48,6 +51,8 @@ def evaluate_model(
         y_true=y,
         challenger_pred=scored["predictions"],
         champion_pred=champion_pred if champion_pred is not None else np.array([], dtype=y.dtype),
+        challenger_loss=family.example_losses(y, outputs),
+        champion_loss=champion_loss if champion_loss is not None else np.array([], dtype="float64"),
     )
     figure = family.holdout_figure(y, scored, names, out_dir)
     mlflow_client = client(settings)

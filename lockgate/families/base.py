@@ -157,6 +157,10 @@ class Family:
     def decide(self, scores: "HoldoutScores", gate: "GateSettings") -> GateDecision:
         raise NotImplementedError
 
+    def example_losses(self, y_true: np.ndarray, outputs: np.ndarray) -> np.ndarray:
+        """Each holdout row's loss under the task's proper score, for the gate."""
+        raise NotImplementedError
+
     def holdout_figure(self, y_true: np.ndarray, scored: dict[str, Any], class_names: list[str], folder: Path) -> Path:
         raise NotImplementedError
 
@@ -210,6 +214,11 @@ class Classification:
         from lockgate.metrics import classification_metrics
 
         return classification_metrics(y_true, outputs, class_names) | {"predictions": outputs.argmax(axis=1)}
+
+    def example_losses(self, y_true: np.ndarray, outputs: np.ndarray) -> np.ndarray:
+        from lockgate.stats import brier_losses
+
+        return brier_losses(y_true, outputs)
 
     def decide(self, scores: "HoldoutScores", gate: "GateSettings") -> GateDecision:
         from lockgate.gate import decide_classification
@@ -288,6 +297,11 @@ class Regression:
         from lockgate.gate import decide_regression
 
         return decide_regression(scores, gate)
+
+    def example_losses(self, y_true: np.ndarray, outputs: np.ndarray) -> np.ndarray:
+        from lockgate.stats import squared_errors
+
+        return squared_errors(y_true, outputs[:, 0])
 
     def holdout_figure(self, y_true: np.ndarray, scored: dict[str, Any], class_names: list[str], folder: Path) -> Path:
         from lockgate.plots import prediction_scatter

@@ -55,7 +55,7 @@ def test_regression_family(prefect_harness, diabetes_csv):
     champion = promote(str(diabetes_csv), "target", "diabetes", pipeline_settings(80, exports=True, verify_bento=True))
     result, exports = _checked(champion)
     metrics = result.evaluation.metrics
-    assert result.validation.family == "regression" and result.gate.metric == "rmse"
+    assert result.validation.family == "regression" and result.gate.metric == "mse"
     assert metrics["r2"] >= 0.3 and metrics["rmse"] < metrics["mean_predictor_rmse"]
     assert exports["tflite_int8"].status == "unavailable"
     assert exports["onnx"].status == "passed" and exports["tflite_dynamic"].agreement is not None

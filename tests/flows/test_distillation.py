@@ -47,5 +47,6 @@ def test_student_is_gated_against_its_teacher(digits_champion):
     assert params["distilled_from"] == f"models:/{name}/{teacher_version}" and params["distillation.width"] == "0.25"
     # The same gate decides: compared with the teacher on the same holdout.
     assert student.evaluation.champion_version == teacher_version
-    assert student.gate.champion == pytest.approx(report.teacher_metric)
+    assert student.gate.metric == "brier_score"
+    assert student.gate.champion == pytest.approx(student.evaluation.champion_metrics["brier_score"])
     assert any(f"champion v{teacher_version}" in reason for reason in student.gate.reasons)

@@ -1,10 +1,13 @@
-"""The gate's rule on arrays: absolute thresholds, then no regression against
-the champion, judged on the lower bound of a paired-bootstrap interval; and
-the adapter that reads the evaluation's predictions file."""
+"""The gate's rules on arrays: absolute thresholds, then no regression against
+the champion, judged on an interval's lower bound: on per-example proper
+scores with a paired t-interval (the default), or on a whole-holdout metric
+with a paired bootstrap (`comparison="metric"`); and the adapter that reads
+the evaluation's predictions file."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import pytest
@@ -15,6 +18,9 @@ from lockgate.records import EvaluationReport
 from lockgate.settings import GateSettings
 from lockgate.stats import macro_f1
 from tests.generated import predictions_with_accuracy, three_class_labels
+
+
+MetricGate = partial(GateSettings, comparison="metric")
 
 
 # --- classification scores ----------------------------------------------- #
@@ -77,7 +83,7 @@ def _metrics_only(metrics) -> HoldoutScores:
 
 def test_first_model_is_judged_on_thresholds():
     y = three_class_labels()
-    decision = decide_classification(_classification(y, predictions_with_accuracy(y, 0.95, 1)), GateSettings())
+    decision = decide_classification(_classification(y, predictions_with_accuracy(y, 0.95, 1)), MetricGate())
     assert decision.promote is True and decision.metric == "accuracy" and decision.higher_is_better
     assert decision.champion is None and decision.difference_ci is None
     assert decision.reasons[0] == "accuracy 0.9500 meets the required 0.8000"
@@ -86,7 +92,7 @@ def test_first_model_is_judged_on_thresholds():
 
 def test_below_threshold_is_rejected_with_reason():
     y = three_class_labels()
-    decision = decide_classification(_classification(y, predictions_with_accuracy(y, 0.6, 1)), GateSettings())
+    decision = decide_classification(_classification(y, predictions_with_accuracy(y, 0.6, 1)), MetricGate())
     assert decision.promote is False
     assert "accuracy 0.6000 is below the required 0.8000" in decision.reasons
 
@@ -98,10 +104,10 @@ REGRESSION_METRICS = {"r2": 0.9, "rmse": 10.0}
 @pytest.mark.parametrize(
     ("metric", "settings", "at_limit", "beyond", "meets", "fails"),
     [
-        ("accuracy", GateSettings(min_accuracy=0.8), 0.8, 0.7999, "meets the required 0.8000", "0.7999 is below the required 0.8000"),
-        ("macro_f1", GateSettings(min_macro_f1=0.75), 0.75, 0.7499, "meets the required 0.7500", "0.7499 is below the required 0.7500"),
-        ("r2", GateSettings(min_r2=0.2), 0.2, 0.1999, "meets the required 0.2000", "0.1999 is below the required 0.2000"),
-        ("rmse", GateSettings(max_rmse=30), 30.0, 30.0001, "meets the allowed 30.0000", "30.0001 is above the allowed 30.0000"),
+        ("accuracy", MetricGate(min_accuracy=0.8), 0.8, 0.7999, "meets the required 0.8000", "0.7999 is below the required 0.8000"),
+        ("macro_f1", MetricGate(min_macro_f1=0.75), 0.75, 0.7499, "meets the required 0.7500", "0.7499 is below the required 0.7500"),
+        ("r2", MetricGate(min_r2=0.2), 0.2, 0.1999, "meets the required 0.2000", "0.1999 is below the required 0.2000"),
+        ("rmse", MetricGate(max_rmse=30), 30.0, 30.0001, "meets the allowed 30.0000", "30.0001 is above the allowed 30.0000"),
     ],
 )
 def test_absolute_thresholds_hold_at_their_limit(metric, settings, at_limit, beyond, meets, fails):
@@ -120,12 +126,12 @@ def test_absolute_thresholds_hold_at_their_limit(metric, settings, at_limit, bey
 @pytest.mark.parametrize(
     ("rule", "metrics", "settings", "missing"),
     [
-        (decide_classification, {"accuracy": 1.0}, GateSettings(), "macro_f1"),
-        (decide_classification, {"accuracy": float("nan"), "macro_f1": 1.0}, GateSettings(), "accuracy"),
-        (decide_regression, {"rmse": 10.0}, GateSettings(), "r2"),
-        (decide_regression, {"r2": float("nan"), "rmse": 10.0}, GateSettings(), "r2"),
+        (decide_classification, {"accuracy": 1.0}, MetricGate(), "macro_f1"),
+        (decide_classification, {"accuracy": float("nan"), "macro_f1": 1.0}, MetricGate(), "accuracy"),
+        (decide_regression, {"rmse": 10.0}, MetricGate(), "r2"),
+        (decide_regression, {"r2": float("nan"), "rmse": 10.0}, MetricGate(), "r2"),
         # Without rmse the decision still names it: the challenger's value is NaN.
-        (decide_regression, {"r2": 0.9}, GateSettings(max_rmse=30), "rmse"),
+        (decide_regression, {"r2": 0.9}, MetricGate(max_rmse=30), "rmse"),
     ],
 )
 def test_missing_or_nan_metric_fails_closed(rule, metrics, settings, missing):
@@ -143,7 +149,7 @@ def test_the_lower_bound_decides_not_the_point_estimate():
     y = three_class_labels(n=200)
     champion = predictions_with_accuracy(y, 0.9, 1)
     challenger = _changed(champion, y, worse=4, better=4)
-    gate = GateSettings(regression_margin=0.01)
+    gate = MetricGate(regression_margin=0.01)
     decision = decide_classification(_classification(y, challenger, champion), gate)
     low, high = decision.difference_ci
     assert decision.challenger - decision.champion >= -gate.regression_margin  # the point estimate would promote
@@ -157,10 +163,10 @@ def test_a_lower_bound_within_the_margin_promotes_a_challenger_worse_on_paper():
     within the margin, so the challenger is not a regression."""
     y = three_class_labels(n=2000)
     champion = predictions_with_accuracy(y, 0.9, 1)
-    decision = decide_classification(_classification(y, _changed(champion, y, worse=6), champion), GateSettings())
+    decision = decide_classification(_classification(y, _changed(champion, y, worse=6), champion), MetricGate())
     low, high = decision.difference_ci
     assert decision.challenger < decision.champion and high < 0
-    assert -GateSettings().regression_margin <= low
+    assert -MetricGate().regression_margin <= low
     assert decision.promote is True
     assert any("not worse by more than the allowed 0.0100" in r for r in decision.reasons)
 
@@ -173,7 +179,7 @@ def test_regression_margin_is_honoured(margin, promote):
     y = three_class_labels(n=2000)
     champion = predictions_with_accuracy(y, 0.9, 1)
     decision = decide_classification(_classification(y, _changed(champion, y, worse=6), champion),
-                                     GateSettings(regression_margin=margin))
+                                     MetricGate(regression_margin=margin))
     assert decision.promote is promote
     assert decision.reasons[-1].endswith(f"by more than the allowed {margin:.4f}")
 
@@ -182,7 +188,7 @@ def test_regression_margin_is_honoured(margin, promote):
 def test_a_challenger_identical_to_the_champion_passes_even_with_no_margin(metric):
     y = three_class_labels()
     same = predictions_with_accuracy(y, 0.95, 1)
-    gate = GateSettings(metric=metric, regression_margin=0.0, bootstrap_samples=200)
+    gate = MetricGate(metric=metric, regression_margin=0.0, bootstrap_samples=200)
     decision = decide_classification(_classification(y, same, same.copy()), gate)
     assert decision.difference_ci == (0.0, 0.0)
     assert decision.promote is True
@@ -192,7 +198,7 @@ def test_a_challenger_identical_to_the_champion_passes_even_with_no_margin(metri
 def test_higher_is_better_for_accuracy_and_macro_f1(metric):
     y = three_class_labels()
     strong, weak = predictions_with_accuracy(y, 0.97, 1), predictions_with_accuracy(y, 0.86, 2)
-    gate = GateSettings(metric=metric, bootstrap_samples=500)
+    gate = MetricGate(metric=metric, bootstrap_samples=500)
 
     better = decide_classification(_classification(y, strong, weak), gate)
     assert better.metric == metric and better.higher_is_better
@@ -215,10 +221,10 @@ def test_the_gate_judges_the_metric_it_is_set_to():
     scores = _classification(y, challenger, champion)
     assert scores.metrics["accuracy"] == scores.champion_metrics["accuracy"]
 
-    on_accuracy = decide_classification(scores, GateSettings(metric="accuracy", regression_margin=0.0))
+    on_accuracy = decide_classification(scores, MetricGate(metric="accuracy", regression_margin=0.0))
     assert on_accuracy.difference_ci[0] < 0 < on_accuracy.difference_ci[1]
     assert on_accuracy.promote is False
-    on_macro_f1 = decide_classification(scores, GateSettings(metric="macro_f1", regression_margin=0.0, bootstrap_samples=500))
+    on_macro_f1 = decide_classification(scores, MetricGate(metric="macro_f1", regression_margin=0.0, bootstrap_samples=500))
     assert on_macro_f1.metric == "macro_f1" and on_macro_f1.difference_ci[0] > 0
     assert on_macro_f1.promote is True
 
@@ -231,7 +237,7 @@ def test_a_challenger_that_differs_on_three_rows_is_judged_on_those_rows(metric)
     y = three_class_labels(n=1000)
     champion = predictions_with_accuracy(y, 0.9, 1)
     decision = decide_classification(
-        _classification(y, _changed(champion, y, worse=3), champion), GateSettings(metric=metric, bootstrap_samples=500)
+        _classification(y, _changed(champion, y, worse=3), champion), MetricGate(metric=metric, bootstrap_samples=500)
     )
     low, high = decision.difference_ci
     assert -0.01 < low and high <= 0.0
@@ -241,13 +247,13 @@ def test_a_challenger_that_differs_on_three_rows_is_judged_on_those_rows(metric)
 def test_the_comparison_is_stated_in_words():
     y = three_class_labels(n=2000)
     champion = predictions_with_accuracy(y, 0.9, 1)
-    decision = decide_classification(_classification(y, _changed(champion, y, worse=6), champion), GateSettings())
+    decision = decide_classification(_classification(y, _changed(champion, y, worse=6), champion), MetricGate())
     low, high = decision.difference_ci
     assert decision.reasons[-1] == (
         f"accuracy challenger - champion v1 = {decision.challenger - decision.champion:+.4f}, "
         f"95% CI [{low:+.4f}, {high:+.4f}]: not worse by more than the allowed 0.0100"
     )
-    rejected = decide_classification(_classification(y, _changed(champion, y, worse=60), champion), GateSettings())
+    rejected = decide_classification(_classification(y, _changed(champion, y, worse=60), champion), MetricGate())
     low, high = rejected.difference_ci
     assert rejected.reasons[-1] == (
         f"accuracy challenger - champion v1 = {rejected.challenger - rejected.champion:+.4f}, "
@@ -269,7 +275,7 @@ def test_a_champion_not_scored_on_every_row_fails_closed(unscored):
     y = three_class_labels()
     good = y.copy()
     scores = _classification(y, good, good.copy())
-    decision = decide_classification(replace(scores, **unscored), GateSettings())
+    decision = decide_classification(replace(scores, **unscored), MetricGate())
     assert decision.promote is False
     assert decision.reasons[-1] == "champion v1 could not be scored on this holdout: rejecting"
 
@@ -279,22 +285,22 @@ def test_a_champion_not_scored_on_every_row_fails_closed(unscored):
 
 def test_regression_is_judged_on_r2_and_an_optional_rmse_ceiling():
     y = _values()
-    good = decide_regression(_regression(y, y + _errors(sd=40)), GateSettings())
+    good = decide_regression(_regression(y, y + _errors(sd=40)), MetricGate())
     assert good.promote is True and good.metric == "rmse" and not good.higher_is_better
-    poor = decide_regression(_regression(y, y + _errors(sd=90)), GateSettings())
+    poor = decide_regression(_regression(y, y + _errors(sd=90)), MetricGate())
     assert poor.promote is False and any("r2" in r and "below the required 0.2000" in r for r in poor.reasons)
-    capped = decide_regression(_regression(y, y + _errors(sd=40)), GateSettings(max_rmse=30))
+    capped = decide_regression(_regression(y, y + _errors(sd=40)), MetricGate(max_rmse=30))
     assert capped.promote is False and any("above the allowed 30.0000" in r for r in capped.reasons)
 
 
 def test_rmse_lower_is_better():
     y = _values()
     small, large = y + _errors(sd=35, seed=1), y + _errors(sd=50, seed=2)
-    worse = decide_regression(_regression(y, large, small), GateSettings())
+    worse = decide_regression(_regression(y, large, small), MetricGate())
     assert worse.challenger > worse.champion and worse.difference_ci[0] > 0  # a higher rmse
     assert worse.promote is False
     assert any("could be worse by more than the allowed" in r for r in worse.reasons)
-    better = decide_regression(_regression(y, small, large), GateSettings())
+    better = decide_regression(_regression(y, small, large), MetricGate())
     assert better.challenger < better.champion and better.difference_ci[1] < 0
     assert better.promote is True
     assert any("not worse by more than the allowed" in r for r in better.reasons)
@@ -306,7 +312,7 @@ def test_the_rmse_interval_bound_decides_not_the_point_estimate():
     y, errors = _values(), _errors()
     champion = y + errors
     challenger = y + np.random.default_rng(2).permutation(errors)
-    gate = GateSettings()
+    gate = MetricGate()
     decision = decide_regression(_regression(y, challenger, champion), gate)
     allowed = gate.rmse_margin_fraction * decision.champion
     assert decision.challenger == pytest.approx(decision.champion)  # the point estimate would promote
@@ -319,7 +325,7 @@ def test_rmse_margin_fraction_is_honoured(fraction, promote):
     """Every error 1% larger than the champion's: 1% worse on paper, with a
     narrow interval around it, so a 2% margin admits it and 0.5% does not."""
     y, errors = _values(), _errors()
-    decision = decide_regression(_regression(y, y + 1.01 * errors, y + errors), GateSettings(rmse_margin_fraction=fraction))
+    decision = decide_regression(_regression(y, y + 1.01 * errors, y + errors), MetricGate(rmse_margin_fraction=fraction))
     assert decision.challenger == pytest.approx(1.01 * decision.champion)
     assert 0 < decision.difference_ci[0] < decision.difference_ci[1] < 0.015 * decision.champion
     assert decision.promote is promote
@@ -331,7 +337,7 @@ def test_rmse_margin_fraction_is_honoured(fraction, promote):
 def test_a_regression_challenger_identical_to_the_champion_passes_even_with_no_margin():
     y = _values()
     same = y + _errors()
-    decision = decide_regression(_regression(y, same, same.copy()), GateSettings(rmse_margin_fraction=0.0))
+    decision = decide_regression(_regression(y, same, same.copy()), MetricGate(rmse_margin_fraction=0.0))
     assert decision.difference_ci == (0.0, 0.0)
     assert decision.promote is True
 
@@ -343,7 +349,7 @@ def test_a_regression_challenger_that_differs_on_three_rows_is_judged_on_those_r
     champion = y + errors
     challenger = champion.copy()
     challenger[:3] += np.sign(errors[:3]) * 10
-    decision = decide_regression(_regression(y, challenger, champion), GateSettings(rmse_margin_fraction=0.02))
+    decision = decide_regression(_regression(y, challenger, champion), MetricGate(rmse_margin_fraction=0.02))
     low, high = decision.difference_ci
     assert 0 <= low <= high < 0.02 * decision.champion
     assert decision.promote is True
@@ -351,14 +357,14 @@ def test_a_regression_challenger_that_differs_on_three_rows_is_judged_on_those_r
 
 def test_the_rmse_comparison_is_stated_in_words():
     y, errors = _values(), _errors()
-    gate = GateSettings(rmse_margin_fraction=0.006)
+    gate = MetricGate(rmse_margin_fraction=0.006)
     decision = decide_regression(_regression(y, y + 1.01 * errors, y + errors), gate)
     low, high = decision.difference_ci
     allowed = 0.006 * decision.champion
     assert decision.reasons[-1] == (
         f"rmse challenger - champion v3 = {decision.challenger - decision.champion:+.4f}, "
         f"95% CI [{low:+.4f}, {high:+.4f}]: could be worse by more than the allowed {allowed:.4f} "
-        "(1% of the champion's rmse)"
+        "(0.6% of the champion's rmse)"
     )
     better = decide_regression(_regression(y, y + errors, y + 1.01 * errors), gate)
     low, high = better.difference_ci
@@ -372,7 +378,7 @@ def test_the_rmse_comparison_is_stated_in_words():
 def test_a_regression_champion_not_scored_on_every_row_fails_closed(unscored):
     y = _values()
     scores = _regression(y, y + _errors(seed=1), y + _errors(seed=2))
-    decision = decide_regression(replace(scores, **unscored), GateSettings())
+    decision = decide_regression(replace(scores, **unscored), MetricGate())
     assert decision.promote is False
     assert decision.reasons[-1] == "champion v3 could not be scored on this holdout: rejecting"
 
@@ -396,14 +402,14 @@ def _report(tmp_path, family, scores: HoldoutScores) -> EvaluationReport:
 def test_decide_reads_the_report_and_applies_its_family_rule(tmp_path):
     y = three_class_labels()
     strong, weak = predictions_with_accuracy(y, 0.97, 1), predictions_with_accuracy(y, 0.88, 2)
-    rejected = decide(_report(tmp_path, "tabular", _classification(y, weak, strong)), GateSettings())
+    rejected = decide(_report(tmp_path, "tabular", _classification(y, weak, strong)), MetricGate())
     assert rejected.promote is False and rejected.metric == "accuracy" and rejected.difference_ci[1] < 0
-    promoted = decide(_report(tmp_path, "image", _classification(y, strong, weak)), GateSettings())
+    promoted = decide(_report(tmp_path, "image", _classification(y, strong, weak)), MetricGate())
     assert promoted.promote is True and promoted.champion == pytest.approx(0.88)
 
     values = _values()
     small, large = values + _errors(sd=35, seed=1), values + _errors(sd=50, seed=2)
-    better = decide(_report(tmp_path, "regression", _regression(values, small, large)), GateSettings())
+    better = decide(_report(tmp_path, "regression", _regression(values, small, large)), MetricGate())
     assert better.promote is True and better.metric == "rmse" and better.difference_ci[1] < 0
 
 
@@ -411,7 +417,7 @@ def test_decide_without_champion_predictions_in_the_file_fails_closed(tmp_path):
     y = three_class_labels()
     report = _report(tmp_path, "tabular", _classification(y, y.copy(), y.copy()))
     np.savez(report.predictions_file, y_true=y, challenger_pred=y, champion_pred=np.array([], dtype="int64"))
-    decision = decide(report, GateSettings())
+    decision = decide(report, MetricGate())
     assert decision.promote is False
     assert any("could not be scored" in r for r in decision.reasons)
 
@@ -424,7 +430,7 @@ def test_a_champion_whose_rmse_is_nan_fails_closed():
     y = _values()
     champion = y + _errors(seed=2)
     champion[0] = np.nan
-    decision = decide_regression(_regression(y, y + _errors(seed=1), champion), GateSettings())
+    decision = decide_regression(_regression(y, y + _errors(seed=1), champion), MetricGate())
     assert decision.promote is False
     assert decision.reasons[-1] == "champion v3 could not be scored on this holdout: rejecting"
 
@@ -435,6 +441,207 @@ def test_an_interval_that_cannot_be_computed_rejects():
     challenger = y + _errors(seed=1)
     challenger[0] = np.nan
     scores = _regression(y, challenger, y + _errors(seed=2), metrics={"r2": 0.9, "rmse": 30.0})
-    decision = decide_regression(scores, GateSettings())
+    decision = decide_regression(scores, MetricGate())
     assert decision.promote is False
     assert "could be worse by more than the allowed" in decision.reasons[-1]
+
+
+# --- the proper-score comparison (the default) --------------------------- #
+
+
+def _paired_losses(n, worse_by, spread, seed=0, base=1.0):
+    """Champion losses, and challenger losses whose per-row difference from
+    them has exactly mean `worse_by` and standard deviation `spread`."""
+    rng = np.random.default_rng(seed)
+    champion = base + rng.uniform(-0.5, 0.5, n)
+    noise = rng.normal(size=n)
+    noise = (noise - noise.mean()) / noise.std(ddof=1)
+    return champion + worse_by + spread * noise, champion
+
+
+def _proper(challenger_loss, champion_loss, task="classification", metrics=None):
+    score = "brier_score" if task == "classification" else "mse"
+    passing = {"accuracy": 0.9, "macro_f1": 0.9} if task == "classification" else {"r2": 0.9}
+    n = len(challenger_loss)
+    return HoldoutScores(
+        y_true=np.zeros(n),
+        challenger_pred=np.zeros(n),
+        metrics=(passing | {score: float(np.mean(challenger_loss))}) if metrics is None else metrics,
+        champion_version="2",
+        champion_pred=np.zeros(len(champion_loss)),
+        champion_metrics=passing | {score: float(np.mean(champion_loss))},
+        challenger_loss=challenger_loss,
+        champion_loss=champion_loss,
+    )
+
+
+def _bound(n, worse_by, spread, confidence=0.95):
+    """The pessimistic end (challenger minus champion) of the t-interval."""
+    from scipy.stats import t
+
+    return worse_by + t.ppf((1 + confidence) / 2, n - 1) * spread / np.sqrt(n)
+
+
+def test_the_default_comparison_is_the_brier_score():
+    y = three_class_labels()
+    decision = decide_classification(_classification(y, y.copy()), GateSettings())
+    assert GateSettings().comparison == "proper_score"
+    assert decision.metric == "brier_score" and decision.higher_is_better is False
+
+
+def test_the_proper_score_interval_bound_decides_not_the_point_estimate():
+    """Worse by 0.018 on average, inside the 0.02 margin, but the interval
+    reaches beyond it: rejected."""
+    challenger, champion = _paired_losses(3000, worse_by=0.018, spread=0.2)
+    decision = decide_classification(_proper(challenger, champion), GateSettings(score_margin=0.02))
+    assert decision.resolved is True
+    assert decision.promote is False and "could be worse by more than the allowed 0.0200" in decision.reasons[-1]
+    assert decision.difference_ci[1] == pytest.approx(_bound(3000, 0.018, 0.2))
+    assert decision.difference_ci[0] < 0.018 < 0.02 < decision.difference_ci[1]
+
+
+@pytest.mark.parametrize(("margin", "promote"), [(0.02, True), (0.0136, True), (0.0135, False), (0.0, False)])
+def test_the_score_margin_is_honoured(margin, promote):
+    """Worse by 0.01 with the interval's pessimistic end at 0.01358."""
+    challenger, champion = _paired_losses(3000, worse_by=0.01, spread=0.1)
+    assert _bound(3000, 0.01, 0.1) == pytest.approx(0.013580, abs=1e-6)
+    decision = decide_classification(_proper(challenger, champion), GateSettings(score_margin=margin))
+    assert decision.promote is promote and decision.margin == margin
+
+
+@pytest.mark.parametrize(("worse_by", "promote"), [(-0.05, True), (0.05, False)])
+def test_a_lower_proper_score_is_better(worse_by, promote):
+    challenger, champion = _paired_losses(500, worse_by=worse_by, spread=0.1)
+    decision = decide_classification(_proper(challenger, champion), GateSettings())
+    assert decision.promote is promote
+    low, high = decision.difference_ci
+    assert low < worse_by < high and np.sign(low) == np.sign(high) == np.sign(worse_by)
+    assert decision.challenger == pytest.approx(decision.champion + worse_by)
+
+
+def test_the_proper_score_comparison_is_paired():
+    """Losses that vary a lot from row to row but move together: paired, the
+    tiny consistent gain is resolved; the same losses with the champion's rows
+    shuffled (no longer paired) leave too much noise to promote."""
+    rng = np.random.default_rng(3)
+    champion = rng.uniform(0.0, 2.0, 100)
+    challenger = champion - 0.001 + rng.normal(0, 0.002, 100)
+    paired = decide_classification(_proper(challenger, champion), GateSettings(score_margin=0.01))
+    assert paired.promote is True and paired.resolved is True
+    shuffled = decide_classification(_proper(challenger, rng.permutation(champion)), GateSettings(score_margin=0.01))
+    assert shuffled.promote is False
+
+
+def test_an_identical_challenger_passes_the_proper_score_with_no_margin():
+    _, champion = _paired_losses(50, worse_by=0.0, spread=0.1)
+    decision = decide_classification(_proper(champion.copy(), champion), GateSettings(score_margin=0.0))
+    assert decision.promote is True and decision.detectable == 0.0 and decision.difference_ci == (0.0, 0.0)
+
+
+def test_every_decision_states_its_power_in_words():
+    """36 rows, per-row spread 0.2: the smallest difference detected with 80%
+    power is (t(35) + z(0.8)) * 0.2 / 6; the margin of 0.02 needs about
+    ((z(0.975) + z(0.8)) * 0.2 / 0.02)^2 = 785 rows."""
+    from scipy.stats import norm, t
+
+    challenger, champion = _paired_losses(36, worse_by=-0.15, spread=0.2)
+    decision = decide_classification(_proper(challenger, champion), GateSettings())
+    detectable = (t.ppf(0.975, 35) + norm.ppf(0.8)) * 0.2 / 6
+    assert decision.detectable == pytest.approx(detectable) and decision.resolved is False
+    low, high = decision.difference_ci
+    assert decision.promote is True
+    assert decision.reasons[-1] == (
+        f"brier_score challenger - champion v2 = -0.1500 (lower is better), 95% CI [{low:+.4f}, {high:+.4f}]: "
+        f"not worse by more than the allowed 0.0200, although the holdout cannot resolve the allowed margin of "
+        f"0.0200: 36 holdout rows detect a difference of {detectable:.4f} with 80% power; about 785 rows would"
+    )
+    resolved = decide_classification(_proper(*_paired_losses(3000, -0.15, 0.2)), GateSettings(power=0.9))
+    assert resolved.resolved is True
+    assert resolved.reasons[-1].endswith(
+        f"not worse by more than the allowed 0.0200 (3000 holdout rows detect a difference of "
+        f"{(t.ppf(0.975, 2999) + norm.ppf(0.9)) * 0.2 / np.sqrt(3000):.4f} with 90% power)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("policy", "worse_by", "promote", "says"),
+    [
+        ("non_inferiority", -0.15, True, "not worse by more than the allowed 0.0200, although"),
+        ("non_inferiority", -0.05, True, "not worse by more than the allowed 0.0200, although"),
+        ("non_inferiority", 0.0, False, "could be worse by more than the allowed 0.0200; the holdout cannot"),
+        ("improvement", -0.15, True, "significantly better, which the 'improvement' policy asks for"),
+        ("improvement", -0.05, False, "not significantly better, which the 'improvement' policy asks for"),
+        ("refuse", -0.15, False, "Rejecting, as the 'refuse' policy says: evaluate on more rows"),
+    ],
+)
+def test_an_underpowered_holdout_follows_the_configured_policy(policy, worse_by, promote, says):
+    """36 rows cannot resolve a 0.02 margin (the interval is +-0.068 wide)."""
+    challenger, champion = _paired_losses(36, worse_by=worse_by, spread=0.2)
+    decision = decide_classification(_proper(challenger, champion), GateSettings(underpowered=policy))
+    assert decision.resolved is False
+    assert decision.promote is promote and says in decision.reasons[-1], decision.reasons
+    assert "36 holdout rows detect a difference of 0.0957 with 80% power; about 785 rows would" in decision.reasons[-1]
+
+
+def test_a_resolved_holdout_ignores_the_underpowered_policy():
+    challenger, champion = _paired_losses(3000, worse_by=0.005, spread=0.1)
+    for policy in ("non_inferiority", "improvement", "refuse"):
+        decision = decide_classification(_proper(challenger, champion), GateSettings(underpowered=policy))
+        assert decision.resolved is True and decision.promote is True, policy
+
+
+@pytest.mark.parametrize(("fraction", "promote"), [(0.02, True), (0.01, False)])
+def test_the_squared_error_margin_follows_the_rmse_fraction(fraction, promote):
+    """Champion MSE 900: an RMSE 2% worse is an MSE (1.02^2 - 1) * 900 = 36.36
+    worse; the challenger is 20 worse, at most 27.2 at the interval's end."""
+    challenger, champion = _paired_losses(3000, worse_by=20.0, spread=200.0, base=900.0)
+    decision = decide_regression(_proper(challenger, champion, "regression"), GateSettings(rmse_margin_fraction=fraction))
+    assert decision.metric == "mse" and decision.higher_is_better is False
+    assert decision.margin == pytest.approx(((1 + fraction) ** 2 - 1) * np.mean(champion))
+    assert decision.difference_ci[1] == pytest.approx(_bound(3000, 20.0, 200.0))
+    assert decision.promote is promote
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_missing_per_example_losses_fail_closed(task):
+    challenger, champion = _paired_losses(100, worse_by=-0.1, spread=0.1)
+    rule = decide_classification if task == "classification" else decide_regression
+    for broken in ({"champion_loss": None}, {"challenger_loss": None}, {"champion_loss": champion[:-1]}):
+        decision = rule(replace(_proper(challenger, champion, task), **broken), GateSettings())
+        assert decision.promote is False
+        assert decision.reasons[-1] == "per-example losses of both models are missing: cannot compare, rejecting"
+
+
+def test_a_nan_loss_fails_closed():
+    challenger, champion = _paired_losses(3000, worse_by=-0.1, spread=0.1)
+    challenger[7] = np.nan
+    for policy in ("non_inferiority", "improvement", "refuse"):
+        decision = decide_classification(_proper(challenger, champion), GateSettings(underpowered=policy))
+        assert decision.promote is False and decision.resolved is False, policy
+
+
+def test_decide_reads_the_per_example_losses_from_the_file(tmp_path):
+    challenger, champion = _paired_losses(400, worse_by=-0.05, spread=0.1)
+    scores = _proper(challenger, champion)
+    report = _report(tmp_path, "tabular", scores)
+    with np.load(report.predictions_file) as saved:
+        arrays = dict(saved)
+    np.savez(report.predictions_file, **arrays, challenger_loss=challenger, champion_loss=champion)
+    assert decide(report, GateSettings()).promote is True
+    np.savez(report.predictions_file, **arrays, challenger_loss=champion, champion_loss=challenger)
+    assert decide(report, GateSettings()).promote is False
+
+
+def test_a_margin_equal_to_the_detectable_difference_is_resolved():
+    challenger, champion = _paired_losses(400, worse_by=-0.01, spread=0.1)
+    detectable = decide_classification(_proper(challenger, champion), GateSettings()).detectable
+    at_limit = decide_classification(_proper(challenger, champion), GateSettings(score_margin=detectable))
+    assert at_limit.resolved is True and at_limit.margin == at_limit.detectable
+
+
+def test_a_zero_margin_names_no_number_of_rows():
+    """No holdout resolves a margin of 0, so the reason does not promise one."""
+    challenger, champion = _paired_losses(36, worse_by=0.0, spread=0.2)
+    decision = decide_classification(_proper(challenger, champion), GateSettings(score_margin=0.0))
+    assert decision.resolved is False and decision.promote is False
+    assert decision.reasons[-1].endswith("36 holdout rows detect a difference of 0.0957 with 80% power")

@@ -1,5 +1,6 @@
-"""The gate's statistics: macro-F1, and paired-bootstrap intervals of a
-metric difference between two models on one holdout."""
+"""The gate's statistics: per-example proper scores and the paired t-interval
+of their difference; macro-F1 and paired-bootstrap intervals of a metric
+difference between two models on one holdout."""
 
 from __future__ import annotations
 
@@ -173,3 +174,61 @@ def test_the_same_holdout_gives_the_same_interval(metric):
     if metric == "rmse":
         y, a, b = y * 10.0, a * 10.0 + 1, b * 10.0 - 1
     assert _interval(metric, y, a, b, samples=200) == _interval(metric, y, a, b, samples=200)
+
+
+# --- per-example proper scores and their paired t-interval ----------------- #
+
+
+def test_brier_losses_are_the_squared_distance_to_the_one_hot_truth():
+    from lockgate.stats import brier_losses
+
+    proba = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.25, 0.25], [1 / 3, 1 / 3, 1 / 3]])
+    y = np.array([0, 0, 0, 2])
+    expected = [0.0, 2.0, 0.25 + 0.0625 + 0.0625, 2 * (1 / 9) + (2 / 3) ** 2]
+    np.testing.assert_allclose(brier_losses(y, proba), expected)
+
+
+def test_squared_errors_are_per_row():
+    from lockgate.stats import squared_errors
+
+    np.testing.assert_allclose(squared_errors(np.array([1.0, 2.0, 3.0]), np.array([[1.5], [2.0], [1.0]])), [0.25, 0.0, 4.0])
+
+
+def test_the_paired_loss_interval_is_student_s_t_on_the_row_differences():
+    from scipy import stats
+
+    from lockgate.stats import paired_loss_difference
+
+    rng = np.random.default_rng(5)
+    champion = rng.uniform(0, 1, 40)
+    challenger = champion + rng.normal(-0.05, 0.1, 40)
+    paired = paired_loss_difference(challenger, champion, confidence=0.9, power=0.7)
+    differences = champion - challenger
+    low, high = stats.ttest_rel(champion, challenger).confidence_interval(0.9)
+    assert paired.improvement == pytest.approx(differences.mean())
+    assert (paired.low, paired.high) == (pytest.approx(low), pytest.approx(high))
+    assert paired.spread == pytest.approx(differences.std(ddof=1)) and paired.rows == 40
+    error = differences.std(ddof=1) / np.sqrt(40)
+    assert paired.detectable == pytest.approx((stats.t.ppf(0.95, 39) + stats.norm.ppf(0.7)) * error)
+
+
+def test_a_paired_loss_interval_needs_two_rows():
+    from lockgate.stats import paired_loss_difference
+
+    one = paired_loss_difference(np.array([0.1]), np.array([0.2]), 0.95, 0.8)
+    assert one.rows == 1
+    assert all(np.isnan(value) for value in (one.improvement, one.low, one.high, one.detectable, one.spread))
+    two = paired_loss_difference(np.array([0.1, 0.3]), np.array([0.2, 0.2]), 0.95, 0.8)
+    assert two.rows == 2 and two.improvement == pytest.approx(0.0) and two.spread == pytest.approx(np.sqrt(0.02))
+    assert np.isfinite(two.low) and np.isfinite(two.detectable)
+
+
+def test_rows_to_detect_a_difference():
+    from lockgate.stats import rows_to_detect
+
+    # ((1.959964 + 0.841621) * 0.2 / 0.02)^2 = 784.9
+    assert rows_to_detect(0.2, 0.02, 0.95, 0.8) == 785
+    assert rows_to_detect(0.2, 0.04, 0.95, 0.8) == 197
+    assert rows_to_detect(0.2, 0.02, 0.99, 0.8) == 1168
+    assert rows_to_detect(0.2, 0.02, 0.95, 0.9) == 1051
+    assert rows_to_detect(0.2, 0.0, 0.95, 0.8) == 0 and rows_to_detect(float("nan"), 0.02, 0.95, 0.8) == 0
