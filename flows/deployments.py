@@ -35,7 +35,7 @@ def retrain(
     epochs: Annotated[int, Field(ge=1, le=1000)] = 20,
     min_accuracy: Fraction = 0.8,
     min_macro_f1: Fraction = 0.75,
-    regression_margin: Fraction = 0.01,
+    score_margin: Annotated[float, Field(ge=0.0, le=2.0)] = 0.02,
     model_name: str | None = None,
     family: Literal["auto", "image", "text", "tabular", "regression"] = "auto",
     distil: bool = False,
@@ -48,18 +48,18 @@ def retrain(
         epochs: maximum training epochs (early stopping may end sooner)
         min_accuracy: the gate's lowest acceptable holdout accuracy
         min_macro_f1: the gate's lowest acceptable holdout macro-F1
-        regression_margin: how much worse than the champion a challenger may be
+        score_margin: how much worse than the champion's holdout Brier score a challenger's may be (0 to 2)
         model_name: the registered model name (default lockgate-<data set>)
         family: the model family; auto decides from the data
         distil: train a narrower student of the current champion instead
     """
-    settings = settings_for_run(epochs, min_accuracy, min_macro_f1, regression_margin, family)
+    settings = settings_for_run(epochs, min_accuracy, min_macro_f1, score_margin, family)
     apply_environment(settings)
     return training_pipeline(data=data, target=target, model_name=model_name, settings=settings, distil=distil)
 
 
 def settings_for_run(
-    epochs: int, min_accuracy: float, min_macro_f1: float, regression_margin: float, family: str = "auto"
+    epochs: int, min_accuracy: float, min_macro_f1: float, score_margin: float, family: str = "auto"
 ) -> LockgateSettings:
     """The worker's settings with this run's parameters laid over them."""
     settings = get_settings().model_copy(deep=True)
@@ -67,7 +67,7 @@ def settings_for_run(
     settings.training.family = family
     settings.gate.min_accuracy = min_accuracy
     settings.gate.min_macro_f1 = min_macro_f1
-    settings.gate.regression_margin = regression_margin
+    settings.gate.score_margin = score_margin
     return settings
 
 
@@ -83,7 +83,7 @@ def register_deployments(settings: LockgateSettings, work_pool: str | None = Non
     scheduled_parameters = {"data": settings.deploy.schedule_data, "target": settings.deploy.schedule_target,
                             "epochs": settings.training.epochs, "min_accuracy": settings.gate.min_accuracy,
                             "min_macro_f1": settings.gate.min_macro_f1,
-                            "regression_margin": settings.gate.regression_margin}
+                            "score_margin": settings.gate.score_margin}
     from prefect.client.schemas.schedules import CronSchedule
 
     shared: dict[str, Any] = {"work_pool_name": pool, "job_variables": job_variables,

@@ -178,7 +178,7 @@ def test_deterministic_failure_is_not_retried_and_the_champion_stays(wine_champi
     StepFaults(monkeypatch).deterministic(tasks.package, "build_bento", "the Bento build failed (simulated)")
     settings = pipeline_settings(3)
     settings.gate.min_accuracy = settings.gate.min_macro_f1 = 0.0
-    settings.gate.regression_margin = 1.0  # registered, then fails in packaging
+    settings.gate.score_margin = 2.0  # any Brier score passes: registered, then fails in packaging
     state = run_pipeline(wine_champion.data, "target", name, settings, return_state=True)
     assert state.is_failed()
     with pytest.raises(DeterministicFailure, match="the Bento build failed"):
@@ -193,10 +193,10 @@ def test_deterministic_failure_is_not_retried_and_the_champion_stays(wine_champi
 def test_on_a_small_table_a_better_scoring_challenger_is_promoted_and_a_weak_one_is_not(wine_csv):
     """178 wine rows, 36 holdout rows: far too few for a margin of one point of
     accuracy. A champion trained 5 epochs at a low learning rate (unsure of
-itself), then a challenger trained 30 that
-    is no worse in accuracy and clearly better in Brier score: promoted, with
-    the holdout's power stated. A challenger trained one epoch with a tiny
-    learning rate: rejected, and the champion stays."""
+    itself), then a challenger trained 30 that is no worse in accuracy and
+    clearly better in Brier score: promoted, with the holdout's power stated.
+    A challenger trained one epoch with a tiny learning rate: rejected, and
+    the champion stays."""
     name = unique_name("wine-power")
     first = run_pipeline(str(wine_csv), "target", name, pipeline_settings(5, learning_rate=3e-4))
     assert first.status == "promoted", first.gate.reasons

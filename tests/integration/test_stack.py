@@ -374,7 +374,7 @@ def test_an_mlflow_outage_after_registration_fails_cleanly(stack, worker, first_
     # No client-side HTTP retries for this run: only the pipeline's own retry
     # budget (seconds) stands against an outage that lasts until the run ends.
     flow_run = run_on_demand(
-        stack, RUN_PARAMETERS | {"model_name": name, "regression_margin": 1.0},
+        stack, RUN_PARAMETERS | {"model_name": name, "score_margin": 2.0},
         {"env": {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}},
     )
     outage.join(timeout=60)

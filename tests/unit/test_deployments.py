@@ -14,9 +14,9 @@ import pytest
 def test_run_parameters_are_laid_over_the_settings(settings):
     from flows.deployments import settings_for_run
 
-    run = settings_for_run(epochs=7, min_accuracy=0.6, min_macro_f1=0.55, regression_margin=0.02)
+    run = settings_for_run(epochs=7, min_accuracy=0.6, min_macro_f1=0.55, score_margin=0.05)
     assert run.training.epochs == 7
-    assert (run.gate.min_accuracy, run.gate.min_macro_f1, run.gate.regression_margin) == (0.6, 0.55, 0.02)
+    assert (run.gate.min_accuracy, run.gate.min_macro_f1, run.gate.score_margin) == (0.6, 0.55, 0.05)
     assert run.training.batch_size == settings.training.batch_size  # the rest is the worker's
 
 
@@ -25,7 +25,7 @@ def test_out_of_bounds_parameters_are_refused_before_anything_runs():
 
     from flows.deployments import retrain
 
-    for bad in ({"epochs": 0}, {"min_accuracy": 1.5}, {"data": ""}):
+    for bad in ({"epochs": 0}, {"min_accuracy": 1.5}, {"score_margin": 2.5}, {"data": ""}):
         with pytest.raises(ParameterTypeError):
             retrain.validate_parameters(bad)
 
