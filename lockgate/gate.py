@@ -14,8 +14,14 @@ truth, so a better-calibrated or more confident-and-right model shows on
 every row, not only on the disagreements. The two models' losses on the same
 row move together, so the interval is of the per-row difference (pairing),
 and for a mean of bounded differences Student's t-interval holds its level
-from a few dozen rows (`bench/gate_power.py` measures the false- and
-true-promotion rates). Every decision states the smallest difference the
+from a few dozen rows. The question is one-sided (could the challenger be
+worse by more than the margin?), so the bound is one-sided at `confidence`:
+a challenger exactly at the margin is promoted at most 1 - confidence of the
+time, and no test of the mean difference at that level has more power (for
+normal differences the one-sided t-test is the most powerful one).
+`bench/gate_power.py` measures the false- and true-promotion rates; it also
+shows the limit no rule escapes: the power to pass an equal challenger is
+set by margin / (spread / sqrt(rows)), so a tight margin needs many rows. Every decision states the smallest difference the
 holdout could detect; when that is larger than the margin the decision says
 so and applies the configured policy (`GateSettings.underpowered`).
 """
@@ -166,7 +172,7 @@ def _compare_losses(decision: GateDecision, scores: HoldoutScores, gate: GateSet
     decision.resolved = paired.detectable <= margin  # NaN: not resolved
     verdict = (
         f"{decision.metric} challenger - champion v{scores.champion_version} = {-paired.improvement:+.4f} "
-        f"(lower is better), {gate.confidence:.0%} CI [{-paired.high:+.4f}, {-paired.low:+.4f}]"
+        f"(lower is better), at most {-paired.low:+.4f} at {gate.confidence:.0%} confidence (one-sided)"
     )
     power = (
         f"{paired.rows} holdout rows detect a difference of {paired.detectable:.4f} "

@@ -114,6 +114,9 @@ class GateSettings(BaseModel):
     # most this much, judged on the lower bound of a paired bootstrap interval.
     regression_margin: float = Field(0.01, ge=0, le=1)
     bootstrap_samples: int = Field(2000, ge=100)
+    # The proper-score comparison's bound is one-sided at this confidence (a
+    # challenger exactly at the margin passes at most 1 - confidence of the
+    # time); the metric comparison's bootstrap interval is two-sided.
     confidence: float = Field(0.95, gt=0.5, lt=1)
 
 

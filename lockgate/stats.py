@@ -42,8 +42,15 @@ def paired_loss_difference(
 ) -> PairedDifference:
     """Student's t-interval of the mean per-row difference. Pairing is what
     makes small holdouts usable: both models' losses on the same row move
-    together, so only their difference's spread counts. NaN where fewer than
-    two rows (or a NaN loss) leave nothing to judge."""
+    together, so only their difference's spread counts.
+
+    Each end is a one-sided bound at `confidence` (so the interval is
+    two-sided at 2 * confidence - 1): the gate asks the one-sided question
+    "could the challenger be worse by more than the margin?", and a bound at
+    95% promotes a challenger exactly at the margin 5% of the time, which is
+    the false-promotion rate it promises. A two-sided 95% interval would test
+    at 2.5% and give away power for nothing. NaN where fewer than two rows
+    (or a NaN loss) leave nothing to judge."""
     from scipy.stats import norm, t
 
     differences = champion_loss.astype("float64") - challenger_loss.astype("float64")
@@ -53,19 +60,20 @@ def paired_loss_difference(
     mean = float(differences.mean())
     spread = float(differences.std(ddof=1))
     error = spread / math.sqrt(rows)
-    critical = float(t.ppf((1 + confidence) / 2, rows - 1))
+    critical = float(t.ppf(confidence, rows - 1))
     detectable = (critical + float(norm.ppf(power))) * error
     return PairedDifference(mean, mean - critical * error, mean + critical * error, detectable, rows, spread)
 
 
 def rows_to_detect(spread: float, difference: float, confidence: float, power: float) -> int:
-    """About how many holdout rows detect `difference` at this confidence and
-    power, given the per-row spread of the paired differences."""
+    """About how many holdout rows detect `difference` with a one-sided bound
+    at this confidence and power, given the per-row spread of the paired
+    differences."""
     from scipy.stats import norm
 
     if not difference > 0 or math.isnan(spread):
         return 0
-    z = float(norm.ppf((1 + confidence) / 2)) + float(norm.ppf(power))
+    z = float(norm.ppf(confidence)) + float(norm.ppf(power))
     return math.ceil((z * spread / difference) ** 2)
 
 

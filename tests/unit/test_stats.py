@@ -204,12 +204,15 @@ def test_the_paired_loss_interval_is_student_s_t_on_the_row_differences():
     challenger = champion + rng.normal(-0.05, 0.1, 40)
     paired = paired_loss_difference(challenger, champion, confidence=0.9, power=0.7)
     differences = champion - challenger
-    low, high = stats.ttest_rel(champion, challenger).confidence_interval(0.9)
+    # each end is a one-sided 90% bound: the two-sided 80% interval
+    low, high = stats.ttest_rel(champion, challenger).confidence_interval(0.8)
+    one_sided_low = stats.ttest_rel(champion, challenger, alternative="greater").confidence_interval(0.9).low
+    assert paired.low == pytest.approx(one_sided_low)
     assert paired.improvement == pytest.approx(differences.mean())
     assert (paired.low, paired.high) == (pytest.approx(low), pytest.approx(high))
     assert paired.spread == pytest.approx(differences.std(ddof=1)) and paired.rows == 40
     error = differences.std(ddof=1) / np.sqrt(40)
-    assert paired.detectable == pytest.approx((stats.t.ppf(0.95, 39) + stats.norm.ppf(0.7)) * error)
+    assert paired.detectable == pytest.approx((stats.t.ppf(0.9, 39) + stats.norm.ppf(0.7)) * error)
 
 
 def test_a_paired_loss_interval_needs_two_rows():
@@ -226,9 +229,9 @@ def test_a_paired_loss_interval_needs_two_rows():
 def test_rows_to_detect_a_difference():
     from lockgate.stats import rows_to_detect
 
-    # ((1.959964 + 0.841621) * 0.2 / 0.02)^2 = 784.9
-    assert rows_to_detect(0.2, 0.02, 0.95, 0.8) == 785
-    assert rows_to_detect(0.2, 0.04, 0.95, 0.8) == 197
-    assert rows_to_detect(0.2, 0.02, 0.99, 0.8) == 1168
-    assert rows_to_detect(0.2, 0.02, 0.95, 0.9) == 1051
+    # One-sided: ((1.644854 + 0.841621) * 0.2 / 0.02)^2 = 618.3
+    assert rows_to_detect(0.2, 0.02, 0.95, 0.8) == 619
+    assert rows_to_detect(0.2, 0.04, 0.95, 0.8) == 155
+    assert rows_to_detect(0.2, 0.02, 0.99, 0.8) == 1004
+    assert rows_to_detect(0.2, 0.02, 0.95, 0.9) == 857
     assert rows_to_detect(0.2, 0.0, 0.95, 0.8) == 0 and rows_to_detect(float("nan"), 0.02, 0.95, 0.8) == 0
