@@ -36,6 +36,8 @@ Examples:
 
   lockgate run --distil                          # a smaller student of the digits champion
 
+  lockgate run --force                           # retrain even if nothing changed
+
 Settings come from LOCKGATE_* variables or a YAML file (--config), e.g.
 LOCKGATE_GATE__MIN_ACCURACY=0.9. Exit status: 0 when the run completed
 (promoted or rejected by the gate), 2 when validation failed, 1 when a step failed.
@@ -83,6 +85,9 @@ def run(
     home: Optional[Path] = typer.Option(None, help="workspace folder (default ./.lockgate or LOCKGATE_HOME)"),
     config: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="YAML settings file"),
     report: Optional[Path] = typer.Option(None, dir_okay=False, help="also write the run's Markdown report here (e.g. a CI job summary)"),
+    force: bool = typer.Option(
+        False, "--force", help="train even when the champion was trained on exactly this data, settings and code"
+    ),
 ) -> None:
     chosen = {"EPOCHS": epochs, "FAMILY": family, "ARCHITECTURE": architecture, "AUGMENT": augment}
     overrides = {f"LOCKGATE_TRAINING__{key}": str(value).lower() if isinstance(value, bool) else str(value)
@@ -90,13 +95,16 @@ def run(
     settings = _prepare(home, config, overrides)
     from rich.console import Console
 
+    console = Console()
+    console.rule(f"[bold]Lockgate[/]  data={data}  workspace={settings.home}")
+    _use_local_prefect_server(settings, console)
     from flows.training import ValidationFailed, training_pipeline
     from lockgate.console import print_result, print_validation_failure
 
-    console = Console()
-    console.rule(f"[bold]Lockgate[/]  data={data}  workspace={settings.home}")
     try:
-        result = training_pipeline(data=data, target=target, model_name=model_name, settings=settings, distil=distil)
+        result = training_pipeline(
+            data=data, target=target, model_name=model_name, settings=settings, distil=distil, force=force
+        )
     except ValidationFailed as failure:
         print_validation_failure(console, failure.summary)
         if report is not None:
@@ -113,6 +121,64 @@ def run(
 
         report.write_text(pipeline_markdown(result) + "\n")
     print_result(console, result, settings)
+
+
+def _use_local_prefect_server(settings, console) -> None:
+    """Report to the workspace's long-lived Prefect server (started now if
+    none is up), unless PREFECT_API_URL names one or settings ask for the
+    temporary server; if it cannot start, fall back to the temporary one."""
+    if os.environ.get("PREFECT_API_URL") or settings.prefect_server != "local":
+        return
+    from lockgate.orchestration import ServerStartFailed, ensure_server, running_server
+
+    fresh = running_server(settings) is None
+    if fresh:
+        console.print("Starting the workspace's Prefect server (once; `lockgate server stop` ends it) ...")
+    try:
+        server = ensure_server(settings)
+    except ServerStartFailed as exc:
+        console.print(f"[yellow]{exc}[/]: this run uses Prefect's temporary server instead")
+        return
+    os.environ["PREFECT_API_URL"] = server.url
+    console.print(f"Prefect server: {server.url.removesuffix('/api')}")
+
+
+server_app = typer.Typer(help="The workspace's long-lived local Prefect server, which `lockgate run` reports to.")
+app.add_typer(server_app, name="server")
+
+
+@server_app.command("start", help="Start the workspace's Prefect server (or show the running one).")
+def server_start(home: Optional[Path] = typer.Option(None, help="workspace folder")) -> None:
+    settings = _prepare(home, None, {})
+    from lockgate.orchestration import ServerStartFailed, ensure_server
+
+    try:
+        server = ensure_server(settings)
+    except ServerStartFailed as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"Prefect server for {settings.home}: {server.url.removesuffix('/api')} (pid {server.pid}, log {server.log})")
+    typer.echo(f"  PREFECT_API_URL={server.url}")
+
+
+@server_app.command("stop", help="Stop the workspace's Prefect server.")
+def server_stop(home: Optional[Path] = typer.Option(None, help="workspace folder")) -> None:
+    settings = _prepare(home, None, {})
+    from lockgate.orchestration import stop_server
+
+    typer.echo("stopped" if stop_server(settings) else "no Prefect server was running for this workspace")
+
+
+@server_app.command("status", help="Say whether the workspace's Prefect server is up; exit 1 if not.")
+def server_status(home: Optional[Path] = typer.Option(None, help="workspace folder")) -> None:
+    settings = _prepare(home, None, {})
+    from lockgate.orchestration import running_server
+
+    server = running_server(settings)
+    if server is None:
+        typer.echo("no Prefect server is running for this workspace")
+        raise typer.Exit(1)
+    typer.echo(f"up: {server.url.removesuffix('/api')} (pid {server.pid})")
 
 
 DEPLOY_EXAMPLES = """

@@ -39,6 +39,7 @@ def retrain(
     model_name: str | None = None,
     family: Literal["auto", "image", "text", "tabular", "regression"] = "auto",
     distil: bool = False,
+    force: bool = False,
 ) -> PipelineResult:
     """Retrain with the given data and thresholds; promote only through the gate.
 
@@ -52,10 +53,13 @@ def retrain(
         model_name: the registered model name (default lockgate-<data set>)
         family: the model family; auto decides from the data
         distil: train a narrower student of the current champion instead
+        force: train even if the champion was trained on exactly this data, settings and code
     """
     settings = settings_for_run(epochs, min_accuracy, min_macro_f1, score_margin, family)
     apply_environment(settings)
-    return training_pipeline(data=data, target=target, model_name=model_name, settings=settings, distil=distil)
+    return training_pipeline(
+        data=data, target=target, model_name=model_name, settings=settings, distil=distil, force=force
+    )
 
 
 def settings_for_run(
@@ -86,7 +90,10 @@ def register_deployments(settings: LockgateSettings, work_pool: str | None = Non
                             "score_margin": settings.gate.score_margin}
     from prefect.client.schemas.schedules import CronSchedule
 
-    shared: dict[str, Any] = {"work_pool_name": pool, "job_variables": job_variables,
+    # One run of each deployment at a time; runs that still overlap (the
+    # schedule and a UI trigger, or a CLI run) are made safe by the champion's
+    # compare-and-swap (lockgate/promotion.py).
+    shared: dict[str, Any] = {"work_pool_name": pool, "job_variables": job_variables, "concurrency_limit": 1,
                               "build": False, "push": False, "print_next_steps": False}
     ids = {
         SCHEDULED: source.deploy(

@@ -7,16 +7,17 @@ from __future__ import annotations
 from prefect import flow
 from prefect.runtime import flow_run
 
-from lockgate.records import PipelineResult, ValidationSummary
+from lockgate.records import PackagedService, PipelineResult, RegisteredModel, TrainingIdentity, ValidationSummary
 from lockgate.reporting import pipeline_markdown, publish_markdown, validation_markdown
 from lockgate.settings import LockgateSettings, get_settings
+from lockgate.tracking import code_version
 from tasks.champion import choose_model_task, find_champion_task
 from tasks.distil import compare_task
 from tasks.evaluate import evaluate_task
 from tasks.export import export_task
 from tasks.gate import gate_task
 from tasks.package import package_task
-from tasks.promote import promote_task
+from tasks.promote import promote_task, withdraw_task
 from tasks.register import register_task
 from tasks.track import finish_run, open_run_task
 from tasks.train import train_task
@@ -43,12 +44,15 @@ def training_pipeline(
     model_name: str | None = None,
     settings: LockgateSettings | None = None,
     distil: bool = False,
+    force: bool = False,
 ) -> PipelineResult:
     """Train on `data` and promote the model only if it passes every gate.
 
     With `distil`, the model trained is a narrower student of the current
     champion, learning from its softened predictions; it must pass the same
-    gates, against that champion, to replace it."""
+    gates, against that champion, to replace it. A run on exactly the data,
+    settings and code the champion was trained with ends without training,
+    unless `force`."""
     settings = settings or get_settings()
     choice = choose_model_task(data, target, model_name, settings)
     print(choice.sentence())
@@ -61,6 +65,16 @@ def training_pipeline(
     publish_markdown("data-validation", validation_markdown(summary), "Data validation report")
     if not summary.success:
         raise ValidationFailed(summary)
+    identity = TrainingIdentity(
+        data_hash=summary.data_hash or "", config_hash=settings.training_fingerprint(), code_version=code_version()
+    )
+    if champion is not None and not force and not distil and champion.trained_on == identity:
+        note = (f"nothing changed: champion v{champion.version} was trained on exactly this data and configuration "
+                f"(data {identity.data_hash[:12]}, settings {identity.config_hash[:12]}, code {identity.code_version}); "
+                "--force retrains")
+        print(note.capitalize())
+        return PipelineResult(status="unchanged", validation=summary, model=choice, note=note,
+                              tracking_uri=settings.tracking_uri)
 
     run_id = open_run_task(summary, name, str(flow_run.id or "local"), settings)
     result = PipelineResult(
@@ -75,10 +89,49 @@ def training_pipeline(
         if result.gate.promote:
             result.exports = export_task(training, summary.snapshot, settings)
             registered = register_task(training, result.gate, summary, name, settings, result.exports)
-            result.package = package_task(
-                registered, training, result.evaluation, summary.snapshot, summary.data_hash, result.exports, settings
-            )
-            result.registered = promote_task(registered, result.package, settings)
-            result.status = "promoted"
+            package = None
+            try:
+                package = package_task(
+                    registered, training, result.evaluation, summary.snapshot, summary.data_hash, result.exports, settings
+                )
+                outcome = promote_task(registered, package, result.evaluation.champion_version, result.gate, settings)
+                for _ in range(MAX_REJUDGEMENTS):
+                    if outcome.promoted or not result.gate.promote:
+                        break
+                    # Another run moved the champion after this one was judged:
+                    # judge again, against the new champion, on the same holdout.
+                    print(f"The champion moved to v{outcome.champion_version} while this run was judged; judging again")
+                    champion = find_champion_task(name, settings)
+                    result.evaluation = evaluate_task(training, summary.snapshot, champion, settings)
+                    result.gate = gate_task(result.evaluation, settings)
+                    if result.gate.promote:
+                        outcome = promote_task(registered, package, result.evaluation.champion_version, result.gate, settings)
+            except Exception as failure:
+                _withdraw(registered, package, f"failed: {type(failure).__name__}: {failure}", settings)
+                raise
+            result.package = package
+            if outcome.promoted:
+                result.registered, result.replaced, result.status = registered, outcome.replaced, "promoted"
+            else:
+                reason = f"rejected: {result.gate.headline()}" if not result.gate.promote else (
+                    f"rejected: the champion moved {MAX_REJUDGEMENTS} times while this run was judged")
+                _withdraw(registered, package, reason, settings)
+                result.withdrawn, result.package = registered, None
+                if result.gate.promote:  # judged better each time, but never got the alias: say so
+                    result.gate.promote = False
+                    result.gate.reasons.append(reason.removeprefix("rejected: "))
     publish_markdown("pipeline-summary", pipeline_markdown(result), "Lockgate run summary")
     return result
+
+
+MAX_REJUDGEMENTS = 5
+
+
+def _withdraw(registered: RegisteredModel, package: PackagedService | None, reason: str, settings: LockgateSettings) -> None:
+    """Mark a version that will not be the champion and remove its Bento; if
+    even that fails (the tracking server is down), the version stays without
+    the alias, and the run's own error is the one raised."""
+    try:
+        withdraw_task(registered, package, reason, settings)
+    except Exception as exc:  # noqa: BLE001 - the original failure matters more
+        print(f"Could not mark v{registered.version} as withdrawn ({type(exc).__name__}: {exc}); it is not the champion")

@@ -64,12 +64,22 @@ def print_result(console: Console, result: PipelineResult, settings: LockgateSet
         console.print(f"Gate: [bold {colour}]{'PROMOTE' if result.gate.promote else 'REJECT'}[/]")
         for reason in result.gate.reasons:
             console.print(f"  - {reason}")
-    if result.registered and result.package:
+    if result.status == "unchanged":
+        console.print(f"[bold]{(result.note or 'nothing changed').capitalize()}[/]")
+        console.print("Nothing was trained or registered.")
+    elif result.registered and result.package:
+        replaced = f", replacing version {result.replaced}" if result.replaced else ""
         console.print(
             f"Champion: [bold]{result.registered.name}[/] version {result.registered.version} "
-            f"(MLflow run {result.registered.run_id})"
+            f"(MLflow run {result.registered.run_id}){replaced}"
         )
         console.print(f"Bento:    {result.package.bento_tag} (answered {result.package.verified_examples} holdout examples)")
+    elif result.withdrawn:
+        current = result.evaluation.champion_version if result.evaluation else None
+        console.print(
+            f"Version {result.withdrawn.version} was registered, then rejected: it is marked withdrawn and its Bento "
+            f"removed. The champion is version {current}, promoted by another run meanwhile."
+        )
     elif result.status == "rejected":
         console.print("Nothing registered; the champion is unchanged.")
     console.print("\nLook around:")

@@ -25,6 +25,7 @@ import pandas as pd
 
 from lockgate.families import family_for
 from lockgate.families.tables import TableContract, encode, infer_contract, typed_frame
+from lockgate.locks import atomic_write_text, unique_temporary
 from lockgate.preprocessing import load_image_file
 from lockgate.records import DatasetMeta, FamilyName
 
@@ -416,7 +417,12 @@ def content_hash(
     x: np.ndarray, targets: np.ndarray, columns: list[str], family: str = "", contract: dict | None = None
 ) -> str:
     """The snapshot's identity: the model input and targets, and what they
-    mean (columns, family, a table's contract)."""
+    mean (columns, family, a table's contract). A column's `reason` is left
+    out: it says how a role was decided ("numbers", "as in the champion's
+    contract"), not what the data is, and must not make the same data new."""
+    if contract is not None:
+        contract = {**contract, "columns": [{k: v for k, v in column.items() if k != "reason"}
+                                            for column in contract.get("columns", [])]}
     digest = hashlib.sha256()
     digest.update(json.dumps([list(x.shape), columns, family, contract], sort_keys=True).encode())
     if x.dtype.kind in "USO":
@@ -450,6 +456,13 @@ def column_profile(frame: pd.DataFrame, columns: list[str]) -> dict[str, dict[st
     return profile
 
 
+def snapshot_digest(data: LoadedData) -> str:
+    """The content hash a snapshot of `data` is stored under."""
+    x, targets = training_arrays(data)
+    contract = data.contract.to_dict() if data.contract is not None else None
+    return content_hash(x, targets, data.feature_columns, data.family, contract)
+
+
 def write_snapshot(data: LoadedData, root: Path) -> tuple[Path, str, bool]:
     """Store validated data under its hash; return (folder, hash, seen_before)."""
     x, targets = training_arrays(data)
@@ -466,12 +479,16 @@ def write_snapshot(data: LoadedData, root: Path) -> tuple[Path, str, bool]:
             class_names = sorted(set(targets.tolist()), key=_label_sort_key)
             index = {name: i for i, name in enumerate(class_names)}
             y = np.array([index[v] for v in targets], dtype="int64")
-        tmp = folder / "data.tmp.npz"
+        # Two runs of the same data may write this folder at once: each writes
+        # its own temporary files and renames them into place (same content),
+        # and meta.json, which marks the snapshot complete, goes last.
+        tmp = unique_temporary(folder / "data.npz")
         np.savez_compressed(tmp, x=x, y=y)
         tmp.replace(folder / "data.npz")
         if data.contract is not None:  # raw rows, typed, to encode again with another model's contract
-            typed_frame(data.frame, data.contract).to_parquet(folder / "features.tmp.parquet", index=False)
-            (folder / "features.tmp.parquet").replace(folder / "features.parquet")
+            tmp = unique_temporary(folder / "features.parquet")
+            typed_frame(data.frame, data.contract).to_parquet(tmp, index=False)
+            tmp.replace(folder / "features.parquet")
         meta = DatasetMeta(
             name=data.name,
             family=data.family,
@@ -488,7 +505,7 @@ def write_snapshot(data: LoadedData, root: Path) -> tuple[Path, str, bool]:
             data_hash=digest,
             profile=column_profile(data.frame, data.profile_columns),
         )
-        (folder / "meta.json").write_text(meta.model_dump_json(indent=2))
+        atomic_write_text(folder / "meta.json", meta.model_dump_json(indent=2))
     return folder, digest, seen_before
 
 

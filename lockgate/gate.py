@@ -15,10 +15,11 @@ every row, not only on the disagreements. The two models' losses on the same
 row move together, so the interval is of the per-row difference (pairing),
 and for a mean of bounded differences Student's t-interval holds its level
 from a few dozen rows. The question is one-sided (could the challenger be
-worse by more than the margin?), so the bound is one-sided at `confidence`:
-a challenger exactly at the margin is promoted at most 1 - confidence of the
-time, and no test of the mean difference at that level has more power (for
-normal differences the one-sided t-test is the most powerful one).
+worse by more than the margin?), so the bound is one-sided at
+`score_confidence`: a challenger exactly at the margin is promoted at most
+about 1 - score_confidence of the time, and no test of the mean difference
+at that level has more power (for normal differences the one-sided t-test
+is the most powerful one).
 `bench/gate_power.py` measures the false- and true-promotion rates; it also
 shows the limit no rule escapes: the power to pass an equal challenger is
 set by margin / (spread / sqrt(rows)), so a tight margin needs many rows. Every decision states the smallest difference the
@@ -166,13 +167,13 @@ def _compare_losses(decision: GateDecision, scores: HoldoutScores, gate: GateSet
     if scores.challenger_loss is None or scores.champion_loss is None or len(scores.champion_loss) != len(scores.challenger_loss):
         _reject(decision, "per-example losses of both models are missing: cannot compare, rejecting")
         return
-    paired = paired_loss_difference(scores.challenger_loss, scores.champion_loss, gate.confidence, gate.power)
+    paired = paired_loss_difference(scores.challenger_loss, scores.champion_loss, gate.score_confidence, gate.power)
     decision.difference_ci = (-paired.high, -paired.low)
     decision.margin, decision.detectable = margin, paired.detectable
     decision.resolved = paired.detectable <= margin  # NaN: not resolved
     verdict = (
         f"{decision.metric} challenger - champion v{scores.champion_version} = {-paired.improvement:+.4f} "
-        f"(lower is better), at most {-paired.low:+.4f} at {gate.confidence:.0%} confidence (one-sided)"
+        f"(lower is better), at most {-paired.low:+.4f} at {gate.score_confidence:.0%} confidence (one-sided)"
     )
     power = (
         f"{paired.rows} holdout rows detect a difference of {paired.detectable:.4f} "
@@ -185,7 +186,7 @@ def _compare_losses(decision: GateDecision, scores: HoldoutScores, gate: GateSet
         else:
             _reject(decision, f"{verdict}: could be worse by more than the allowed {margin:.4f} ({power})")
         return
-    needed = rows_to_detect(paired.spread, margin, gate.confidence, gate.power)
+    needed = rows_to_detect(paired.spread, margin, gate.score_confidence, gate.power)
     unresolved = (
         f"the holdout cannot resolve the allowed margin of {margin:.4f}: {power}"
         + (f"; about {needed} rows would" if needed else "")

@@ -98,6 +98,9 @@ class ValidationSummary(BaseModel):
     # the signature that recognises the model's table under another file name.
     contract: list[str] | None = None
     table_signature: str | None = None
+    # True when this exact data was validated before against the same suite
+    # (same settings, champion and code): the earlier result was reused.
+    reused: bool = False
 
     @property
     def blocking_failures(self) -> list[CheckResult]:
@@ -202,10 +205,41 @@ class RegisteredModel(BaseModel):
     uri: str
 
 
+class TrainingIdentity(BaseModel):
+    """What decides what a training run produces: the data's content hash, the
+    settings' fingerprint and the code version."""
+
+    data_hash: str
+    config_hash: str
+    code_version: str
+
+    def differences(self, other: TrainingIdentity) -> list[str]:
+        """The parts that differ, in words; empty when the two are the same."""
+        return [
+            f"{label} {mine[:12]} -> {theirs[:12]}"
+            for label, mine, theirs in (
+                ("data", self.data_hash, other.data_hash),
+                ("settings", self.config_hash, other.config_hash),
+                ("code", self.code_version, other.code_version),
+            )
+            if mine != theirs
+        ]
+
+
 class ChampionRef(RegisteredModel):
     """The registered version behind the champion alias."""
 
     data_meta: DatasetMeta  # schema, labels and feature profile of its training data
+    trained_on: TrainingIdentity | None = None  # None for versions registered without the tags
+
+
+class PromotionOutcome(BaseModel):
+    """A compare-and-swap of the champion alias: moved only if the champion was
+    still the one the challenger was judged against."""
+
+    promoted: bool
+    champion_version: str | None  # the champion after the attempt
+    replaced: str | None = None  # the champion it replaced, when promoted
 
 
 class PackagedService(BaseModel):
@@ -251,7 +285,7 @@ class ModelChoice(BaseModel):
 
 
 class PipelineResult(BaseModel):
-    status: Literal["promoted", "rejected", "validation_failed"]
+    status: Literal["promoted", "rejected", "validation_failed", "unchanged"]
     validation: ValidationSummary
     model: ModelChoice | None = None
     run_id: str | None = None
@@ -262,3 +296,9 @@ class PipelineResult(BaseModel):
     exports: ExportReport | None = None
     distillation: DistillationReport | None = None
     tracking_uri: str = ""
+    # The champion this run replaced (promoted), or the version it registered
+    # and then withdrew (rejected after the champion moved, or a later step failed).
+    replaced: str | None = None
+    withdrawn: RegisteredModel | None = None
+    # Why nothing was trained (status "unchanged").
+    note: str | None = None

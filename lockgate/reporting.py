@@ -70,9 +70,15 @@ def pipeline_markdown(result: PipelineResult) -> str:
     parts.append(validation_markdown(result.validation))
     if result.evaluation and result.gate:
         parts += ["", gate_markdown(result.gate, result.evaluation)]
+    if result.note:
+        parts += ["", result.note[:1].upper() + result.note[1:] + "."]
     if result.registered:
+        replaced = f", replacing version **{result.replaced}** as champion" if result.replaced else " as the first champion"
         parts += ["", f"Registered **{result.registered.name}** version **{result.registered.version}** "
-                      f"(run `{result.registered.run_id}`)."]
+                      f"(run `{result.registered.run_id}`){replaced}."]
+    if result.withdrawn:
+        parts += ["", f"Version **{result.withdrawn.version}** was registered, then rejected against the champion "
+                      "another run promoted meanwhile; it is marked withdrawn and its Bento removed."]
     if result.exports:
         shipped = [r.format for r in result.exports.passed()]
         held = [f"{r.format} ({r.status})" for r in result.exports.results if not r.shipped]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -94,24 +95,19 @@ def download_json(settings: LockgateSettings, run_id: str, artifact_path: str) -
 
 
 def code_version() -> str:
-    """The git commit of the code that ran, or the package version outside git."""
+    """The git commit of the code that ran, or the package version outside git.
+    Uncommitted changes add a hash of the diff, so an edit that is not yet
+    committed still counts as other code (an unchanged re-run is skipped on it)."""
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, cwd=here).stdout.strip()
+
     try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()
+        sha = git("rev-parse", "--short=12", "HEAD")
         if sha:
-            return sha + ("-dirty" if dirty else "")
+            diff = git("diff", "HEAD")
+            return sha + (f"-dirty-{hashlib.sha256(diff.encode()).hexdigest()[:8]}" if diff else "")
     except (OSError, subprocess.SubprocessError):
         pass
     from importlib.metadata import version

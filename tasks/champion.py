@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lockgate.data import dataset_name, table_columns
 from lockgate.families.tables import table_signature
-from lockgate.records import ChampionRef, DatasetMeta, ModelChoice
+from lockgate.records import ChampionRef, DatasetMeta, ModelChoice, TrainingIdentity
 from lockgate.settings import LockgateSettings, get_settings
 from lockgate.steps import pipeline_task
 from lockgate.tracking import champion_version, download_json, model_name_for, models_with_table, registered_model_exists
@@ -16,12 +16,19 @@ def find_champion(model_name: str, settings: LockgateSettings | None = None) -> 
     if version is None:
         return None
     meta = download_json(settings, version.run_id, "data/meta.json")
+    tags = version.tags or {}
+    identity = (
+        TrainingIdentity(data_hash=tags["data_hash"], config_hash=tags["config_hash"], code_version=tags["code_version"])
+        if all(tags.get(key) for key in ("data_hash", "config_hash", "code_version"))
+        else None
+    )
     return ChampionRef(
         name=model_name,
         version=str(version.version),
         run_id=version.run_id,
         uri=f"models:/{model_name}/{version.version}",
         data_meta=DatasetMeta.model_validate(meta),
+        trained_on=identity,
     )
 
 

@@ -1,35 +1,36 @@
-"""Step 8: move the champion alias to the verified version.
+"""Step 8: move the champion alias to the verified version, if the champion
+is still the one the challenger was judged against.
 
 The last step on purpose: a run that fails anywhere before this leaves the
-champion where it was.
+champion where it was. When another run moved the champion meanwhile, the
+alias stays and the flow judges the challenger again, against the new one.
 """
 
 from __future__ import annotations
 
-import json
-
-from lockgate.records import PackagedService, RegisteredModel
+from lockgate.promotion import promote_if_unchanged, withdraw_version
+from lockgate.records import GateDecision, PackagedService, PromotionOutcome, RegisteredModel
 from lockgate.settings import LockgateSettings, get_settings
 from lockgate.steps import pipeline_task
-from lockgate.tracking import CHAMPION_ALIAS, client
 
 
 def promote_model(
-    registered: RegisteredModel, package: PackagedService, settings: LockgateSettings | None = None
-) -> RegisteredModel:
+    registered: RegisteredModel,
+    package: PackagedService,
+    judged_against: str | None,
+    decision: GateDecision,
+    settings: LockgateSettings | None = None,
+) -> PromotionOutcome:
     settings = settings or get_settings()
-    mlflow_client = client(settings)
-    mlflow_client.set_model_version_tag(registered.name, registered.version, "bento_tag", package.bento_tag)
-    mlflow_client.set_model_version_tag(registered.name, registered.version, "bento_model", package.model_tag)
-    mlflow_client.set_registered_model_alias(registered.name, CHAMPION_ALIAS, registered.version)
-    pointer = settings.home / "champion.json"
-    tmp = pointer.with_suffix(".tmp")
-    tmp.write_text(json.dumps({
-        "model_name": registered.name, "version": registered.version,
-        "bento_model": package.model_tag, "bento": package.bento_tag,
-    }, indent=2))
-    tmp.replace(pointer)  # atomic: a reader never sees half a file
-    return registered
+    return promote_if_unchanged(settings, registered, package, judged_against, decision.headline())
 
 
-promote_task = pipeline_task("promote champion", timeout_seconds=120)(promote_model)
+def withdraw_model(
+    registered: RegisteredModel, package: PackagedService | None, reason: str, settings: LockgateSettings | None = None
+) -> bool:
+    settings = settings or get_settings()
+    return withdraw_version(settings, registered, package, reason)
+
+
+promote_task = pipeline_task("promote champion", timeout_seconds=660)(promote_model)
+withdraw_task = pipeline_task("withdraw version", timeout_seconds=660, retries=1)(withdraw_model)

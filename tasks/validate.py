@@ -6,18 +6,21 @@ A source that cannot even be read is a blocking failure too, with the reason.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from lockgate.data import DataLoadError, LoadedData, dataset_name, load_source, write_snapshot
-from lockgate.expectations import build_expectations, describe_failure
+from lockgate.data import DataLoadError, LoadedData, dataset_name, load_source, snapshot_digest, write_snapshot
 from lockgate.families.tables import check_against_contract, validation_frame
+from lockgate.locks import atomic_write_text, workspace_lock
 from lockgate.records import CheckResult, DatasetMeta, ValidationSummary
 from lockgate.settings import LockgateSettings, get_settings
 from lockgate.steps import pipeline_task
+from lockgate.tracking import code_version
 
 log = logging.getLogger("lockgate.validate")
 
@@ -49,6 +52,10 @@ def validate_data(
         return ValidationSummary(dataset=data.name, family=data.family, rows=len(data.frame), success=False, checks=[check])
     if data.is_table:
         data.decide_roles(settings.training, reference)
+    cache = _cached_result_path(data, reference, settings)
+    reused = _reuse(cache)
+    if reused is not None:
+        return reused
     checks = _run_suite(data, reference, settings)
     checks += _extra_checks(data, settings)
     if data.contract is not None:
@@ -69,7 +76,35 @@ def validate_data(
     if success:
         folder, digest, seen = write_snapshot(data, settings.snapshots_dir)
         summary.snapshot, summary.data_hash, summary.seen_before = str(folder), digest, seen
+        atomic_write_text(cache, summary.model_dump_json(indent=2))
     return summary
+
+
+def _cached_result_path(data: LoadedData, reference: DatasetMeta | None, settings: LockgateSettings) -> Path:
+    """Where the result of validating exactly this data against exactly this
+    suite is kept: keyed on the data's content hash, the validation settings,
+    the champion's data profile (the suite compares with it) and the code."""
+    key = {
+        "data": snapshot_digest(data),
+        "validation": settings.validation.model_dump(mode="json"),
+        "reference": reference.model_dump(mode="json") if reference is not None else None,
+        "code": code_version(),
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    return settings.home / "cache" / "validation" / f"{digest}.json"
+
+
+def _reuse(cache: Path) -> ValidationSummary | None:
+    """The earlier passing result, when its snapshot is still on disk."""
+    if not cache.is_file():
+        return None
+    try:
+        summary = ValidationSummary.model_validate_json(cache.read_text())
+    except ValueError:
+        return None
+    if not summary.snapshot or not (Path(summary.snapshot) / "meta.json").is_file():
+        return None
+    return summary.model_copy(update={"reused": True, "seen_before": True})
 
 
 def _data_docs_index(settings: LockgateSettings) -> Path:
@@ -99,8 +134,19 @@ def _validation_frame(data: LoadedData) -> pd.DataFrame:
 
 
 def _run_suite(data: LoadedData, reference: DatasetMeta | None, settings: LockgateSettings) -> list[CheckResult]:
+    """Run the suite in the workspace's Great Expectations project. A file
+    context is not safe for two runs at once (the second finds the suite
+    "changed since it was last saved"), so runs take turns; each holds the
+    lock for about a second."""
+    with workspace_lock(settings.home, "great-expectations"):
+        return _run_suite_alone(data, reference, settings)
+
+
+def _run_suite_alone(data: LoadedData, reference: DatasetMeta | None, settings: LockgateSettings) -> list[CheckResult]:
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
+
+    from lockgate.expectations import build_expectations, describe_failure
 
     settings.gx_dir.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="file", project_root_dir=str(settings.gx_dir))

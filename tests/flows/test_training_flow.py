@@ -52,7 +52,7 @@ def test_digits_are_promoted_with_a_registered_bento(digits_champion):
 def test_second_run_is_judged_against_the_first(digits_champion):
     name, settings, first = digits_champion.name, digits_champion.settings, digits_champion.result
     before = champion_version(name)
-    second = run_pipeline("digits", None, name, settings)
+    second = run_pipeline("digits", None, name, settings, force=True)  # same data and settings: forced
     assert second.validation.seen_before
     assert second.evaluation.champion_version == before
     assert second.evaluation.champion_metrics["accuracy"] == pytest.approx(first.evaluation.metrics["accuracy"])
@@ -187,6 +187,8 @@ def test_deterministic_failure_is_not_retried_and_the_champion_stays(wine_champi
     assert counts.get("package service") == 1 and "promote champion" not in counts, counts
     assert before_champion is not None and champion_version(name) == before_champion, "a failed run never moves the champion"
     assert len(model_versions(name)) == before_versions + 1  # registered before packaging failed
+    [failed] = [v for v in model_versions(name) if int(v.version) == before_versions + 1]
+    assert failed.tags["lockgate.status"].startswith("failed: DeterministicFailure: the Bento build failed"), failed.tags
     assert _pointer() == pointer_before
 
 
@@ -212,3 +214,56 @@ def test_on_a_small_table_a_better_scoring_challenger_is_promoted_and_a_weak_one
     weak = run_pipeline(str(wine_csv), "target", name, pipeline_settings(1, learning_rate=1e-5))
     assert weak.status == "rejected" and not weak.gate.promote, weak.gate.reasons
     assert champion_version(name) == better.registered.version
+
+
+def test_an_unchanged_rerun_trains_nothing_and_any_change_retrains(wine_csv, tmp_path, monkeypatch):
+    """Same data, settings and code as the champion: the run ends at once with
+    the reason, no run, no version, no Bento; validating the same data with
+    the same suite again is reused. One
+    setting, one data row or the code changed: it trains. (The code change is
+    simulated by the version string the flow reads: a test cannot commit.)"""
+    import mlflow
+    import pandas as pd
+
+    import flows.training
+
+    name = unique_name("unchanged")
+    settings = pipeline_settings(2)
+    first = run_pipeline(str(wine_csv), "target", name, settings)
+    assert first.status == "promoted", first.gate.reasons
+    runs_before = len(mlflow.search_runs(experiment_names=[settings.experiment_name]))
+    bentos_before = len(bentoml_models_named(name))
+
+    again = run_pipeline(str(wine_csv), "target", name, settings)
+    # Its suite compared the data with the champion's, which the first run's
+    # could not: validated anew. The same suite on the same data is reused.
+    assert again.status == "unchanged" and not again.validation.reused
+    started = time.perf_counter()
+    again = run_pipeline(str(wine_csv), "target", name, settings)
+    elapsed = time.perf_counter() - started
+    assert again.status == "unchanged" and again.validation.reused
+    assert again.note.startswith(f"nothing changed: champion v{first.registered.version} was trained on exactly this data")
+    assert again.evaluation is None and again.run_id is None
+    assert len(model_versions(name)) == 1 and champion_version(name) == first.registered.version
+    assert len(mlflow.search_runs(experiment_names=[settings.experiment_name])) == runs_before
+    assert len(bentoml_models_named(name)) == bentos_before
+    assert elapsed < 5, f"an unchanged run took {elapsed:.1f} s"
+
+    def trains(result) -> bool:
+        return result.status != "unchanged" and result.run_id is not None and result.evaluation is not None
+
+    assert trains(run_pipeline(str(wine_csv), "target", name, settings, force=True))
+    assert trains(run_pipeline(str(wine_csv), "target", name, pipeline_settings(3)))
+    changed = pd.read_csv(wine_csv)
+    changed.loc[0, "alcohol"] += 0.01
+    one_row = tmp_path / "wine.csv"  # same file name: the same model
+    changed.to_csv(one_row, index=False)
+    assert trains(run_pipeline(str(one_row), "target", name, settings))
+    monkeypatch.setattr(flows.training, "code_version", lambda: "other-code")
+    assert trains(run_pipeline(str(wine_csv), "target", name, settings))
+
+
+def bentoml_models_named(name: str) -> list:
+    import bentoml
+
+    return [m for m in bentoml.models.list() if m.info.labels.get("model_name") == name]

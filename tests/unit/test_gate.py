@@ -475,7 +475,7 @@ def _proper(challenger_loss, champion_loss, task="classification", metrics=None)
     )
 
 
-def _bound(n, worse_by, spread, confidence=0.95):
+def _bound(n, worse_by, spread, confidence=0.96):
     """The pessimistic end (challenger minus champion): the one-sided t bound."""
     from scipy.stats import t
 
@@ -500,12 +500,12 @@ def test_the_proper_score_interval_bound_decides_not_the_point_estimate():
     assert decision.difference_ci[0] < 0.018 < 0.02 < decision.difference_ci[1]
 
 
-@pytest.mark.parametrize(("margin", "promote"), [(0.02, True), (0.0131, True), (0.0130, False), (0.0, False)])
+@pytest.mark.parametrize(("margin", "promote"), [(0.02, True), (0.0133, True), (0.0131, False), (0.0, False)])
 def test_the_score_margin_is_honoured(margin, promote):
-    """Worse by 0.01 with the one-sided bound at 0.013004 (a two-sided 95%
-    interval would end at 0.01358, and 0.0131 would reject)."""
+    """Worse by 0.01 with the one-sided 96% bound at 0.013197 (a two-sided 95%
+    interval would end at 0.01358, and 0.0133 would reject)."""
     challenger, champion = _paired_losses(3000, worse_by=0.01, spread=0.1)
-    assert _bound(3000, 0.01, 0.1) == pytest.approx(0.013004, abs=1e-6)
+    assert _bound(3000, 0.01, 0.1) == pytest.approx(0.013197, abs=1e-6)
     decision = decide_classification(_proper(challenger, champion), GateSettings(score_margin=margin))
     assert decision.promote is promote and decision.margin == margin
 
@@ -541,27 +541,27 @@ def test_an_identical_challenger_passes_the_proper_score_with_no_margin():
 
 def test_every_decision_states_its_power_in_words():
     """36 rows, per-row spread 0.2: the smallest difference detected with 80%
-    power by a one-sided 95% bound is (t(35; 0.95) + z(0.8)) * 0.2 / 6; the
-    margin of 0.02 needs about ((z(0.95) + z(0.8)) * 0.2 / 0.02)^2 = 619 rows."""
+    power by a one-sided 96% bound is (t(35; 0.96) + z(0.8)) * 0.2 / 6; the
+    margin of 0.02 needs about ((z(0.96) + z(0.8)) * 0.2 / 0.02)^2 = 673 rows."""
     from scipy.stats import norm, t
 
     challenger, champion = _paired_losses(36, worse_by=-0.15, spread=0.2)
     decision = decide_classification(_proper(challenger, champion), GateSettings())
-    detectable = (t.ppf(0.95, 35) + norm.ppf(0.8)) * 0.2 / 6
+    detectable = (t.ppf(0.96, 35) + norm.ppf(0.8)) * 0.2 / 6
     assert decision.detectable == pytest.approx(detectable) and decision.resolved is False
     high = decision.difference_ci[1]
     assert high == pytest.approx(_bound(36, -0.15, 0.2))
     assert decision.promote is True
     assert decision.reasons[-1] == (
-        f"brier_score challenger - champion v2 = -0.1500 (lower is better), at most {high:+.4f} at 95% confidence "
+        f"brier_score challenger - champion v2 = -0.1500 (lower is better), at most {high:+.4f} at 96% confidence "
         f"(one-sided): not worse by more than the allowed 0.0200, although the holdout cannot resolve the allowed "
-        f"margin of 0.0200: 36 holdout rows detect a difference of {detectable:.4f} with 80% power; about 619 rows would"
+        f"margin of 0.0200: 36 holdout rows detect a difference of {detectable:.4f} with 80% power; about 673 rows would"
     )
     resolved = decide_classification(_proper(*_paired_losses(3000, -0.15, 0.2)), GateSettings(power=0.9))
     assert resolved.resolved is True
     assert resolved.reasons[-1].endswith(
         f"not worse by more than the allowed 0.0200 (3000 holdout rows detect a difference of "
-        f"{(t.ppf(0.95, 2999) + norm.ppf(0.9)) * 0.2 / np.sqrt(3000):.4f} with 90% power)"
+        f"{(t.ppf(0.96, 2999) + norm.ppf(0.9)) * 0.2 / np.sqrt(3000):.4f} with 90% power)"
     )
 
 
@@ -577,13 +577,13 @@ def test_every_decision_states_its_power_in_words():
     ],
 )
 def test_an_underpowered_holdout_follows_the_configured_policy(policy, worse_by, promote, says):
-    """36 rows cannot resolve a 0.02 margin (the one-sided bound lies 0.056
+    """36 rows cannot resolve a 0.02 margin (the one-sided bound lies 0.060
     above the mean)."""
     challenger, champion = _paired_losses(36, worse_by=worse_by, spread=0.2)
     decision = decide_classification(_proper(challenger, champion), GateSettings(underpowered=policy))
     assert decision.resolved is False
     assert decision.promote is promote and says in decision.reasons[-1], decision.reasons
-    assert "36 holdout rows detect a difference of 0.0844 with 80% power; about 619 rows would" in decision.reasons[-1]
+    assert "36 holdout rows detect a difference of 0.0882 with 80% power; about 673 rows would" in decision.reasons[-1]
 
 
 def test_a_resolved_holdout_ignores_the_underpowered_policy():
@@ -596,7 +596,7 @@ def test_a_resolved_holdout_ignores_the_underpowered_policy():
 @pytest.mark.parametrize(("fraction", "promote"), [(0.02, True), (0.01, False)])
 def test_the_squared_error_margin_follows_the_rmse_fraction(fraction, promote):
     """Champion MSE 900: an RMSE 2% worse is an MSE (1.02^2 - 1) * 900 = 36.36
-    worse; the challenger is 20 worse, at most 27.2 at the interval's end."""
+    worse; the challenger is 20 worse, at most 26.4 at the one-sided bound."""
     challenger, champion = _paired_losses(3000, worse_by=20.0, spread=200.0, base=900.0)
     decision = decide_regression(_proper(challenger, champion, "regression"), GateSettings(rmse_margin_fraction=fraction))
     assert decision.metric == "mse" and decision.higher_is_better is False
@@ -647,4 +647,4 @@ def test_a_zero_margin_names_no_number_of_rows():
     challenger, champion = _paired_losses(36, worse_by=0.0, spread=0.2)
     decision = decide_classification(_proper(challenger, champion), GateSettings(score_margin=0.0))
     assert decision.resolved is False and decision.promote is False
-    assert decision.reasons[-1].endswith("36 holdout rows detect a difference of 0.0844 with 80% power")
+    assert decision.reasons[-1].endswith("36 holdout rows detect a difference of 0.0882 with 80% power")

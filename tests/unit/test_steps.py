@@ -141,7 +141,84 @@ def test_package_store_and_build_are_idempotent_then_promote(trained):
     from lockgate.records import PackagedService
 
     package = PackagedService(bento_tag=bento, model_tag=tag, verified_examples=0, max_abs_difference=0.0)
-    promote_task.fn(registered, package, settings)
+    outcome = promote_task.fn(registered, package, None, decision, settings)
+    assert outcome.promoted and outcome.replaced is None
     champion = mlflow.MlflowClient().get_model_version_by_alias(name, "champion")
     assert str(champion.version) == registered.version
     assert champion.tags["bento_tag"] == bento
+
+
+def _another_version(trained, name):
+    """A further version of `name` from the same trained model (what a second
+    run registers), made straight in the registry."""
+    from lockgate.records import RegisteredModel
+    from lockgate.tracking import client
+
+    settings, _, _, training = trained
+    version = client(settings).create_model_version(name, source=training.model_uri, run_id=training.run_id,
+                                                    model_id=training.model_uri.removeprefix("models:/"))
+    return RegisteredModel(name=name, version=str(version.version), run_id=training.run_id, uri=f"models:/{name}/{version.version}")
+
+
+def test_promotion_is_a_compare_and_swap_and_the_pointer_follows_the_alias(trained):
+    """The alias moves only if the champion is still the one the challenger
+    was judged against; a retry after the move completes it; champion.json is
+    the alias, written from it; a withdrawn version is marked, never the champion."""
+    import json
+
+    from lockgate.promotion import promote_if_unchanged, withdraw_version
+    from lockgate.records import PackagedService
+    from lockgate.tracking import champion_version, client
+
+    settings, _, _, _ = trained
+    name = f"cas-{uuid.uuid4().hex[:6]}"
+    client(settings).create_registered_model(name)
+    first, second, third = (_another_version(trained, name) for _ in range(3))
+    package = PackagedService(bento_tag="lockgate:none", model_tag="lockgate-model:none", verified_examples=0,
+                              max_abs_difference=0.0)
+    pointer = settings.home / "champion.json"
+
+    def alias() -> str:
+        return str(champion_version(settings, name).version)
+
+    assert promote_if_unchanged(settings, first, package, None, "PROMOTE: first").promoted
+    stale = promote_if_unchanged(settings, second, package, None, "PROMOTE: judged with no champion")
+    assert not stale.promoted and stale.champion_version == first.version and alias() == first.version
+    moved = promote_if_unchanged(settings, second, package, first.version, "PROMOTE: against v1")
+    assert moved.promoted and moved.replaced == first.version and alias() == second.version
+    tags = champion_version(settings, name).tags
+    assert tags["replaced"] == first.version and tags["gate"] == "PROMOTE: against v1"
+    assert json.loads(pointer.read_text()) == {"model_name": name, "version": second.version,
+                                               "bento_model": "lockgate-model:none", "bento": "lockgate:none"}
+    pointer.unlink()  # a retry after the alias moved but before the pointer was written
+    retried = promote_if_unchanged(settings, second, package, first.version, "PROMOTE: against v1")
+    assert retried.promoted and retried.replaced == first.version
+    assert json.loads(pointer.read_text())["version"] == second.version
+
+    assert withdraw_version(settings, third, None, "rejected: the champion moved")
+    assert client(settings).get_model_version(name, third.version).tags["lockgate.status"] == "rejected: the champion moved"
+    assert not withdraw_version(settings, second, None, "never withdraw the champion") and alias() == second.version
+
+
+def test_two_promotions_judged_against_the_same_champion_move_the_alias_once(trained):
+    """Threads stand in for processes here (the lock is a file lock, which
+    binds threads' separate open files the same way); tests/e2e runs real
+    processes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lockgate.promotion import promote_if_unchanged
+    from lockgate.records import PackagedService
+    from lockgate.tracking import client
+
+    settings, _, _, _ = trained
+    name = f"race-{uuid.uuid4().hex[:6]}"
+    client(settings).create_registered_model(name)
+    base, *challengers = (_another_version(trained, name) for _ in range(5))
+    package = PackagedService(bento_tag="lockgate:none", model_tag="lockgate-model:none", verified_examples=0,
+                              max_abs_difference=0.0)
+    promote_if_unchanged(settings, base, package, None, "PROMOTE")
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(lambda v: promote_if_unchanged(settings, v, package, base.version, "PROMOTE"), challengers))
+    assert sum(o.promoted for o in outcomes) == 1, outcomes
+    winner = next(c for c, o in zip(challengers, outcomes) if o.promoted)
+    assert all(o.champion_version == winner.version for o in outcomes)
