@@ -105,8 +105,8 @@ def scores(labels: np.ndarray, mine: np.ndarray, theirs: np.ndarray) -> HoldoutS
 
 
 RULES = {  # absolute thresholds off: only the comparison with the champion decides
-    "Brier, one-sided t, margin 0.02 (default)": GateSettings(min_accuracy=0, min_macro_f1=0),
-    "Brier, one-sided t, margin 0.03": GateSettings(min_accuracy=0, min_macro_f1=0, score_margin=0.03),
+    "Brier, one-sided t, margin 0.03 (default)": GateSettings(min_accuracy=0, min_macro_f1=0, score_margin=0.03),
+    "Brier, one-sided t, margin 0.02": GateSettings(min_accuracy=0, min_macro_f1=0, score_margin=0.02),
     "accuracy, bootstrap, margin 0.01 (earlier rule)": GateSettings(min_accuracy=0, min_macro_f1=0, comparison="metric"),
 }
 

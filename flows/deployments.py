@@ -35,7 +35,7 @@ def retrain(
     epochs: Annotated[int, Field(ge=1, le=1000)] = 20,
     min_accuracy: Fraction = 0.8,
     min_macro_f1: Fraction = 0.75,
-    score_margin: Annotated[float, Field(ge=0.0, le=2.0)] = 0.02,
+    score_margin: Annotated[float, Field(ge=0.0, le=2.0)] = 0.03,
     model_name: str | None = None,
     family: Literal["auto", "image", "text", "tabular", "regression"] = "auto",
     distil: bool = False,

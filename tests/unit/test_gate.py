@@ -546,7 +546,7 @@ def test_every_decision_states_its_power_in_words():
     from scipy.stats import norm, t
 
     challenger, champion = _paired_losses(36, worse_by=-0.15, spread=0.2)
-    decision = decide_classification(_proper(challenger, champion), GateSettings())
+    decision = decide_classification(_proper(challenger, champion), GateSettings(score_margin=0.02))
     detectable = (t.ppf(0.96, 35) + norm.ppf(0.8)) * 0.2 / 6
     assert decision.detectable == pytest.approx(detectable) and decision.resolved is False
     high = decision.difference_ci[1]
@@ -557,7 +557,7 @@ def test_every_decision_states_its_power_in_words():
         f"(one-sided): not worse by more than the allowed 0.0200, although the holdout cannot resolve the allowed "
         f"margin of 0.0200: 36 holdout rows detect a difference of {detectable:.4f} with 80% power; about 673 rows would"
     )
-    resolved = decide_classification(_proper(*_paired_losses(3000, -0.15, 0.2)), GateSettings(power=0.9))
+    resolved = decide_classification(_proper(*_paired_losses(3000, -0.15, 0.2)), GateSettings(score_margin=0.02, power=0.9))
     assert resolved.resolved is True
     assert resolved.reasons[-1].endswith(
         f"not worse by more than the allowed 0.0200 (3000 holdout rows detect a difference of "
@@ -580,7 +580,7 @@ def test_an_underpowered_holdout_follows_the_configured_policy(policy, worse_by,
     """36 rows cannot resolve a 0.02 margin (the one-sided bound lies 0.060
     above the mean)."""
     challenger, champion = _paired_losses(36, worse_by=worse_by, spread=0.2)
-    decision = decide_classification(_proper(challenger, champion), GateSettings(underpowered=policy))
+    decision = decide_classification(_proper(challenger, champion), GateSettings(score_margin=0.02, underpowered=policy))
     assert decision.resolved is False
     assert decision.promote is promote and says in decision.reasons[-1], decision.reasons
     assert "36 holdout rows detect a difference of 0.0882 with 80% power; about 673 rows would" in decision.reasons[-1]
