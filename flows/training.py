@@ -7,10 +7,17 @@ from __future__ import annotations
 from prefect import flow
 from prefect.runtime import flow_run
 
-from lockgate.records import PackagedService, PipelineResult, RegisteredModel, TrainingIdentity, ValidationSummary
+from lockgate.records import (
+    ChampionRef,
+    CheckResult,
+    ModelChoice,
+    PackagedService,
+    PipelineResult,
+    RegisteredModel,
+    ValidationSummary,
+)
 from lockgate.reporting import pipeline_markdown, publish_markdown, validation_markdown
 from lockgate.settings import LockgateSettings, get_settings
-from lockgate.tracking import code_version
 from tasks.champion import choose_model_task, find_champion_task
 from tasks.distil import compare_task
 from tasks.evaluate import evaluate_task
@@ -21,7 +28,7 @@ from tasks.promote import promote_task, withdraw_task
 from tasks.register import register_task
 from tasks.track import finish_run, open_run_task
 from tasks.train import train_task
-from tasks.validate import validate_task
+from tasks.validate import identify_task, validate_task
 
 
 class NoChampionToDistil(Exception):
@@ -61,20 +68,14 @@ def training_pipeline(
     champion = find_champion_task(name, settings)
     if distil and champion is None:
         raise NoChampionToDistil(f"{name} has no champion to distil: promote one with `lockgate run` first")
+    if champion is not None and champion.trained_on is not None and not (force or distil):
+        identity = identify_task(data, target, champion.data_meta, settings)
+        if identity == champion.trained_on:
+            return _unchanged(choice, champion, settings)
     summary = validate_task(data, target, champion.data_meta if champion else None, settings)
     publish_markdown("data-validation", validation_markdown(summary), "Data validation report")
     if not summary.success:
         raise ValidationFailed(summary)
-    identity = TrainingIdentity(
-        data_hash=summary.data_hash or "", config_hash=settings.training_fingerprint(), code_version=code_version()
-    )
-    if champion is not None and not force and not distil and champion.trained_on == identity:
-        note = (f"nothing changed: champion v{champion.version} was trained on exactly this data and configuration "
-                f"(data {identity.data_hash[:12]}, settings {identity.config_hash[:12]}, code {identity.code_version}); "
-                "--force retrains")
-        print(note.capitalize())
-        return PipelineResult(status="unchanged", validation=summary, model=choice, note=note,
-                              tracking_uri=settings.tracking_uri)
 
     run_id = open_run_task(summary, name, str(flow_run.id or "local"), settings)
     result = PipelineResult(
@@ -125,6 +126,25 @@ def training_pipeline(
 
 
 MAX_REJUDGEMENTS = 5
+
+
+def _unchanged(choice: ModelChoice, champion: ChampionRef, settings: LockgateSettings) -> PipelineResult:
+    """The champion was trained on exactly this data, settings and code: its
+    data passed validation then, and training again would make the same model."""
+    identity = champion.trained_on
+    note = (f"nothing changed: champion v{champion.version} was trained on exactly this data and configuration "
+            f"(data {identity.data_hash[:12]}, settings {identity.config_hash[:12]}, code {identity.code_version}); "
+            "--force retrains")
+    print(note[:1].upper() + note[1:])
+    meta = champion.data_meta
+    summary = ValidationSummary(
+        dataset=meta.name, family=meta.family, rows=meta.rows, success=True, data_hash=identity.data_hash,
+        seen_before=True, reused=True,
+        checks=[CheckResult(name="same data as the champion", severity="warning", success=True,
+                            message=f"validated when champion v{champion.version} was trained")],
+    )
+    return PipelineResult(status="unchanged", validation=summary, model=choice, note=note,
+                          tracking_uri=settings.tracking_uri)
 
 
 def _withdraw(registered: RegisteredModel, package: PackagedService | None, reason: str, settings: LockgateSettings) -> None:

@@ -17,7 +17,7 @@ import pandas as pd
 from lockgate.data import DataLoadError, LoadedData, dataset_name, load_source, snapshot_digest, write_snapshot
 from lockgate.families.tables import check_against_contract, validation_frame
 from lockgate.locks import atomic_write_text, workspace_lock
-from lockgate.records import CheckResult, DatasetMeta, ValidationSummary
+from lockgate.records import CheckResult, DatasetMeta, TrainingIdentity, ValidationSummary
 from lockgate.settings import LockgateSettings, get_settings
 from lockgate.steps import pipeline_task
 from lockgate.tracking import code_version
@@ -78,6 +78,26 @@ def validate_data(
         summary.snapshot, summary.data_hash, summary.seen_before = str(folder), digest, seen
         atomic_write_text(cache, summary.model_dump_json(indent=2))
     return summary
+
+
+def identify_data(
+    source: str, target: str | None, reference: DatasetMeta | None, settings: LockgateSettings | None = None
+) -> TrainingIdentity | None:
+    """What a training run on `source` would be trained on: the content hash of
+    its snapshot, the settings' fingerprint and the code version. Cheap (no
+    validation suite); None when the data cannot be read (validation says why)."""
+    settings = settings or get_settings()
+    try:
+        data = load_source(source, target, settings.training)
+    except DataLoadError:
+        return None
+    if reference is not None and reference.family != data.family:
+        return None
+    if data.is_table:
+        data.decide_roles(settings.training, reference)
+    return TrainingIdentity(
+        data_hash=snapshot_digest(data), config_hash=settings.training_fingerprint(), code_version=code_version()
+    )
 
 
 def _cached_result_path(data: LoadedData, reference: DatasetMeta | None, settings: LockgateSettings) -> Path:
@@ -273,3 +293,4 @@ def _quiet_progress_bars(context: object) -> None:
 
 
 validate_task = pipeline_task("validate data", timeout_seconds=600)(validate_data)
+identify_task = pipeline_task("identify data", timeout_seconds=600)(identify_data)

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
@@ -33,7 +34,10 @@ def fresh_run(tmp_path_factory):
     report = home.parent / "gate-report.md"
     result = subprocess.run([LOCKGATE, "run", "--report", str(report)], env=_env(home),
                             capture_output=True, text=True, timeout=900)
-    return home, result
+    yield home, result
+    # The run started the workspace's Prefect server and left it up, as it
+    # does for a user; the test stops it.
+    _lockgate(home, "server", "stop", timeout=120)
 
 
 def test_run_promotes_a_champion_on_the_digits(fresh_run):
@@ -52,6 +56,26 @@ def test_run_promotes_a_champion_on_the_digits(fresh_run):
     run = client.get_run(champion.run_id)
     assert run.data.metrics["holdout_accuracy"] >= 0.95
     assert run.info.status == "FINISHED"
+
+
+def test_an_unchanged_rerun_ends_in_seconds_on_the_workspace_s_prefect_server(fresh_run):
+    """The first run started a long-lived Prefect server; the same command
+    again finds it and, with nothing changed, trains nothing."""
+    import mlflow
+
+    home, result = fresh_run
+    assert "Starting the workspace's Prefect server" in result.stdout
+    status = _lockgate(home, "server", "status", timeout=120)
+    assert status.returncode == 0 and status.stdout.startswith("up: http://127.0.0.1:"), status.stdout + status.stderr
+    started = time.perf_counter()
+    again = _lockgate(home, "run", timeout=300)
+    elapsed = time.perf_counter() - started
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "Nothing changed: champion v1 was trained on exactly this data and configuration" in again.stdout
+    assert "Starting the workspace's Prefect server" not in again.stdout
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
+    assert [str(v.version) for v in client.search_model_versions("name = 'lockgate-digits'")] == ["1"]
+    assert elapsed < 10, f"the unchanged re-run took {elapsed:.1f} s"
 
 
 def _lockgate(home: Path, *args: str, env: dict[str, str] | None = None, timeout: int = 900):

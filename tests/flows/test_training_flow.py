@@ -218,14 +218,13 @@ def test_on_a_small_table_a_better_scoring_challenger_is_promoted_and_a_weak_one
 
 def test_an_unchanged_rerun_trains_nothing_and_any_change_retrains(wine_csv, tmp_path, monkeypatch):
     """Same data, settings and code as the champion: the run ends at once with
-    the reason, no run, no version, no Bento; validating the same data with
-    the same suite again is reused. One
+    the reason, no run, no version, no Bento. One
     setting, one data row or the code changed: it trains. (The code change is
     simulated by the version string the flow reads: a test cannot commit.)"""
     import mlflow
     import pandas as pd
 
-    import flows.training
+    import tasks.validate
 
     name = unique_name("unchanged")
     settings = pipeline_settings(2)
@@ -234,10 +233,6 @@ def test_an_unchanged_rerun_trains_nothing_and_any_change_retrains(wine_csv, tmp
     runs_before = len(mlflow.search_runs(experiment_names=[settings.experiment_name]))
     bentos_before = len(bentoml_models_named(name))
 
-    again = run_pipeline(str(wine_csv), "target", name, settings)
-    # Its suite compared the data with the champion's, which the first run's
-    # could not: validated anew. The same suite on the same data is reused.
-    assert again.status == "unchanged" and not again.validation.reused
     started = time.perf_counter()
     again = run_pipeline(str(wine_csv), "target", name, settings)
     elapsed = time.perf_counter() - started
@@ -259,7 +254,7 @@ def test_an_unchanged_rerun_trains_nothing_and_any_change_retrains(wine_csv, tmp
     one_row = tmp_path / "wine.csv"  # same file name: the same model
     changed.to_csv(one_row, index=False)
     assert trains(run_pipeline(str(one_row), "target", name, settings))
-    monkeypatch.setattr(flows.training, "code_version", lambda: "other-code")
+    monkeypatch.setattr(tasks.validate, "code_version", lambda: "other-code")
     assert trains(run_pipeline(str(wine_csv), "target", name, settings))
 
 
@@ -267,3 +262,22 @@ def bentoml_models_named(name: str) -> list:
     import bentoml
 
     return [m for m in bentoml.models.list() if m.info.labels.get("model_name") == name]
+
+
+def test_validating_the_same_data_with_the_same_suite_reuses_the_result(wine_champion):
+    """Keyed on content: a copy of the file under another folder is the same
+    data; the champion's profile is part of the suite."""
+    from tasks.champion import find_champion
+    from tasks.validate import validate_data
+
+    settings = wine_champion.settings
+    reference = find_champion(wine_champion.name, settings).data_meta
+    first = validate_data(wine_champion.data, "target", reference, settings)
+    copy = get_settings().home.parent / "copy" / "wine.csv"
+    copy.parent.mkdir(exist_ok=True)
+    copy.write_bytes(open(wine_champion.data, "rb").read())
+    again = validate_data(str(copy), "target", reference, settings)
+    assert first.success and again.success and again.reused
+    assert again.data_hash == first.data_hash and again.checks == first.checks
+    without_reference = validate_data(str(copy), "target", None, settings)
+    assert without_reference.success and without_reference.data_hash == first.data_hash
