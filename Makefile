@@ -1,5 +1,7 @@
 # The two commands of the README: `make run` and `make test`.
 # Both create .venv from requirements.lock when it is missing or older than the lock.
+# Bytecode is compiled at install: with PYTHONDONTWRITEBYTECODE set (as on some
+# CI machines) every process would otherwise compile ~1,000 modules at start.
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -11,7 +13,7 @@ ARGS ?=
 $(VENV)/.synced: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
-	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip sync --quiet --compile-bytecode --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $@
 

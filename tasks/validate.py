@@ -53,7 +53,7 @@ def validate_data(
     if data.is_table:
         data.decide_roles(settings.training, reference)
     cache = _cached_result_path(data, reference, settings)
-    reused = _reuse(cache)
+    reused = _reuse(cache) if cache is not None else None
     if reused is not None:
         return reused
     checks = _run_suite(data, reference, settings)
@@ -76,7 +76,8 @@ def validate_data(
     if success:
         folder, digest, seen = write_snapshot(data, settings.snapshots_dir)
         summary.snapshot, summary.data_hash, summary.seen_before = str(folder), digest, seen
-        atomic_write_text(cache, summary.model_dump_json(indent=2))
+        if cache is not None:
+            atomic_write_text(cache, summary.model_dump_json(indent=2))
     return summary
 
 
@@ -95,17 +96,33 @@ def identify_data(
         return None
     if data.is_table:
         data.decide_roles(settings.training, reference)
-    return TrainingIdentity(
-        data_hash=snapshot_digest(data), config_hash=settings.training_fingerprint(), code_version=code_version()
-    )
+    digest = _content_digest(data)
+    if digest is None:
+        return None
+    return TrainingIdentity(data_hash=digest, config_hash=settings.training_fingerprint(), code_version=code_version())
 
 
-def _cached_result_path(data: LoadedData, reference: DatasetMeta | None, settings: LockgateSettings) -> Path:
+def _content_digest(data: LoadedData) -> str | None:
+    """The snapshot hash of data not yet validated; None where the data is too
+    broken to hash (a missing label column, unreadable files): the suite then
+    runs and says what is wrong."""
+    if data.problems:
+        return None
+    try:
+        return snapshot_digest(data)
+    except Exception:  # noqa: BLE001 - validation reports the cause
+        return None
+
+
+def _cached_result_path(data: LoadedData, reference: DatasetMeta | None, settings: LockgateSettings) -> Path | None:
     """Where the result of validating exactly this data against exactly this
     suite is kept: keyed on the data's content hash, the validation settings,
     the champion's data profile (the suite compares with it) and the code."""
+    digest = _content_digest(data)
+    if digest is None:
+        return None
     key = {
-        "data": snapshot_digest(data),
+        "data": digest,
         "validation": settings.validation.model_dump(mode="json"),
         "reference": reference.model_dump(mode="json") if reference is not None else None,
         "code": code_version(),

@@ -61,7 +61,11 @@ def workspace(tmp_path_factory, wine_csv):
         yield home, url
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(timeout=60)
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:  # a worker mid-poll can ignore TERM for long
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=20)
         log.close()
         subprocess.run([LOCKGATE, "server", "stop"], env=_env(home), timeout=120, capture_output=True)
 

@@ -114,6 +114,9 @@ def test_renamed_copy_is_judged_against_that_models_champion(credit_champion, tm
     path, first = credit_champion
     renamed = tmp_path / "credit_2026_12.csv"
     shutil.copy(path, renamed)
+    same = training_pipeline(data=str(renamed), target="Status", settings=_settings(epochs=15))
+    assert same.model.how == "recognised" and same.status == "unchanged", same.note  # the same content: skipped
+    pd.read_csv(path).iloc[:-1].to_csv(renamed, index=False)  # next month's file: one row fewer
     result = training_pipeline(data=str(renamed), target="Status", settings=_settings(epochs=15))
 
     assert result.model.how == "recognised" and result.model.name == first.registered.name
