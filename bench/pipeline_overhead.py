@@ -69,8 +69,8 @@ def main() -> None:
     bare_accuracy = out.strip().rsplit("accuracy=", 1)[-1]
     runs = [
         ("cold: first run in a new workspace (starts its Prefect server, exports, builds and serves the Bento)", {}),
-        ("warm: a setting changed (another seed), so it trains; the Prefect server is up", {"LOCKGATE_TRAINING__SEED": "7"}),
-        ("unchanged: the same command again (nothing to train)", {"LOCKGATE_TRAINING__SEED": "7"}),
+        ("warm: a gate setting changed, so it trains; the Prefect server is up", {"LOCKGATE_GATE__MIN_MACRO_F1": "0.7"}),
+        ("unchanged: the same command again (nothing to train)", {"LOCKGATE_GATE__MIN_MACRO_F1": "0.7"}),
     ]
     rows = []
     try:

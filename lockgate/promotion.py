@@ -10,14 +10,11 @@ written from the alias, atomically, after every move.
 from __future__ import annotations
 
 import json
-import logging
 
 from lockgate.locks import atomic_write_text, workspace_lock
 from lockgate.records import PackagedService, PromotionOutcome, RegisteredModel
 from lockgate.settings import LockgateSettings
 from lockgate.tracking import CHAMPION_ALIAS, champion_version, client
-
-log = logging.getLogger("lockgate.promotion")
 
 STATUS_TAG = "lockgate.status"
 REPLACED_TAG = "replaced"
