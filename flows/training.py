@@ -14,6 +14,7 @@ from lockgate.records import (
     PackagedService,
     PipelineResult,
     RegisteredModel,
+    TrainingResult,
     ValidationSummary,
 )
 from lockgate.reporting import pipeline_markdown, publish_markdown, validation_markdown
@@ -90,42 +91,50 @@ def training_pipeline(
         if result.gate.promote:
             result.exports = export_task(training, summary.snapshot, settings)
             registered = register_task(training, result.gate, summary, name, settings, result.exports)
-            package = None
-            try:
-                package = package_task(
-                    registered, training, result.evaluation, summary.snapshot, summary.data_hash, result.exports, settings
-                )
-                outcome = promote_task(registered, package, result.evaluation.champion_version, result.gate, settings)
-                for _ in range(MAX_REJUDGEMENTS):
-                    if outcome.promoted or not result.gate.promote:
-                        break
-                    # Another run moved the champion after this one was judged:
-                    # judge again, against the new champion, on the same holdout.
-                    print(f"The champion moved to v{outcome.champion_version} while this run was judged; judging again")
-                    champion = find_champion_task(name, settings)
-                    result.evaluation = evaluate_task(training, summary.snapshot, champion, settings)
-                    result.gate = gate_task(result.evaluation, settings)
-                    if result.gate.promote:
-                        outcome = promote_task(registered, package, result.evaluation.champion_version, result.gate, settings)
-            except Exception as failure:
-                _withdraw(registered, package, f"failed: {type(failure).__name__}: {failure}", settings)
-                raise
-            result.package = package
-            if outcome.promoted:
-                result.registered, result.replaced, result.status = registered, outcome.replaced, "promoted"
-            else:
-                reason = f"rejected: {result.gate.headline()}" if not result.gate.promote else (
-                    f"rejected: the champion moved {MAX_REJUDGEMENTS} times while this run was judged")
-                _withdraw(registered, package, reason, settings)
-                result.withdrawn, result.package = registered, None
-                if result.gate.promote:  # judged better each time, but never got the alias: say so
-                    result.gate.promote = False
-                    result.gate.reasons.append(reason.removeprefix("rejected: "))
+            _package_and_promote(result, registered, training, summary, settings)
     publish_markdown("pipeline-summary", pipeline_markdown(result), "Lockgate run summary")
     return result
 
 
 MAX_REJUDGEMENTS = 5
+
+
+def _package_and_promote(
+    result: PipelineResult, registered: RegisteredModel, training: TrainingResult, summary: ValidationSummary,
+    settings: LockgateSettings,
+) -> None:
+    """Package, verify and promote as one unit: the alias moves only if the
+    champion is still the one the challenger was judged against; if another
+    run moved it, judge again against the new champion. A version that fails
+    or loses is withdrawn (marked, its Bento removed), never left half-made."""
+    package = None
+    try:
+        package = package_task(
+            registered, training, result.evaluation, summary.snapshot, summary.data_hash, result.exports, settings
+        )
+        outcome = promote_task(registered, package, result.evaluation.champion_version, result.gate, settings)
+        for _ in range(MAX_REJUDGEMENTS):
+            if outcome.promoted or not result.gate.promote:
+                break
+            print(f"The champion moved to v{outcome.champion_version} while this run was judged; judging again")
+            champion = find_champion_task(registered.name, settings)
+            result.evaluation = evaluate_task(training, summary.snapshot, champion, settings)
+            result.gate = gate_task(result.evaluation, settings)
+            if result.gate.promote:
+                outcome = promote_task(registered, package, result.evaluation.champion_version, result.gate, settings)
+    except Exception as failure:
+        _withdraw(registered, package, f"failed: {type(failure).__name__}: {failure}", settings)
+        raise
+    if outcome.promoted:
+        result.registered, result.package, result.replaced, result.status = registered, package, outcome.replaced, "promoted"
+        return
+    reason = (f"rejected: {result.gate.headline()}" if not result.gate.promote
+              else f"rejected: the champion moved {MAX_REJUDGEMENTS} times while this run was judged")
+    _withdraw(registered, package, reason, settings)
+    result.withdrawn = registered
+    if result.gate.promote:  # judged no worse each time, but never got the alias: say so
+        result.gate.promote = False
+        result.gate.reasons.append(reason.removeprefix("rejected: "))
 
 
 def _unchanged(choice: ModelChoice, champion: ChampionRef, settings: LockgateSettings) -> PipelineResult:
