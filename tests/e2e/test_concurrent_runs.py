@@ -62,7 +62,7 @@ def workspace(tmp_path_factory, wine_csv):
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         try:
-            worker.wait(timeout=20)
+            worker.wait(timeout=5)
         except subprocess.TimeoutExpired:  # a worker mid-poll can ignore TERM for long
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait(timeout=20)
