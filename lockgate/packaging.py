@@ -152,10 +152,13 @@ def build_bento(registered: RegisteredModel, model_tag: str, data_hash: str) -> 
 
 
 def bento_size(bento_tag: str) -> int:
-    """Bytes of a built Bento on disk: code, model, and what it declares."""
+    """Bytes of a built Bento on disk: its code and environment, and the
+    models it carries (which `bentoml export` puts in the archive)."""
     import bentoml
 
-    return sum(f.stat().st_size for f in Path(bentoml.get(bento_tag).path).rglob("*") if f.is_file())
+    bento = bentoml.get(bento_tag)
+    folders = [Path(bento.path)] + [Path(bentoml.models.get(m.tag).path) for m in bento.info.models]
+    return sum(f.stat().st_size for folder in folders for f in folder.rglob("*") if f.is_file())
 
 
 def served_runtime(model_tag: str) -> "ServedRuntime":

@@ -47,6 +47,7 @@ class Served:
     model_file: Path
     log: Path | None
     raw: pd.DataFrame | None = None  # a table's holdout rows as users send them
+    process: subprocess.Popen | None = None  # `bentoml serve`, where it is served for real
 
     def records(self, rows: int | None = None) -> list[dict]:
         """Holdout rows as the packaging step sends them: strings, numbers and nulls."""
@@ -134,7 +135,9 @@ def in_process(model_tag: str, key: str | None = API_KEY) -> Iterator[httpx.Clie
 def digits_service(digits_champion, tmp_path_factory):
     log = tmp_path_factory.mktemp("serve-digits") / "server.log"
     process, url = start_server(digits_champion.result.package.bento_tag, log)
-    yield describe(digits_champion, url, log)
+    served = describe(digits_champion, url, log)
+    served.process = process
+    yield served
     bento_server.stop(process)
 
 
