@@ -55,10 +55,10 @@ class DatasetMeta(BaseModel):
         return values
 
     def table_contract(self) -> "TableContract | None":
+        if not self.contract:
+            return None  # before the import: serving an image or text model never loads pandas
         from lockgate.families.tables import TableContract
 
-        if not self.contract:
-            return None
         source, parsed = self._parsed_contract
         if source is not self.contract:
             parsed = TableContract.from_dict(self.contract)

@@ -41,7 +41,7 @@ def choose_runtime(
     candidates = [
         ServedRuntime(
             name=SERVABLE_EXPORTS[result.format], file=shipped[result.format], latency_ms_p50=result.latency_ms_p50,
-            reason=f"the {result.format} export, which passed parity (agreement {result.agreement:.3f})",
+            reason=f"the {result.format} export, which passed parity (agreement {result.agreement or 0:.3f})",
         )
         for result in exports.passed()
         if result.format in SERVABLE_EXPORTS and result.format in shipped

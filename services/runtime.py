@@ -78,9 +78,12 @@ class ModelSpec:
 
     def record_schema(self) -> dict[str, Any] | None:
         """JSON Schema of one record of /predict_records, from the contract."""
+        contract = self.contract
+        if contract is None:
+            return None
         from lockgate.families.tables import record_schema
 
-        return record_schema(self.contract) if self.contract else None
+        return record_schema(contract)
 
     def to_array(self, instances: Any, max_rows: int) -> np.ndarray:
         """/predict: nested lists of numbers (images), or rows of raw values in
