@@ -121,9 +121,7 @@ def build_bento(registered: RegisteredModel, model_tag: str, data_hash: str) -> 
         return str(bentoml.get(tag).tag)
     except bentoml.exceptions.NotFound:
         pass
-    runtime = ServedMeta.model_validate_json(
-        (Path(bentoml.models.get(model_tag).path) / "lockgate.json").read_text()
-    ).runtime
+    runtime = served_runtime(model_tag)
     include = BENTO_CODE + (KERAS_CODE if runtime.name == "keras" else [])
     with tempfile.TemporaryDirectory(prefix="lockgate-bento-") as ctx:
         context = Path(ctx)
