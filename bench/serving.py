@@ -64,6 +64,7 @@ class Cell:
     failed: int  # socket errors and non-200 answers
     mean_batch: float | None = None  # rows per model call, from the service's histogram
     ab: dict | None = None  # the same load from ApacheBench
+    load_average: float = 0.0  # the machine's 1-minute load average after the cell: other work shares the cores
 
     @property
     def examples_per_s(self) -> float:
@@ -114,6 +115,7 @@ def load(name: str, url: str, route: str, body: Path, content_type: str, rows: i
                 mean_batch)
     if route == "/predict" and shutil.which("ab"):
         cell.ab = ab(url + route, body, content_type, connections, seconds)
+    cell.load_average = os.getloadavg()[0]
     print(cell, flush=True)
     return cell
 
@@ -277,22 +279,25 @@ def write_report(args, bento, meta, cells, cold, ceiling, ceiling_keras, size, s
         f"{settings.serving.worker_count()} worker processes, max_batch_size={settings.serving.max_batch_size}, "
         f"max_latency_ms={settings.serving.max_latency_ms}; `wrk` with one thread on the same 2 cores as the "
         f"server, {args.seconds:g} s per cell after a warm-up. \"mean batch\" is rows per model call under that "
-        "load, from the service's `lockgate_batch_size` histogram.",
+        "load, from the service's `lockgate_batch_size` histogram; \"Little's law mean\" is connections / "
+        "requests per second, the mean latency the throughput implies; ab (ApacheBench, keep-alive) repeats each "
+        "JSON cell as a second compiled load generator; \"load average\" is the machine's after the cell (2 cores: "
+        "above about 2, other work was sharing them).",
         "",
         "| load | connections | requests/s | examples/s | p50 ms | p90 ms | p99 ms | failed | mean batch | "
-        "Little's law mean ms | ab: requests/s, p50, p99 ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "Little's law mean ms | ab: requests/s, p50, p99 ms | load average |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for c in cells:
         batch = f"{c.mean_batch:.1f}" if c.mean_batch else "-"
         cross = f"{c.ab['requests_per_s']:,.0f}, {c.ab['p50']:.0f}, {c.ab['p99']:.0f}" if c.ab else "-"
         lines.append(f"| {c.name} | {c.connections} | {c.requests_per_s:,.0f} | {c.examples_per_s:,.0f} | "
                      f"{c.p50:.1f} | {c.p90:.1f} | {c.p99:.1f} | {c.failed} | {batch} | "
-                     f"{1000 * c.connections / c.requests_per_s:.1f} | {cross} |")
+                     f"{1000 * c.connections / c.requests_per_s:.1f} | {cross} | {c.load_average:.2f} |")
     lines.append(f"| in process, {runtime}, batches of {NPY_BATCH}, {os.cpu_count()} threads | - | - | "
-                 f"{ceiling:,.0f} | - | - | - | - | {NPY_BATCH} | - | - |")
+                 f"{ceiling:,.0f} | - | - | - | - | {NPY_BATCH} | - | - | - |")
     lines.append(f"| in process, keras, batches of {NPY_BATCH} | - | - | {ceiling_keras:,.0f} | - | - | - | - | "
-                 f"{NPY_BATCH} | - | - |")
+                 f"{NPY_BATCH} | - | - | - |")
     json32 = find(f"JSON, 1 example ({runtime}, batching on", 32)
     off32 = find(f"JSON, 1 example ({runtime}, batching off", 32)
     keras_on, keras_off = find("JSON, 1 example (keras, batching on", 32), find("JSON, 1 example (keras, batching off", 32)
