@@ -31,8 +31,10 @@ from lockgate.runtimes import choose_runtime
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICE = "services.service:LockgateService"
 # The code a served Bento holds: the service and the part of the library a
-# request touches. Nothing of training, tracking, validation or orchestration,
-# so a Bento that imports them by mistake fails its served check.
+# request touches; nothing of training, tracking, validation or orchestration.
+# (In a development checkout the editable install would still find a module
+# left out here, so tests/services/test_lean_service.py checks that every
+# Lockgate import of this code resolves inside the Bento.)
 BENTO_CODE = [
     "services/__init__.py", "services/service.py", "services/edge.py", "services/runtime.py",
     "services/batching.py", "services/bento_model.json",

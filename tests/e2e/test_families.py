@@ -41,8 +41,11 @@ def _checked(champion: Champion):
     return result, exports
 
 
-def _runtime(client) -> str:
-    return client.get("/metadata").json()["runtime"]["name"]
+def _runtime(client, result) -> str:
+    """The runtime the served Bento names, once it is known to serve this run's model."""
+    metadata = client.get("/metadata").json()
+    assert metadata["model"]["bento_model"] == result.package.model_tag
+    return metadata["runtime"]["name"]
 
 
 def test_text_family(text_champion, tmp_path):
@@ -52,7 +55,7 @@ def test_text_family(text_champion, tmp_path):
     texts = ["A wonderful, moving film with a superb cast.", "Dull and tedious; the plot was awful."]
     with lockgate_serve(result.package.bento_tag, tmp_path / "serve.log") as client:
         answer = client.post("/predict_text", json={"texts": texts})
-        assert _runtime(client) == "keras"  # no export of a text model passes
+        assert _runtime(client, result) == "keras"  # no export of a text model passes
     assert answer.status_code == 200, answer.text
     assert answer.json()["labels"] == ["positive", "negative"]
 
@@ -68,7 +71,7 @@ def test_regression_family(prefect_harness, diabetes_csv, tmp_path):
     served = describe(champion)
     with lockgate_serve(result.package.bento_tag, tmp_path / "serve.log") as client:
         answer = client.post("/predict_records", json={"records": served.records(5)})
-        assert _runtime(client) == "onnx"
+        assert _runtime(client, result) == "onnx"
     assert answer.status_code == 200, answer.text
     predictions = np.asarray(answer.json()["predictions"])
     # The model's own values, in the target's units (not standardised ones).
@@ -91,7 +94,7 @@ def test_cifar_style_image_family(prefect_harness, colour_images_npz, tmp_path):
     Image.fromarray(images[2].astype("uint8")).save(png, format="PNG")
     with lockgate_serve(result.package.bento_tag, tmp_path / "serve.log") as client:
         answer = client.post("/predict_image", files={"image": ("shape.png", png.getvalue(), "image/png")})
-        assert _runtime(client) == "onnx"
+        assert _runtime(client, result) == "onnx"
     assert answer.status_code == 200, answer.text
     assert answer.json()["labels"] == [labels[2]]
 
@@ -102,7 +105,7 @@ def test_tabular_classification_family(wine_champion, wine_frame, tmp_path):
     rows = wine_frame.drop(columns="target").tail(6)
     with lockgate_serve(result.package.bento_tag, tmp_path / "serve.log") as client:
         answer = client.post("/predict_records", json={"records": rows.to_dict(orient="records")})
-        assert _runtime(client) == "onnx"
+        assert _runtime(client, result) == "onnx"
     assert answer.status_code == 200, answer.text
     agree = np.mean(np.array(answer.json()["labels"]) == wine_frame["target"].tail(6).astype(str).to_numpy())
     assert agree >= 5 / 6
