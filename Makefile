@@ -41,9 +41,14 @@ mutation: $(VENV)/.synced
 	$(BIN)/mutmut export-cicd-stats
 	$(BIN)/python -c 'import json; print("mutation score: {killed}/{total} killed, {survived} survived, {timeout} timed out, {no_tests} not tested".format(**json.load(open("mutants/mutmut-cicd-stats.json"))))'
 
+# requirements.lock: everything (the pipeline, the tests, the service).
+# requirements-serve*.lock: what a Bento installs, pinned to the same versions.
+LOCK_FLAGS := --python-version 3.11 --python-platform x86_64-manylinux_2_28
+EXTRA = $(BIN)/python -c 'import sys, tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"][sys.argv[1]]))'
 lock:
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
-		--python-platform x86_64-manylinux_2_28 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra serve $(LOCK_FLAGS) -o requirements.lock
+	$(EXTRA) serve | $(BIN)/uv pip compile - -c requirements.lock $(LOCK_FLAGS) --no-header -o requirements-serve.lock
+	{ $(EXTRA) serve; $(EXTRA) serve-keras; } | $(BIN)/uv pip compile - -c requirements.lock $(LOCK_FLAGS) --no-header -o requirements-serve-keras.lock
 
 clean:
 	rm -rf $(VENV) .lockgate

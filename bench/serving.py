@@ -1,173 +1,332 @@
-"""Serving throughput and latency on loopback, side by side in one run:
+"""Serving throughput, latency and cold start on loopback, side by side in one
+run, loaded by `wrk` (a compiled load generator; Debian's `wrk` package) on
+the same machine:
 
-  (a) the service with adaptive batching,
-  (b) the same service with batching off,
-  (c) the model called in-process on full batches (this machine's ceiling),
-
-at 1, 8 and 32 concurrent clients, each sending one example per request.
-Also measures cold start: from `bentoml serve` to the first answered prediction.
+  - JSON, one example per request, at 1, 8 and 32 connections;
+  - binary (`/predict_npy`) batches, against the in-process ceiling of the
+    runtime that serves;
+  - adaptive batching on and off at 32 connections;
+  - the same model on the Keras runtime, batching on and off (what batching
+    buys where the model, not the edge, is the cost);
+  - cold start, from `bentoml serve` to the first answered prediction, and the
+    Bento's size.
 
     .venv/bin/python bench/serving.py --seconds 8
+
+The digits champion is trained first in a temporary workspace (about a
+minute); `--home DIR --bento TAG` reuses one.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
 import os
+import re
+import shutil
 import subprocess
+import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 KEY = "bench-key"
-CONCURRENCY = (1, 8, 32)
+NPY_BATCH = 64
+
+WRK_SCRIPT = """
+wrk.method = os.getenv("LOCKGATE_BENCH_METHOD")
+local f = io.open(os.getenv("LOCKGATE_BENCH_BODY"), "rb"); wrk.body = f:read("*a"); f:close()
+wrk.headers["Content-Type"] = os.getenv("LOCKGATE_BENCH_TYPE")
+wrk.headers["X-API-Key"] = os.getenv("LOCKGATE_BENCH_KEY")
+non200 = 0
+response = function(status, headers, body) if status ~= 200 then non200 = non200 + 1 end end
+done = function(summary, latency, requests)
+  io.write(string.format('LOCKGATE {"requests": %d, "seconds": %f, "p50": %f, "p90": %f, "p99": %f, "errors": %d}\\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1e3, latency:percentile(90) / 1e3,
+    latency:percentile(99) / 1e3,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+"""
 
 
-def start(bento: str, batching: bool, x: np.ndarray) -> tuple[subprocess.Popen, str, float]:
+@dataclass
+class Cell:
+    name: str
+    connections: int
+    rows: int  # examples per request
+    requests_per_s: float
+    p50: float
+    p90: float
+    p99: float
+    failed: int  # socket errors and non-200 answers
+    mean_batch: float | None = None  # rows per model call, from the service's histogram
+    ab: dict | None = None  # the same load from ApacheBench
+    load_average: float = 0.0  # the machine's 1-minute load average after the cell: other work shares the cores
+
+    @property
+    def examples_per_s(self) -> float:
+        return self.requests_per_s * self.rows
+
+
+def wrk(url: str, body: Path, content_type: str, connections: int, seconds: float, script: Path) -> dict:
+    """One wrk run; its Lua `done` hook prints the numbers as JSON."""
+    env = os.environ | {"LOCKGATE_BENCH_BODY": str(body), "LOCKGATE_BENCH_TYPE": content_type,
+                        "LOCKGATE_BENCH_KEY": KEY, "LOCKGATE_BENCH_METHOD": "GET" if url.endswith("/livez") else "POST"}
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(script), url]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    result = json.loads(re.search(r"^LOCKGATE (.*)$", out, re.M).group(1))
+    non200 = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    result["errors"] += int(non200.group(1)) if non200 else 0
+    return result
+
+
+def ab(url: str, body: Path, content_type: str, connections: int, seconds: float) -> dict:
+    """The same load from ApacheBench (`ab`, keep-alive), a second compiled
+    generator, to cross-check wrk's latency percentiles."""
+    command = ["ab", "-q", "-k", "-c", str(connections), "-t", f"{seconds:g}", "-n", "10000000", "-p", str(body),
+               "-T", content_type, "-H", f"X-API-Key: {KEY}", url]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    percent = {int(p): float(v) for p, v in re.findall(r"^\s+(\d+)%\s+(\d+)", out, re.M)}
+    return {"requests_per_s": float(re.search(r"Requests per second:\s+([\d.]+)", out).group(1)),
+            "p50": percent[50], "p99": percent[99]}
+
+
+def batch_histogram(url: str) -> tuple[float, float]:
+    """(model calls, rows) so far, summed over the workers, from /metrics."""
+    import httpx
+
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    count = sum(float(v) for v in re.findall(r"^lockgate_batch_size_count\S* (\S+)$", text, re.M))
+    rows = sum(float(v) for v in re.findall(r"^lockgate_batch_size_sum\S* (\S+)$", text, re.M))
+    return count, rows
+
+
+def load(name: str, url: str, route: str, body: Path, content_type: str, rows: int, connections: int,
+         seconds: float, script: Path) -> Cell:
+    wrk(url + route, body, content_type, connections, min(2.0, seconds), script)  # warm-up
+    calls_before, rows_before = batch_histogram(url)
+    r = wrk(url + route, body, content_type, connections, seconds, script)
+    calls, served_rows = batch_histogram(url)
+    mean_batch = (served_rows - rows_before) / (calls - calls_before) if calls > calls_before else None
+    cell = Cell(name, connections, rows, r["requests"] / r["seconds"], r["p50"], r["p90"], r["p99"], r["errors"],
+                mean_batch)
+    if route == "/predict" and shutil.which("ab"):
+        cell.ab = ab(url + route, body, content_type, connections, seconds)
+    cell.load_average = os.getloadavg()[0]
+    print(cell, flush=True)
+    return cell
+
+
+def serve(target: str, env: dict[str, str], probe: tuple[str, bytes]) -> tuple[subprocess.Popen, str, float]:
     """Start `bentoml serve`; return (process, url, seconds to the first answered prediction)."""
     import httpx
 
     from lockgate import bento_server
 
-    env = os.environ | {"LOCKGATE_API_KEYS": KEY, "LOCKGATE_BATCHING": "true" if batching else "false"}
+    port = bento_server.free_port()
+    command = [str(Path(sys.executable).with_name("bentoml")), "serve", target, "--host", "127.0.0.1",
+               "--port", str(port)]
+    url = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
-    process, url = bento_server.start(bento, env, subprocess.DEVNULL, timeout=300)  # type: ignore[arg-type]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                               start_new_session=True, cwd=Path(__file__).resolve().parent.parent)
+    route, body = probe
     while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"bentoml serve {target} exited with {process.returncode}")
         try:
-            response = httpx.post(f"{url}/predict", json={"instances": x[:1].tolist()},
-                                  headers={"X-API-Key": KEY}, timeout=5)
-            if response.status_code == 200:
+            answer = httpx.post(url + route, content=body, timeout=5,
+                                headers={"X-API-Key": KEY, "Content-Type": "application/json"})
+            if answer.status_code == 200:
                 return process, url, time.perf_counter() - started
         except httpx.HTTPError:
             pass
-        time.sleep(0.2)
+        time.sleep(0.05)
 
 
-def stop(process: subprocess.Popen) -> None:
-    from lockgate import bento_server
+def in_process_ceiling(folder: Path, meta, x: np.ndarray, seconds: float) -> float:
+    """Examples/s of the served runtime called directly on full batches, with
+    every core's thread: what the machine does without HTTP."""
+    from lockgate.runtimes import load_runtime
 
-    bento_server.stop(process)
-
-
-async def load(url: str, x: np.ndarray, clients: int, seconds: float) -> dict[str, float]:
-    """`clients` concurrent loops, each sending one example at a time for `seconds`."""
-    import httpx
-
-    bodies = [{"instances": x[i : i + 1].tolist()} for i in range(len(x))]
-    latencies: list[float] = []
-    errors = 0
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": KEY}, timeout=30, limits=limits) as client:
-        for body in bodies[:clients]:  # warm-up
-            await client.post("/predict", json=body)
-        deadline = time.perf_counter() + seconds
-
-        async def one_client(offset: int) -> None:
-            nonlocal errors
-            i = offset
-            while time.perf_counter() < deadline:
-                sent = time.perf_counter()
-                response = await client.post("/predict", json=bodies[i % len(bodies)])
-                latencies.append(time.perf_counter() - sent)
-                errors += response.status_code != 200
-                i += clients
-
-        started = time.perf_counter()
-        await asyncio.gather(*(one_client(c) for c in range(clients)))
-        elapsed = time.perf_counter() - started
-    return _summary(latencies, elapsed, errors)
-
-
-def in_process(model_path: Path, x: np.ndarray, batch: int, seconds: float) -> dict[str, float]:
-    """The model called directly on full batches: examples per second, latency per batch."""
-    import keras
-
-    model = keras.models.load_model(model_path)
-    batches = [x[i : i + batch] for i in range(0, len(x) - batch + 1, batch)] or [x[:batch]]
-    model.predict_on_batch(batches[0])
-    latencies, rows = [], 0
-    started = time.perf_counter()
+    predict = load_runtime(folder, meta, threads=os.cpu_count() or 1)
+    batches = [x[i : i + NPY_BATCH] for i in range(0, len(x) - NPY_BATCH + 1, NPY_BATCH)]
+    rows, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        for b in batches:
-            t = time.perf_counter()
-            np.asarray(model.predict_on_batch(b))
-            latencies.append(time.perf_counter() - t)
-            rows += len(b)
-    elapsed = time.perf_counter() - started
-    summary = _summary(latencies, elapsed, 0)
-    summary["throughput"] = rows / elapsed
-    return summary
+        for batch in batches:
+            predict(batch)
+            rows += len(batch)
+    return rows / (time.perf_counter() - started)
 
 
-def _summary(latencies: list[float], elapsed: float, errors: int) -> dict[str, float]:
-    ms = np.asarray(latencies) * 1000
-    return {
-        "throughput": len(latencies) / elapsed,
-        "p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)), "p99": float(np.percentile(ms, 99)),
-        "errors": errors, "requests": len(latencies),
-    }
+def keras_copy(model_tag: str) -> str:
+    """The same Bento model recorded for the Keras runtime, under its own tag."""
+    import bentoml
+
+    from lockgate.records import ServedMeta, ServedRuntime
+
+    source = bentoml.models.get(model_tag)
+    tag = f"{source.tag.name}-keras:{source.tag.version}"
+    try:
+        return str(bentoml.models.get(tag).tag)
+    except bentoml.exceptions.NotFound:
+        pass
+    meta = ServedMeta.model_validate_json((Path(source.path) / "lockgate.json").read_text())
+    meta = meta.model_copy(update={"runtime": ServedRuntime(reason="the Keras model, for the benchmark")})
+    with bentoml.models.create(tag, metadata={"runtime": "keras"}) as model:
+        shutil.copy(Path(source.path) / "model.keras", Path(model.path) / "model.keras")
+        (Path(model.path) / "lockgate.json").write_text(meta.model_dump_json())
+    return tag
 
 
-def build_bento(epochs: int) -> tuple[str, Path, np.ndarray]:
+def train_champion() -> str:
     from flows.training import training_pipeline
-    from lockgate.data import read_snapshot
     from lockgate.settings import get_settings
 
-    settings = get_settings()
+    settings = get_settings().model_copy(deep=True)
+    settings.export.formats = ["saved_model", "onnx"]
+    settings.verify_bento = True
     result = training_pipeline(data="digits", settings=settings)
-    snapshot = read_snapshot(result.validation.snapshot)
-    return result.package.bento_tag, settings.runs_dir / result.run_id / "model.keras", snapshot.x
+    assert result.status == "promoted", result.gate
+    return result.package.bento_tag
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=8.0, help="load duration per cell")
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--home", type=Path, help="a workspace with a digits champion (default: train one)")
+    parser.add_argument("--bento", help="the Bento tag to serve from --home")
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="lockgate-bench-serving-"))
-    os.environ.update(LOCKGATE_HOME=str(home), LOCKGATE_TRAINING__EPOCHS=str(args.epochs))
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    home = args.home or Path(tempfile.mkdtemp(prefix="lockgate-bench-serving-"))
+    os.environ.update(LOCKGATE_HOME=str(home.resolve()), LOCKGATE_TRAINING__EPOCHS=str(args.epochs))
     from lockgate.settings import apply_environment, get_settings
 
     settings = get_settings()
     apply_environment(settings)
-    bento, model_path, x = build_bento(args.epochs)
-    results: dict[tuple[str, int], dict[str, float]] = {}
-    cold: dict[str, float] = {}
-    for name, batching in (("(a) adaptive batching", True), ("(b) batching off", False)):
-        process, url, cold[name] = start(bento, batching, x)
-        try:
-            for clients in CONCURRENCY:
-                results[(name, clients)] = asyncio.run(load(url, x, clients, args.seconds))
-                print(name, clients, results[(name, clients)], flush=True)
-        finally:
-            stop(process)
-    batch = settings.serving.max_batch_size
-    ceiling = in_process(model_path, x, batch, args.seconds)
-    print("(c)", ceiling, flush=True)
+    import bentoml
 
-    lines = [
-        f"Digits CNN ({bento}); each request carries one example; {args.seconds:g} s of load per cell; "
-        f"max_batch_size={batch}, max_latency_ms={settings.serving.max_latency_ms}; the load generator runs on the "
-        "same 2 cores as the server.",
-        "",
-        "| configuration | clients | throughput (examples/s) | p50 ms | p95 ms | p99 ms | non-200 |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+    from lockgate.data import read_snapshot
+    from lockgate.packaging import bento_size
+    from lockgate.records import ServedMeta
+
+    bento = args.bento or train_champion()
+    model_tag = str(bentoml.get(bento).info.models[0].tag)
+    folder = Path(bentoml.models.get(model_tag).path)
+    meta = ServedMeta.model_validate_json((folder / "lockgate.json").read_text())
+    snapshot = next(p for p in settings.snapshots_dir.iterdir() if (p / "meta.json").is_file())
+    x = read_snapshot(str(snapshot)).x.astype("float32")
+
+    work = Path(tempfile.mkdtemp(prefix="lockgate-bench-bodies-"))
+    script = work / "post.lua"
+    script.write_text(WRK_SCRIPT)
+    one = work / "one.json"
+    one.write_bytes(json.dumps({"instances": x[:1].tolist()}).encode())
+    batch = work / "batch.npy"
+    with batch.open("wb") as f:
+        np.save(f, x[:NPY_BATCH], allow_pickle=False)
+    probe = ("/predict", one.read_bytes())
+    base_env = os.environ | {"LOCKGATE_API_KEYS": KEY, "BENTOML_DO_NOT_TRACK": "true"}
+    json_type, npy_type = "application/json", "application/x-npy"
+    cells: list[Cell] = []
+    cold: dict[str, float] = {}
+    s = args.seconds
+
+    runs = [
+        ("on", bento, {}, meta.runtime.name),
+        ("off", bento, {"LOCKGATE_SERVING__BATCHING": "false"}, meta.runtime.name),
+        ("on", "services.service:LockgateService", {"LOCKGATE_MODEL_TAG": keras_copy(model_tag)}, "keras"),
+        ("off", "services.service:LockgateService",
+         {"LOCKGATE_MODEL_TAG": keras_copy(model_tag), "LOCKGATE_SERVING__BATCHING": "false"}, "keras"),
     ]
-    for (name, clients), r in results.items():
-        lines.append(f"| {name} | {clients} | {r['throughput']:.0f} | {r['p50']:.1f} | {r['p95']:.1f} | "
-                     f"{r['p99']:.1f} | {r['errors']} |")
-    lines.append(f"| (c) in-process, full batches of {batch} | - | {ceiling['throughput']:.0f} | {ceiling['p50']:.1f} | "
-                 f"{ceiling['p95']:.1f} | {ceiling['p99']:.1f} | 0 |")
-    a32, b32 = results[("(a) adaptive batching", 32)]["throughput"], results[("(b) batching off", 32)]["throughput"]
+    for batching, target, extra, runtime in runs:
+        label = f"{runtime}, batching {batching}"
+        process, url, cold[label] = serve(target, base_env | extra, probe)
+        try:
+            if runtime == meta.runtime.name and batching == "on":
+                for c in (1, 8, 32):
+                    cells.append(load(f"JSON, 1 example ({label})", url, "/predict", one, json_type, 1, c, s, script))
+                cells.append(load(f"/livez, no model ({label})", url, "/livez", one, json_type, 0, 8, s, script))
+                for c in (8, 32):
+                    cells.append(load(f"npy, {NPY_BATCH}-example batches ({label})", url, "/predict_npy", batch,
+                                      npy_type, NPY_BATCH, c, s, script))
+            else:
+                cells.append(load(f"JSON, 1 example ({label})", url, "/predict", one, json_type, 1, 32, s, script))
+        finally:
+            from lockgate import bento_server
+
+            bento_server.stop(process)
+    ceiling = in_process_ceiling(folder, meta, x, s)
+    keras_folder = Path(bentoml.models.get(keras_copy(model_tag)).path)
+    keras_meta = ServedMeta.model_validate_json((keras_folder / "lockgate.json").read_text())
+    ceiling_keras = in_process_ceiling(keras_folder, keras_meta, x, s)
+    size = bento_size(bento)
+    write_report(args, bento, meta, cells, cold, ceiling, ceiling_keras, size, settings)
+
+
+def write_report(args, bento, meta, cells, cold, ceiling, ceiling_keras, size, settings) -> None:
+    def find(prefix: str, connections: int) -> Cell:
+        return next(c for c in cells if c.name.startswith(prefix) and c.connections == connections)
+
+    runtime = meta.runtime.name
+    lines = [
+        f"Digits CNN (`{bento}`), served by **{runtime}** ({meta.runtime.reason}); "
+        f"{settings.serving.worker_count()} worker processes, max_batch_size={settings.serving.max_batch_size}, "
+        f"max_latency_ms={settings.serving.max_latency_ms}; `wrk` with one thread on the same 2 cores as the "
+        f"server, {args.seconds:g} s per cell after a warm-up. \"mean batch\" is rows per model call under that "
+        "load, from the service's `lockgate_batch_size` histogram; \"Little's law mean\" is connections / "
+        "requests per second, the mean latency the throughput implies; ab (ApacheBench, keep-alive) repeats each "
+        "JSON cell as a second compiled load generator; \"load average\" is the machine's after the cell (2 cores: "
+        "above about 2, other work was sharing them).",
+        "",
+        "| load | connections | requests/s | examples/s | p50 ms | p90 ms | p99 ms | failed | mean batch | "
+        "Little's law mean ms | ab: requests/s, p50, p99 ms | load average |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for c in cells:
+        batch = f"{c.mean_batch:.1f}" if c.mean_batch else "-"
+        cross = f"{c.ab['requests_per_s']:,.0f}, {c.ab['p50']:.0f}, {c.ab['p99']:.0f}" if c.ab else "-"
+        lines.append(f"| {c.name} | {c.connections} | {c.requests_per_s:,.0f} | {c.examples_per_s:,.0f} | "
+                     f"{c.p50:.1f} | {c.p90:.1f} | {c.p99:.1f} | {c.failed} | {batch} | "
+                     f"{1000 * c.connections / c.requests_per_s:.1f} | {cross} | {c.load_average:.2f} |")
+    lines.append(f"| in process, {runtime}, batches of {NPY_BATCH}, {os.cpu_count()} threads | - | - | "
+                 f"{ceiling:,.0f} | - | - | - | - | {NPY_BATCH} | - | - | - |")
+    lines.append(f"| in process, keras, batches of {NPY_BATCH} | - | - | {ceiling_keras:,.0f} | - | - | - | - | "
+                 f"{NPY_BATCH} | - | - | - |")
+    json32 = find(f"JSON, 1 example ({runtime}, batching on", 32)
+    off32 = find(f"JSON, 1 example ({runtime}, batching off", 32)
+    keras_on, keras_off = find("JSON, 1 example (keras, batching on", 32), find("JSON, 1 example (keras, batching off", 32)
+    npy = max((c for c in cells if c.name.startswith("npy")), key=lambda c: c.examples_per_s)
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
     lines += [
         "",
-        f"At 32 clients: (a)/(b) = **{a32 / b32:.2f}×**; (a)/(c) = **{a32 / ceiling['throughput']:.3f}** of the in-process ceiling.",
+        "| goal | measured | |",
+        "|---|---|---|",
+        f"| JSON single example, 32 connections: >= 1,000 requests/s, p99 <= 50 ms (wrk) | {json32.requests_per_s:,.0f} "
+        f"requests/s, p99 {json32.p99:.1f} ms" + (f" (ab: {json32.ab['requests_per_s']:,.0f} requests/s, p99 "
+        f"{json32.ab['p99']:.0f} ms)" if json32.ab else "") + f" | {verdict(json32.requests_per_s >= 1000 and json32.p99 <= 50)} |",
+        f"| binary batches >= 50% of the in-process ceiling | {npy.examples_per_s:,.0f} of {ceiling:,.0f} examples/s "
+        f"= {npy.examples_per_s / ceiling:.0%} | {verdict(npy.examples_per_s >= 0.5 * ceiling)} |",
+        f"| batching on >= 2x off at 32 connections ({runtime}) | {json32.requests_per_s / off32.requests_per_s:.2f}x | "
+        f"{verdict(json32.requests_per_s >= 2 * off32.requests_per_s)} |",
+        f"| the same on the Keras runtime | {keras_on.requests_per_s / keras_off.requests_per_s:.2f}x | "
+        f"{verdict(keras_on.requests_per_s >= 2 * keras_off.requests_per_s)} |",
+        f"| cold start to the first answer <= 5 s ({runtime}, batching on) | "
+        f"{cold[f'{runtime}, batching on']:.1f} s | {verdict(cold[f'{runtime}, batching on'] <= 5)} |",
         "",
         "Cold start, from `bentoml serve` to the first answered prediction: "
         + "; ".join(f"{name} {seconds:.1f} s" for name, seconds in cold.items()) + ".",
+        "",
+        f"Bento `{bento}`: {size / 1e6:.1f} MB with its model (code, the locked serve requirements and the model "
+        "folder with its shipped exports).",
     ]
     body = "\n".join(lines)
     print(body)

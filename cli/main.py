@@ -237,20 +237,35 @@ def _ensure_process_pool(name: str) -> bool:
             return True
 
 
-@app.command(help="Serve the champion (or a Bento tag) with `bentoml serve`.")
+@app.command(help="Serve the champion's Bento (or a Bento tag) with `bentoml serve`.")
 def serve(
-    bento: Optional[str] = typer.Option(None, help="a built Bento tag, e.g. lockgate:v3-1a2b3c4d; default: the champion"),
+    bento: Optional[str] = typer.Option(None, help="a built Bento tag, e.g. lockgate:v3-1a2b3c4d; default: the champion's"),
     port: int = typer.Option(3000),
     host: str = typer.Option("127.0.0.1"),
     home: Optional[Path] = typer.Option(None, help="workspace folder"),
 ) -> None:
     settings = _prepare(home, None, {})
-    target = bento or "services.service:LockgateService"
+    target = bento or _champion_bento(settings.home)
     command = [str(Path(sys.executable).with_name("bentoml")), "serve", target, "--host", host, "--port", str(port)]
     cwd = Path(__file__).resolve().parent.parent
     typer.echo(f"serving {target} from workspace {settings.home} on http://{host}:{port}")
     os.chdir(cwd)
     os.execv(command[0], command)
+
+
+def _champion_bento(home: Path) -> str:
+    """The Bento the last promotion built, as recorded beside the alias."""
+    import json
+
+    pointer = home / "champion.json"
+    if not pointer.is_file():
+        typer.echo(f"no champion in {home}: run `lockgate run` first, or pass --bento TAG")
+        raise typer.Exit(1)
+    recorded = json.loads(pointer.read_text())
+    if "bento" not in recorded:
+        typer.echo(f"{pointer} names no Bento; pass --bento TAG")
+        raise typer.Exit(1)
+    return recorded["bento"]
 
 
 @app.command(help="Show the current champion of a model.")

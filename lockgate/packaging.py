@@ -1,5 +1,5 @@
-"""Put a registered model in the Bento store, build a Bento around it, and
-prove the Bento answers like the in-process model."""
+"""Put a registered model in the Bento store, build a lean Bento around it,
+and prove the Bento answers like the in-process model, on the runtime it serves."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import secrets
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -22,11 +23,27 @@ from lockgate.records import (
     ExportReport,
     RegisteredModel,
     ServedMeta,
+    ServedRuntime,
     TrainingResult,
 )
+from lockgate.runtimes import choose_runtime
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICE = "services.service:LockgateService"
+# The code a served Bento holds: the service and the part of the library a
+# request touches; nothing of training, tracking, validation or orchestration.
+# (In a development checkout the editable install would still find a module
+# left out here, so tests/services/test_lean_service.py checks that every
+# Lockgate import of this code resolves inside the Bento.)
+BENTO_CODE = [
+    "services/__init__.py", "services/service.py", "services/edge.py", "services/runtime.py",
+    "services/batching.py", "services/bento_model.json",
+    "lockgate/__init__.py", "lockgate/settings.py", "lockgate/records.py", "lockgate/runtimes.py",
+    "lockgate/preprocessing.py", "lockgate/families/*.py",
+]
+# Keras runs only the models no export could serve; they need it and its layers.
+KERAS_CODE = ["lockgate/models.py"]
+SERVE_LOCKS = {"onnx": "requirements-serve.lock", "keras": "requirements-serve-keras.lock"}
 
 
 def bento_version(registered: RegisteredModel) -> str:
@@ -40,9 +57,11 @@ def store_model(
     snapshot_folder: str,
     data_hash: str,
     exports: ExportReport | None = None,
+    runtime: Literal["auto", "keras"] = "auto",
 ) -> str:
     """Copy the model, its serving metadata and the exports that passed their
-    parity check into the Bento model store."""
+    parity check into the Bento model store, with the runtime that will serve
+    it (`runtime="keras"` keeps the Keras model whatever passed)."""
     import bentoml
 
     tag = f"{registered.name}:{bento_version(registered)}"
@@ -51,6 +70,7 @@ def store_model(
     except bentoml.exceptions.NotFound:
         pass
     meta = read_snapshot(snapshot_folder).meta
+    shipped = {r.format: f"exports/{Path(r.path).name}" for r in (exports.passed() if exports else []) if r.path}
     served = ServedMeta(
         **meta.model_dump(exclude={"data_hash"}),
         data_hash=data_hash,
@@ -58,17 +78,19 @@ def store_model(
         model_version=registered.version,
         run_id=registered.run_id,
         metrics={k: round(v, 6) for k, v in evaluation.metrics.items()},
-        exports={r.format: f"exports/{Path(r.path).name}" for r in (exports.passed() if exports else []) if r.path},
+        exports=shipped,
+        runtime=choose_runtime(exports, shipped, runtime),
     )
     # What `bentoml models get` shows; the whole record is in lockgate.json.
     shown = {"model_name", "model_version", "run_id", "data_hash", "family", "input_shape", "class_names",
-             "feature_columns", "target", "metrics", "exports"}
+             "feature_columns", "target", "metrics", "exports", "runtime"}
     serving_meta = json.loads(served.model_dump_json(include=shown, exclude_none=True))
     labels = {
         "model_name": registered.name,
         "model_version": registered.version,
         "mlflow_run_id": registered.run_id,
         "data_hash": data_hash[:16],
+        "runtime": served.runtime.name,
     }
     with bentoml.models.create(
         tag, labels=labels, metadata=serving_meta
@@ -90,7 +112,10 @@ def _copy_into(source: Path, folder: Path) -> None:
 
 
 def build_bento(registered: RegisteredModel, model_tag: str, data_hash: str) -> str:
-    """Build a Bento from services/ with the model tag baked in."""
+    """Build a lean Bento from services/ with the model tag baked in: the
+    service's code, and the locked packages of the runtime it serves
+    (requirements-serve.lock: no TensorFlow, Prefect, MLflow or Great
+    Expectations; Keras models add TensorFlow)."""
     import bentoml
 
     tag = f"lockgate:{bento_version(registered)}"
@@ -98,29 +123,62 @@ def build_bento(registered: RegisteredModel, model_tag: str, data_hash: str) -> 
         return str(bentoml.get(tag).tag)
     except bentoml.exceptions.NotFound:
         pass
+    runtime = served_runtime(model_tag)
+    include = BENTO_CODE + (KERAS_CODE if runtime.name == "keras" else [])
     with tempfile.TemporaryDirectory(prefix="lockgate-bento-") as ctx:
         context = Path(ctx)
         for package in ("services", "lockgate"):
             shutil.copytree(REPO_ROOT / package, context / package, ignore=shutil.ignore_patterns("__pycache__"))
-        shutil.copy(REPO_ROOT / "requirements.lock", context / "requirements.txt")
+        shutil.copy(REPO_ROOT / SERVE_LOCKS[runtime.name], context / "requirements.txt")
         (context / "services" / "bento_model.json").write_text(json.dumps({"tag": model_tag}))
         bento = bentoml.build(
             SERVICE,
             name="lockgate",
             version=bento_version(registered),
             build_ctx=str(context),
-            include=["services/**/*.py", "services/bento_model.json", "lockgate/**/*.py"],
+            include=include,
             models=[model_tag],
             labels={
                 "model_name": registered.name,
                 "model_version": registered.version,
                 "mlflow_run_id": registered.run_id,
                 "data_hash": data_hash[:16],
+                "runtime": runtime.name,
             },
             python={"requirements_txt": "requirements.txt", "lock_packages": False},
-            description=f"Lockgate service for {registered.name} v{registered.version}",
+            description=f"Lockgate service for {registered.name} v{registered.version}, served by {runtime.name}",
         )
     return str(bento.tag)
+
+
+def bento_size(bento_tag: str) -> int:
+    """Bytes of a built Bento on disk: its code and environment, and the
+    models it carries (which `bentoml export` puts in the archive)."""
+    import bentoml
+
+    bento = bentoml.get(bento_tag)
+    folders = [Path(bento.path)] + [Path(bentoml.models.get(m.tag).path) for m in bento.info.models]
+    return sum(f.stat().st_size for folder in folders for f in folder.rglob("*") if f.is_file())
+
+
+def served_runtime(model_tag: str) -> "ServedRuntime":
+    """The runtime recorded with a Bento model."""
+    import bentoml
+
+    folder = Path(bentoml.models.get(model_tag).path)
+    return ServedMeta.model_validate_json((folder / "lockgate.json").read_text()).runtime
+
+
+def served_model_outputs(model_tag: str, x: np.ndarray) -> np.ndarray:
+    """What the Bento model's recorded runtime answers for `x`, in this process:
+    the answers its served Bento must give."""
+    import bentoml
+
+    from lockgate.runtimes import runtime_outputs
+
+    folder = Path(bentoml.models.get(model_tag).path)
+    meta = ServedMeta.model_validate_json((folder / "lockgate.json").read_text())
+    return runtime_outputs(folder, meta, x)
 
 
 def family_request(meta: DatasetMeta, x: "np.ndarray | pd.DataFrame") -> tuple[str, dict]:
@@ -136,9 +194,13 @@ def served_outputs(answer: dict) -> np.ndarray:
     return np.asarray(answer["probabilities"], dtype="float32")
 
 
-def verify_bento(bento_tag: str, meta: DatasetMeta, x: "np.ndarray | pd.DataFrame", expected: np.ndarray, timeout: float = 180.0) -> float:
+def verify_bento(
+    bento_tag: str, meta: DatasetMeta, x: "np.ndarray | pd.DataFrame", expected: np.ndarray, timeout: float = 180.0,
+    runtime: str | None = None,
+) -> float:
     """Serve the Bento as users will, send it the holdout through the family's
-    own endpoint, compare with `expected`.
+    own endpoint, compare with `expected` (the served runtime's answers in
+    process), and check /metadata names `runtime` as the one serving.
 
     Returns the largest absolute difference of outputs; raises when any
     predicted label differs.
@@ -159,6 +221,9 @@ def verify_bento(bento_tag: str, meta: DatasetMeta, x: "np.ndarray | pd.DataFram
     try:
         answers = []
         with httpx.Client(base_url=base, timeout=60, headers={"Authorization": f"Bearer {key}"}) as client:
+            served_runtime = client.get("/metadata").json().get("runtime", {}).get("name")
+            if runtime is not None and served_runtime != runtime:
+                raise DeterministicFailure(f"Bento {bento_tag} serves {served_runtime!r}, not the recorded {runtime!r}")
             for start in range(0, len(x), 256):
                 route, body = family_request(meta, x[start : start + 256])
                 response = client.post(route, json=body)

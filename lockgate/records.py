@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 # classification, and regression on tables.
 FamilyName = Literal["image", "tabular", "text", "regression"]
 Severity = Literal["blocking", "warning"]
+# What runs a served model: onnxruntime on the ONNX export, or Keras itself.
+RuntimeName = Literal["onnx", "keras"]
 
 
 class DatasetMeta(BaseModel):
@@ -53,15 +55,25 @@ class DatasetMeta(BaseModel):
         return values
 
     def table_contract(self) -> "TableContract | None":
+        if not self.contract:
+            return None  # before the import: serving an image or text model never loads pandas
         from lockgate.families.tables import TableContract
 
-        if not self.contract:
-            return None
         source, parsed = self._parsed_contract
         if source is not self.contract:
             parsed = TableContract.from_dict(self.contract)
             self._parsed_contract = (self.contract, parsed)
         return parsed
+
+
+class ServedRuntime(BaseModel):
+    """Which runtime serves a Bento model, chosen when it is packaged: the
+    fastest that passed its parity check (lockgate/runtimes.py)."""
+
+    name: RuntimeName = "keras"
+    file: str = "model.keras"  # in the Bento model folder
+    latency_ms_p50: float | None = None  # one example, in process, as measured by the export check
+    reason: str = "the Keras model (no runtime was recorded with this model)"
 
 
 class ServedMeta(DatasetMeta):
@@ -74,6 +86,7 @@ class ServedMeta(DatasetMeta):
     run_id: str
     metrics: dict[str, float] = Field(default_factory=dict)
     exports: dict[str, str] = Field(default_factory=dict)  # format -> path in the model folder
+    runtime: ServedRuntime = Field(default_factory=ServedRuntime)
     bento_model: str = ""
 
 

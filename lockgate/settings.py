@@ -152,12 +152,23 @@ class DistillationSettings(BaseModel):
 class ServingSettings(BaseModel):
     api_keys: SecretStr = SecretStr("")
     allow_anonymous: bool = False
+    # Service worker processes, each with its own model; None: one per CPU core.
+    workers: int | None = Field(None, ge=1)
+    # Which runtime a Bento serves, decided when it is packaged: "auto" is the
+    # fastest whose export passed parity (ONNX where it did), "keras" the Keras model.
+    runtime: Literal["auto", "keras"] = "auto"
+    # onnxruntime threads per worker; one per worker keeps workers off each other's cores.
+    runtime_threads: int = Field(1, ge=1)
+    batching: bool = True  # merge concurrent requests into shared model calls
     max_batch_size: int = Field(64, ge=1)
     max_latency_ms: int = Field(1000, ge=1)  # a hard cap: later answers get 503
     max_rows_per_request: int = Field(1024, ge=1)
     max_text_chars: int = Field(100_000, ge=1)  # per text, for text models
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     request_timeout_s: int = Field(30, ge=1)
+
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
 
 
 class DeploySettings(BaseModel):

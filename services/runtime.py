@@ -19,21 +19,9 @@ from lockgate.records import ServedMeta
 if TYPE_CHECKING:
     from lockgate.families.tables import TableContract
 
-__all__ = ["META_FILE", "MODEL_FILE", "ModelSpec", "RequestError", "load_model"]
+__all__ = ["META_FILE", "ModelSpec", "RequestError"]
 
-MODEL_FILE = "model.keras"
 META_FILE = "lockgate.json"
-
-
-def load_model(folder: str | Path) -> Any:
-    """The Keras model of a Bento model folder, traced once before traffic."""
-    from lockgate.models import load_keras_model, model_input
-
-    folder = Path(folder)
-    model = load_keras_model(folder / MODEL_FILE)
-    meta = ServedMeta.model_validate_json((folder / META_FILE).read_text())
-    model.predict_on_batch(model_input(family_for(meta.family).warm_up_input(meta)))
-    return model
 
 
 @dataclass
@@ -85,18 +73,26 @@ class ModelSpec:
             "pixel_scale": meta.pixel_scale,
             "metrics": meta.metrics,
             "data_hash": meta.data_hash,
+            "runtime": meta.runtime.model_dump(),
         }
 
     def record_schema(self) -> dict[str, Any] | None:
         """JSON Schema of one record of /predict_records, from the contract."""
+        contract = self.contract
+        if contract is None:
+            return None
         from lockgate.families.tables import record_schema
 
-        return record_schema(self.contract) if self.contract else None
+        return record_schema(contract)
 
     def to_array(self, instances: Any, max_rows: int) -> np.ndarray:
         """/predict: nested lists of numbers (images), or rows of raw values in
         the order of a table's columns."""
         return self.family.array_input(instances, self.meta, max_rows)
+
+    def binary_to_array(self, array: np.ndarray, max_rows: int, max_chars: int) -> np.ndarray:
+        """/predict_npy: one decoded .npy array, checked by the family."""
+        return self.family.binary_input(array, self.meta, max_rows, max_chars)
 
     def image_to_array(self, content: bytes) -> np.ndarray:
         return self.family.image_input(content, self.meta)

@@ -1,9 +1,16 @@
 """The Lockgate prediction service (BentoML 1.4, class-based API).
 
-The edge authenticates, validates and answers with the model's identity; the
-model sits behind adaptive batching in the same process (services/batching.py),
-which merges concurrent requests into batches of at most ``max_batch_size``
-rows and splits a client's large batch into pieces of that size.
+The edge (services/edge.py) authenticates, limits, logs and serves the binary
+route; the endpoints validate through the model's family and answer with the
+model's identity. The model sits behind adaptive batching in the same process
+(services/batching.py), which merges concurrent requests into batches of at
+most ``max_batch_size`` rows and splits a client's large batch into pieces of
+that size.
+
+What runs the model is the runtime recorded with it when it was packaged
+(lockgate/runtimes.py): onnxruntime where the ONNX export passed parity, else
+Keras. On onnxruntime nothing of TensorFlow, Keras, Prefect, MLflow or Great
+Expectations is imported, so a worker starts in about a second.
 
 Serve the champion with ``bentoml serve services.service:LockgateService`` or a
 built Bento by its tag. The model is resolved from the Bento store when the
@@ -13,26 +20,30 @@ a built Bento, else the champion recorded in the Lockgate workspace.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+from collections import Counter
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Callable
 
 import bentoml
 import numpy as np
+import orjson
 from bentoml.exceptions import BentoMLException
-from pydantic import Field
+from pydantic import BaseModel, Field
+from starlette.responses import Response
 
+from lockgate.records import ServedMeta
 from lockgate.settings import get_settings
-from services.middleware import ApiKeyMiddleware, BodyLimitMiddleware, MetadataGetMiddleware, RequestLogMiddleware
-from services.runtime import ModelSpec, RequestError, load_model
+from services.edge import Edge, serve_binary_with
+from services.runtime import META_FILE, ModelSpec, RequestError
 
 BAKED_TAG_FILE = Path(__file__).with_name("bento_model.json")
 
 # Read once when the service module loads; these shape the servers themselves.
 _serving = get_settings().serving
-BATCHING = os.environ.get("LOCKGATE_BATCHING", "true").lower() not in {"0", "false", "no"}
 
 
 def resolve_model_tag() -> str:
@@ -62,52 +73,113 @@ def _served_record_schema() -> dict[str, Any]:
     return {"items": schema} if schema else {}
 
 
+class ModelIdentity(BaseModel):
+    name: str
+    version: str
+    run_id: str
+    bento_model: str
+
+
+class Answer(BaseModel):
+    """An answer: classifiers give `classes`, `labels` and `probabilities`,
+    regressions `target` and `predictions`; the other keys are left out."""
+
+    model: ModelIdentity
+    classes: list[str] | None = None
+    labels: list[str] | None = None
+    probabilities: list[list[float]] | None = None
+    target: str | None = None
+    predictions: list[float] | None = None
+
+
+class JSONAnswer(Response):
+    """The answer rendered once by orjson. BentoML passes a Response through
+    as it is, so no schema is looked at and nothing is validated again per
+    request; the endpoints' `Answer` annotations type the OpenAPI page."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
 def _http_error(error: RequestError) -> BentoMLException:
     return BentoMLException(error.message, error_code=HTTPStatus(error.status))
 
 
-@bentoml.service(name="lockgate", workers=1, traffic={"timeout": _serving.request_timeout_s})
+@bentoml.service(
+    name="lockgate",
+    workers=_serving.worker_count(),
+    traffic={"timeout": _serving.request_timeout_s},
+    # The edge writes one JSON line per request; BentoML's own access log would be a second.
+    logging={"access": {"enabled": False}},
+)
 class LockgateService:
     def __init__(self) -> None:
+        from lockgate.runtimes import load_runtime
         from services.batching import AdaptiveBatcher
 
         self.settings = get_settings().serving
         bento_model = bentoml.models.get(resolve_model_tag())
         self.spec = ModelSpec.from_folder(bento_model.path, str(bento_model.tag))
-        model = load_model(bento_model.path)
+        meta = ServedMeta.model_validate_json((Path(bento_model.path) / META_FILE).read_text())
+        predict = load_runtime(bento_model.path, meta, self.settings.runtime_threads)
         self.predictions, batch_sizes = _metrics()
-        from lockgate.models import model_input
-
         self.batcher = AdaptiveBatcher(
-            lambda x: np.asarray(model.predict_on_batch(model_input(x)), dtype="float32"),
+            predict,
             max_batch_size=self.settings.max_batch_size,
             max_latency_ms=self.settings.max_latency_ms,
-            enabled=BATCHING,
+            enabled=self.settings.batching,
             on_batch=batch_sizes.observe,
         )
+        identity = self.spec.identity()
+        self.binary_headers = [
+            (b"lockgate-model-name", identity["name"].encode()),
+            (b"lockgate-model-version", identity["version"].encode()),
+            (b"lockgate-run-id", identity["run_id"].encode()),
+            (b"lockgate-bento-model", identity["bento_model"].encode()),
+            (b"lockgate-runtime", meta.runtime.name.encode()),
+            (b"lockgate-classes", orjson.dumps(meta.class_names)),
+        ]
+        serve_binary_with(self._answer_binary)
+        # What is loaded now lives as long as the worker: out of the collector's
+        # sight, so a full collection (about 40 ms over BentoML's objects) does
+        # not stall every request in flight.
+        gc.collect()
+        gc.freeze()
 
-    async def _answer(self, prepare: Callable[[], np.ndarray]) -> dict[str, Any]:
-        """Validate with `prepare` (a RequestError becomes its 4xx), predict, count."""
+    async def _outputs(self, x: np.ndarray) -> np.ndarray:
+        """The model's outputs through the batcher, counted by label."""
         from services.batching import Overloaded
 
         try:
-            x = prepare()
+            outputs = await self.batcher.submit(x)
+        except Overloaded as error:
+            raise RequestError(HTTPStatus.SERVICE_UNAVAILABLE, str(error)) from None
+        version = self.spec.meta.model_version
+        names = self.spec.meta.class_names
+        counts = Counter(outputs.argmax(axis=1).tolist()) if names else {None: len(outputs)}
+        for index, count in counts.items():
+            label = names[index] if index is not None else "value"
+            self.predictions.labels(label=label, model_version=version).inc(count)
+        return outputs
+
+    async def _answer(self, prepare: Callable[[], np.ndarray]) -> JSONAnswer:
+        """Validate with `prepare` (a RequestError becomes its 4xx), predict, answer."""
+        try:
+            outputs = await self._outputs(prepare())
         except RequestError as error:
             raise _http_error(error) from None
-        try:
-            probabilities = await self.batcher.submit(x)
-        except Overloaded as error:
-            raise BentoMLException(str(error), error_code=HTTPStatus.SERVICE_UNAVAILABLE) from None
-        answer = self.spec.respond(probabilities)
-        version = answer["model"]["version"]
-        for label in answer.get("labels", ["value"] * len(probabilities)):
-            self.predictions.labels(label=label, model_version=version).inc()
-        return answer
+        return JSONAnswer(self.spec.respond(outputs))
+
+    async def _answer_binary(self, array: np.ndarray) -> tuple[np.ndarray, list[tuple[bytes, bytes]]]:
+        x = self.spec.binary_to_array(array, self.settings.max_rows_per_request, self.settings.max_text_chars)
+        return await self._outputs(x), self.binary_headers
 
     @bentoml.api(route="/predict")
     async def predict(
         self, instances: list[Any] = Field(description="examples as nested lists of numbers, shape [n, *input_shape]")
-    ) -> dict[str, Any]:
+    ) -> Answer:
         """Class probabilities and labels (or predicted values) for a batch of arrays."""
         return await self._answer(lambda: self.spec.to_array(instances, self.settings.max_rows_per_request))
 
@@ -118,14 +190,14 @@ class LockgateService:
             description="rows as objects keyed by column name; null (or leaving a column out) is a missing value",
             json_schema_extra=_served_record_schema(),
         ),
-    ) -> dict[str, Any]:
+    ) -> Answer:
         """Predictions for table rows given as JSON objects (tabular models)."""
         return await self._answer(lambda: self.spec.records_to_array(records, self.settings.max_rows_per_request))
 
     @bentoml.api(route="/predict_text")
     async def predict_text(
         self, texts: list[Any] = Field(description="texts to classify, as written (the model tokenises them)")
-    ) -> dict[str, Any]:
+    ) -> Answer:
         """Class probabilities and labels for raw texts (text models)."""
         return await self._answer(
             lambda: self.spec.texts_to_array(texts, self.settings.max_rows_per_request, self.settings.max_text_chars)
@@ -134,7 +206,7 @@ class LockgateService:
     @bentoml.api(route="/predict_image")
     async def predict_image(
         self, image: Path = Field(description="a PNG or JPEG file")
-    ) -> dict[str, Any]:
+    ) -> Answer:
         """Prediction for one uploaded image, resized and scaled as in training (image models).
 
         Any declared content type is read: what decides is whether the bytes
@@ -143,19 +215,20 @@ class LockgateService:
 
     @bentoml.api(route="/metadata")
     def metadata(self) -> dict[str, Any]:
-        """The served model: identity, input schema, labels and metrics at promotion."""
-        return self.spec.describe()
+        """The served model: identity, runtime, input schema, labels and metrics at promotion."""
+        return JSONAnswer(self.spec.describe())
 
 
 def _metrics() -> tuple[Any, Any]:
     """Created on first use, after BentoML has set up multiprocess metrics."""
     global _METRICS
     if _METRICS is None:
-        from prometheus_client import Counter, Histogram
+        from prometheus_client import Counter as PrometheusCounter
+        from prometheus_client import Histogram
 
         _METRICS = (
-            Counter("lockgate_predictions", "Predictions served, by predicted label and model version",
-                    labelnames=["label", "model_version"]),
+            PrometheusCounter("lockgate_predictions", "Predictions served, by predicted label and model version",
+                              labelnames=["label", "model_version"]),
             Histogram("lockgate_batch_size", "Rows per model call after adaptive batching",
                       buckets=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512]),
         )
@@ -164,7 +237,4 @@ def _metrics() -> tuple[Any, Any]:
 
 _METRICS: tuple[Any, Any] | None = None
 
-LockgateService.add_asgi_middleware(RequestLogMiddleware)
-LockgateService.add_asgi_middleware(BodyLimitMiddleware, max_bytes=_serving.max_body_bytes)
-LockgateService.add_asgi_middleware(ApiKeyMiddleware)
-LockgateService.add_asgi_middleware(MetadataGetMiddleware)
+LockgateService.add_asgi_middleware(Edge, max_bytes=_serving.max_body_bytes)

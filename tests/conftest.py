@@ -116,11 +116,12 @@ def prefect_harness():
 
 @pytest.fixture(scope="session")
 def digits_champion(prefect_harness):
-    """The digits CNN, promoted once per session: served in tests/services,
-    challenged in tests/flows, distilled in tests/flows/test_distillation.py."""
+    """The digits CNN, promoted once per session: served in tests/services (on
+    onnxruntime, from its ONNX export), challenged in tests/flows, distilled in
+    tests/flows/test_distillation.py."""
     from tests.pipelines import pipeline_settings, promote
 
-    return promote("digits", None, "digits", pipeline_settings(8))
+    return promote("digits", None, "digits", pipeline_settings(8, formats=["saved_model", "onnx"]))
 
 
 @pytest.fixture(scope="session")

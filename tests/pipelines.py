@@ -19,14 +19,15 @@ from lockgate.settings import LockgateSettings
 
 
 def pipeline_settings(
-    epochs: int, *, exports: bool = False, verify_bento: bool = False, **training: Any
+    epochs: int, *, exports: bool = False, verify_bento: bool = False, formats: list[str] | None = None, **training: Any
 ) -> LockgateSettings:
-    """A copy of the session's settings for one run."""
+    """A copy of the session's settings for one run: every export format with
+    `exports`, else `formats` (default: the SavedModel only)."""
     from lockgate.settings import get_settings
 
     settings = get_settings().model_copy(deep=True)
     settings.training = settings.training.model_copy(update={"epochs": epochs, **training})
-    export = {"latency_repeats": 5} | ({} if exports else {"formats": ["saved_model"]})
+    export = {"latency_repeats": 5} | ({} if exports else {"formats": formats or ["saved_model"]})
     settings.export = settings.export.model_copy(update=export)
     settings.verify_bento = verify_bento
     return settings

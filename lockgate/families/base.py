@@ -125,6 +125,11 @@ class Family:
         """/predict: nested lists (or rows) -> model input."""
         raise self.wrong_endpoint()
 
+    def binary_input(self, array: np.ndarray, meta: DatasetMeta, max_rows: int, max_chars: int) -> np.ndarray:
+        """/predict_npy: one array (a batch) -> model input, checked as /predict
+        checks its rows."""
+        return self.array_input(array.tolist(), meta, max_rows)
+
     def image_input(self, content: bytes, meta: DatasetMeta) -> np.ndarray:
         """/predict_image: one uploaded file -> model input."""
         raise self.wrong_endpoint()

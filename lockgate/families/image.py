@@ -84,6 +84,10 @@ class ImageFamily(Classification, Family):
             raise RequestError(422, f"pixel values must lie in [0, {scale:g}]; got values from {low:g} to {high:g}")
         return array
 
+    def binary_input(self, array: np.ndarray, meta: DatasetMeta, max_rows: int, max_chars: int) -> np.ndarray:
+        """The array is checked as it came, without a detour through lists."""
+        return self.array_input(array, meta, max_rows)
+
     def image_input(self, content: bytes, meta: DatasetMeta) -> np.ndarray:
         """One uploaded PNG/JPEG, prepared exactly as the training images were."""
         from lockgate.preprocessing import load_image_file
@@ -99,13 +103,14 @@ class ImageFamily(Classification, Family):
 
 
 def numeric_instances(instances: Any, meta: DatasetMeta, max_rows: int) -> np.ndarray:
-    """Nested lists of numbers -> a finite float32 array of the model's input
-    shape (a flat row of the right length is reshaped)."""
+    """Nested lists of numbers (or an array, from the binary route) -> a
+    finite float32 array of the model's input shape (a flat row of the right
+    length is reshaped)."""
     shape = tuple(meta.input_shape)
     shape_text = ", ".join(map(str, shape))
-    if not isinstance(instances, list):
+    if isinstance(instances, np.ndarray) and instances.ndim == 0 or not isinstance(instances, (list, np.ndarray)):
         raise RequestError(422, "'instances' must be a list of examples")
-    if not instances:
+    if not len(instances):
         raise RequestError(422, "'instances' is empty: send at least one example")
     if len(instances) > max_rows:
         raise RequestError(413, f"{len(instances)} examples in one request; the limit is {max_rows}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from lockgate.families.base import Classification, Family, RequestError
 from lockgate.records import DatasetMeta
@@ -127,6 +126,8 @@ class TableFamily(Family):
 
     def example_request(self, meta: DatasetMeta, x: Any) -> tuple[str, dict[str, Any]]:
         """A table's raw rows as records, gaps as null."""
+        import pandas as pd
+
         if not isinstance(x, pd.DataFrame):
             return super().example_request(meta, x)
         rows = x.astype(object).where(x.notna(), None).to_dict("records")

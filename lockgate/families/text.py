@@ -85,5 +85,9 @@ class TextFamily(Classification, Family):
                 raise RequestError(413, f"text {i} has {len(text)} characters; the limit is {max_chars}")
         return np.asarray(texts, dtype=str)
 
+    def binary_input(self, array: np.ndarray, meta: DatasetMeta, max_rows: int, max_chars: int) -> np.ndarray:
+        """An array of strings, checked as /predict_text checks its texts."""
+        return self.text_input(array.tolist(), max_rows, max_chars)
+
     def example_request(self, meta: DatasetMeta, x: Any) -> tuple[str, dict[str, Any]]:
         return "/predict_text", {"texts": [str(t) for t in x]}

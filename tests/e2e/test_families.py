@@ -1,8 +1,9 @@
 """End to end, one run per model family: the flow validates, trains, gates,
 exports (every format, each checked on the holdout), registers and packages;
-the packaging step serves the built Bento with `bentoml serve` and checks its
-answers on the holdout through the family's own endpoint. Then the service
-answers a user's request of that family's own type."""
+the packaging step serves the built lean Bento with `bentoml serve` and checks
+its answers on the holdout, on the runtime it serves, through the family's own
+endpoint. Then `lockgate serve --bento TAG` serves the same Bento and answers
+a user's request of that family's own type."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from tests.pipelines import Champion, pipeline_settings, promote
-from tests.services.conftest import describe, in_process
+from tests.services.conftest import describe, lockgate_serve
 
 
 def _checked(champion: Champion):
@@ -40,18 +41,26 @@ def _checked(champion: Champion):
     return result, exports
 
 
-def test_text_family(text_champion):
+def _runtime(client, result) -> str:
+    """The runtime the served Bento names, once it is known to serve this run's model."""
+    metadata = client.get("/metadata").json()
+    assert metadata["model"]["bento_model"] == result.package.model_tag
+    return metadata["runtime"]["name"]
+
+
+def test_text_family(text_champion, tmp_path):
     result, exports = _checked(text_champion)
     assert result.validation.family == "text" and result.evaluation.metrics["accuracy"] >= 0.85
     assert exports["onnx"].status == "unavailable" and "String" in exports["onnx"].reason
     texts = ["A wonderful, moving film with a superb cast.", "Dull and tedious; the plot was awful."]
-    with in_process(result.package.model_tag) as client:
+    with lockgate_serve(result.package.bento_tag, tmp_path / "serve.log") as client:
         answer = client.post("/predict_text", json={"texts": texts})
+        assert _runtime(client, result) == "keras"  # no export of a text model passes
     assert answer.status_code == 200, answer.text
     assert answer.json()["labels"] == ["positive", "negative"]
 
 
-def test_regression_family(prefect_harness, diabetes_csv):
+def test_regression_family(prefect_harness, diabetes_csv, tmp_path):
     champion = promote(str(diabetes_csv), "target", "diabetes", pipeline_settings(80, exports=True, verify_bento=True))
     result, exports = _checked(champion)
     metrics = result.evaluation.metrics
@@ -60,8 +69,9 @@ def test_regression_family(prefect_harness, diabetes_csv):
     assert exports["tflite_int8"].status == "unavailable"
     assert exports["onnx"].status == "passed" and exports["tflite_dynamic"].agreement is not None
     served = describe(champion)
-    with in_process(result.package.model_tag) as client:
+    with lockgate_serve(result.package.bento_tag, tmp_path / "serve.log") as client:
         answer = client.post("/predict_records", json={"records": served.records(5)})
+        assert _runtime(client, result) == "onnx"
     assert answer.status_code == 200, answer.text
     predictions = np.asarray(answer.json()["predictions"])
     # The model's own values, in the target's units (not standardised ones).
@@ -70,7 +80,7 @@ def test_regression_family(prefect_harness, diabetes_csv):
     assert abs(predictions.mean() - target.mean()) < target.std()
 
 
-def test_cifar_style_image_family(prefect_harness, colour_images_npz):
+def test_cifar_style_image_family(prefect_harness, colour_images_npz, tmp_path):
     from PIL import Image
 
     from lockgate.samples import make_colour_images
@@ -82,18 +92,20 @@ def test_cifar_style_image_family(prefect_harness, colour_images_npz):
     images, labels = make_colour_images(rows=3, seed=99)
     png = io.BytesIO()
     Image.fromarray(images[2].astype("uint8")).save(png, format="PNG")
-    with in_process(result.package.model_tag) as client:
+    with lockgate_serve(result.package.bento_tag, tmp_path / "serve.log") as client:
         answer = client.post("/predict_image", files={"image": ("shape.png", png.getvalue(), "image/png")})
+        assert _runtime(client, result) == "onnx"
     assert answer.status_code == 200, answer.text
     assert answer.json()["labels"] == [labels[2]]
 
 
-def test_tabular_classification_family(wine_champion, wine_frame):
+def test_tabular_classification_family(wine_champion, wine_frame, tmp_path):
     result, _ = _checked(wine_champion)
     assert result.validation.family == "tabular" and result.evaluation.metrics["accuracy"] >= 0.85
     rows = wine_frame.drop(columns="target").tail(6)
-    with in_process(result.package.model_tag) as client:
+    with lockgate_serve(result.package.bento_tag, tmp_path / "serve.log") as client:
         answer = client.post("/predict_records", json={"records": rows.to_dict(orient="records")})
+        assert _runtime(client, result) == "onnx"
     assert answer.status_code == 200, answer.text
     agree = np.mean(np.array(answer.json()["labels"]) == wine_frame["target"].tail(6).astype(str).to_numpy())
     assert agree >= 5 / 6

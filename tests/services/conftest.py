@@ -47,6 +47,7 @@ class Served:
     model_file: Path
     log: Path | None
     raw: pd.DataFrame | None = None  # a table's holdout rows as users send them
+    process: subprocess.Popen | None = None  # `bentoml serve`, where it is served for real
 
     def records(self, rows: int | None = None) -> list[dict]:
         """Holdout rows as the packaging step sends them: strings, numbers and nulls."""
@@ -130,11 +131,30 @@ def in_process(model_tag: str, key: str | None = API_KEY) -> Iterator[httpx.Clie
                 os.environ[name] = value
 
 
+@contextmanager
+def lockgate_serve(bento_tag: str, log: Path) -> Iterator[httpx.Client]:
+    """`lockgate serve --bento TAG` as a user runs it, on a loopback port; an
+    HTTP client for it that sends the key."""
+    import sys
+
+    port = bento_server.free_port()
+    command = [str(Path(sys.executable).with_name("lockgate")), "serve", "--bento", bento_tag, "--port", str(port)]
+    env = os.environ | {"LOCKGATE_API_KEYS": API_KEY}
+    process, url = bento_server.start_command(command, port, env, log.open("wb"), timeout=180, name=" ".join(command[1:4]))
+    try:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60) as client:
+            yield client
+    finally:
+        bento_server.stop(process)
+
+
 @pytest.fixture(scope="session")
 def digits_service(digits_champion, tmp_path_factory):
     log = tmp_path_factory.mktemp("serve-digits") / "server.log"
     process, url = start_server(digits_champion.result.package.bento_tag, log)
-    yield describe(digits_champion, url, log)
+    served = describe(digits_champion, url, log)
+    served.process = process
+    yield served
     bento_server.stop(process)
 
 

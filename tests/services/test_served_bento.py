@@ -184,3 +184,42 @@ def test_records_for_a_table_model(wine_model):
     assert unknown.status_code == 422 and "unknown column(s) ['colour']" in unknown.text
     assert text.status_code == 422 and "'alcohol' must be a number" in text.text
     assert images.status_code == 422 and "this is a tabular model: use /predict_records" in images.text
+
+
+def test_the_onnx_export_serves_and_says_so(digits_service):
+    with digits_service.client() as client:
+        runtime = client.get("/metadata").json()["runtime"]
+    assert runtime["name"] == "onnx" and runtime["file"] == "exports/model.onnx", runtime
+    assert "passed parity" in runtime["reason"]
+
+
+def test_binary_batches_answer_like_json(digits_service):
+    from lockgate.client import ServiceError, predict_npy
+
+    answer = predict_npy(digits_service.url, digits_service.x, key=API_KEY)
+    np.testing.assert_allclose(answer.outputs, digits_service.expected, atol=1e-5)
+    assert answer.model == {"name": digits_service.model_name, "version": digits_service.version,
+                            "run_id": digits_service.run_id, "bento_model": digits_service.model_tag}
+    assert answer.runtime == "onnx" and answer.labels == [str(i) for i in digits_service.expected.argmax(axis=1)]
+    with pytest.raises(ServiceError) as refused:
+        predict_npy(digits_service.url, digits_service.x[:2], key="wrong")
+    assert refused.value.status == 401
+    with pytest.raises(ServiceError) as wrong_shape:
+        predict_npy(digits_service.url, digits_service.x[:2, :4], key=API_KEY)
+    assert wrong_shape.value.status == 422 and "shape [8, 8, 1]" in wrong_shape.value.message
+    with pytest.raises(ServiceError) as out_of_range:
+        predict_npy(digits_service.url, digits_service.x[:2] + 99, key=API_KEY)
+    assert out_of_range.value.status == 422 and "pixel values" in out_of_range.value.message
+
+
+def test_one_worker_per_core_and_batches_in_the_histogram(digits_service):
+    import os
+
+    import psutil
+
+    workers = [p for p in psutil.Process(digits_service.process.pid).children(recursive=True)
+               if "_bentoml_impl.worker.service" in " ".join(p.cmdline())]
+    assert len(workers) == (os.cpu_count() or 1)
+    with digits_service.client() as client:
+        metrics = client.get("/metrics").text
+    assert "lockgate_batch_size_bucket" in metrics and "lockgate_batch_size_count" in metrics

@@ -12,7 +12,8 @@ import pytest
 
 from lockgate.families.tables import infer_contract
 from lockgate.records import ServedMeta
-from services.middleware import ApiKeyMiddleware, BodyLimitMiddleware, key_is_valid, presented_key
+from services import edge
+from services.edge import Edge, key_is_valid, presented_key
 from services.runtime import ModelSpec, RequestError
 
 
@@ -122,22 +123,23 @@ def _call(app, path: str, **kwargs) -> httpx.Response:
     return asyncio.run(go())
 
 
-def test_api_key_middleware(monkeypatch):
+def test_api_keys_at_the_edge(monkeypatch):
     monkeypatch.setenv("LOCKGATE_API_KEYS", "k1, k2")
     monkeypatch.delenv("LOCKGATE_ALLOW_ANONYMOUS", raising=False)
-    app = ApiKeyMiddleware(_ok)
+    app = Edge(_ok, max_bytes=1000)
     assert _call(app, "/predict").status_code == 401
     assert _call(app, "/predict", headers={"X-API-Key": "k2"}).status_code == 200
     assert _call(app, "/livez").status_code == 200
     monkeypatch.setenv("LOCKGATE_API_KEYS", "")
-    refused = _call(ApiKeyMiddleware(_ok), "/predict", headers={"X-API-Key": ""})
+    refused = _call(Edge(_ok, max_bytes=1000), "/predict", headers={"X-API-Key": ""})
     assert refused.status_code == 401 and "no API keys are configured" in refused.json()["error"]
     monkeypatch.setenv("LOCKGATE_ALLOW_ANONYMOUS", "true")
-    assert _call(ApiKeyMiddleware(_ok), "/predict").status_code == 200
+    assert _call(Edge(_ok, max_bytes=1000), "/predict").status_code == 200
 
 
-def test_body_limit_declared_and_streamed():
-    app = BodyLimitMiddleware(_ok, max_bytes=100)
+def test_body_limit_declared_and_streamed(monkeypatch):
+    monkeypatch.setenv("LOCKGATE_ALLOW_ANONYMOUS", "true")
+    app = Edge(_ok, max_bytes=100)
     assert _call(app, "/predict", content=b"x" * 50).status_code == 200
     assert _call(app, "/predict", content=b"x" * 101).status_code == 413
 
@@ -146,3 +148,43 @@ def test_body_limit_declared_and_streamed():
             yield b"x" * 40
 
     assert _call(app, "/predict", content=chunks()).status_code == 413
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def test_binary_route_takes_npy_and_names_what_is_wrong(monkeypatch):
+    monkeypatch.setenv("LOCKGATE_ALLOW_ANONYMOUS", "true")
+    spec = ModelSpec(IMAGE_META)
+
+    async def doubled(array):  # the service's handler checks through the family the same way
+        x = spec.binary_to_array(array, 10, 100)
+        return x.reshape(len(x), -1)[:, :2] * 2, [(b"lockgate-model-version", b"3")]
+
+    monkeypatch.setattr(edge, "_binary_handler", doubled)
+    app = Edge(_ok, max_bytes=10_000)
+    npy = {"content-type": "application/x-npy"}
+    answer = _call(app, "/predict_npy", content=_npy(np.ones((3, 8, 8, 1), dtype="float32")), headers=npy)
+    assert answer.status_code == 200 and answer.headers["lockgate-model-version"] == "3"
+    assert np.load(io.BytesIO(answer.content)).tolist() == [[2.0, 2.0]] * 3
+    as_json = _call(app, "/predict_npy", content=_npy(np.ones((1, 64))), headers={"content-type": "application/json"})
+    assert as_json.status_code == 415 and "application/x-npy" in as_json.json()["error"]
+    garbage = _call(app, "/predict_npy", content=b"not an array", headers=npy)
+    assert garbage.status_code == 400 and ".npy" in garbage.json()["error"]
+    pickled = _call(app, "/predict_npy", content=_pickled_npy(), headers=npy)
+    assert pickled.status_code == 400, pickled.text
+    wrong = _call(app, "/predict_npy", content=_npy(np.ones((1, 7), dtype="float32")), headers=npy)
+    assert wrong.status_code == 422 and "shape [8, 8, 1]" in wrong.json()["error"]
+    too_many = _call(app, "/predict_npy", content=_npy(np.zeros((11, 64), dtype="float32")), headers=npy)
+    assert too_many.status_code == 413 and "the limit is 10" in too_many.json()["error"]
+    huge = _call(app, "/predict_npy", content=_npy(np.zeros((100, 64), dtype="float32")), headers=npy)
+    assert huge.status_code == 413 and "over the limit" in huge.json()["error"]
+
+
+def _pickled_npy() -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    return buffer.getvalue()
