@@ -60,14 +60,16 @@ def workspace(tmp_path_factory, wine_csv):
     try:
         yield home, url
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
         try:
-            worker.wait(timeout=5)
-        except subprocess.TimeoutExpired:  # a worker mid-poll can ignore TERM for long
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait(timeout=20)
-        log.close()
-        subprocess.run([LOCKGATE, "server", "stop"], env=_env(home), timeout=120, capture_output=True)
+            os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # a worker mid-poll can ignore TERM for long
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(timeout=20)
+            log.close()
+        finally:  # the workspace's Prefect server never outlives the test
+            subprocess.run([LOCKGATE, "server", "stop"], env=_env(home), timeout=120, capture_output=True)
 
 
 def _trigger_deployment(home: Path, url: str, csv: Path, epochs: int) -> str:
