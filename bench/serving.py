@@ -174,11 +174,11 @@ def keras_copy(model_tag: str) -> str:
         return str(bentoml.models.get(tag).tag)
     except bentoml.exceptions.NotFound:
         pass
-    meta = ServedMeta.model_validate_json((Path(source.path) / "lockgate.json").read_text())
+    meta = ServedMeta.read(source.path)
     meta = meta.model_copy(update={"runtime": ServedRuntime(reason="the Keras model, for the benchmark")})
     with bentoml.models.create(tag, metadata={"runtime": "keras"}) as model:
         shutil.copy(Path(source.path) / "model.keras", Path(model.path) / "model.keras")
-        (Path(model.path) / "lockgate.json").write_text(meta.model_dump_json())
+        meta.write(model.path)
     return tag
 
 
@@ -218,7 +218,7 @@ def main() -> None:
     bento = args.bento or train_champion()
     model_tag = str(bentoml.get(bento).info.models[0].tag)
     folder = Path(bentoml.models.get(model_tag).path)
-    meta = ServedMeta.model_validate_json((folder / "lockgate.json").read_text())
+    meta = ServedMeta.read(folder)
     snapshot = next(p for p in settings.snapshots_dir.iterdir() if (p / "meta.json").is_file())
     x = read_snapshot(str(snapshot)).x.astype("float32")
 
@@ -263,7 +263,7 @@ def main() -> None:
             bento_server.stop(process)
     ceiling = in_process_ceiling(folder, meta, x, s)
     keras_folder = Path(bentoml.models.get(keras_copy(model_tag)).path)
-    keras_meta = ServedMeta.model_validate_json((keras_folder / "lockgate.json").read_text())
+    keras_meta = ServedMeta.read(keras_folder)
     ceiling_keras = in_process_ceiling(keras_folder, keras_meta, x, s)
     size = bento_size(bento)
     write_report(args, bento, meta, cells, cold, ceiling, ceiling_keras, size, settings)

@@ -99,7 +99,7 @@ def store_model(
         for result in exports.passed() if exports else []:
             if result.path:
                 _copy_into(Path(result.path), Path(model.path) / "exports")
-        (Path(model.path) / "lockgate.json").write_text(served.model_dump_json(indent=2))
+        served.write(model.path)
     return tag
 
 
@@ -165,8 +165,7 @@ def served_runtime(model_tag: str) -> "ServedRuntime":
     """The runtime recorded with a Bento model."""
     import bentoml
 
-    folder = Path(bentoml.models.get(model_tag).path)
-    return ServedMeta.model_validate_json((folder / "lockgate.json").read_text()).runtime
+    return ServedMeta.read(bentoml.models.get(model_tag).path).runtime
 
 
 def served_model_outputs(model_tag: str, x: np.ndarray) -> np.ndarray:
@@ -177,8 +176,7 @@ def served_model_outputs(model_tag: str, x: np.ndarray) -> np.ndarray:
     from lockgate.runtimes import runtime_outputs
 
     folder = Path(bentoml.models.get(model_tag).path)
-    meta = ServedMeta.model_validate_json((folder / "lockgate.json").read_text())
-    return runtime_outputs(folder, meta, x)
+    return runtime_outputs(folder, ServedMeta.read(folder), x)
 
 
 def family_request(meta: DatasetMeta, x: "np.ndarray | pd.DataFrame") -> tuple[str, dict]:

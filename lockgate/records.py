@@ -6,7 +6,8 @@ can persist them and each step can be tested alone.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
@@ -88,6 +89,16 @@ class ServedMeta(DatasetMeta):
     exports: dict[str, str] = Field(default_factory=dict)  # format -> path in the model folder
     runtime: ServedRuntime = Field(default_factory=ServedRuntime)
     bento_model: str = ""
+
+    FILE: ClassVar[str] = "lockgate.json"
+
+    @classmethod
+    def read(cls, folder: str | Path) -> ServedMeta:
+        """The record kept in a Bento model's folder."""
+        return cls.model_validate_json((Path(folder) / cls.FILE).read_text())
+
+    def write(self, folder: str | Path) -> None:
+        (Path(folder) / self.FILE).write_text(self.model_dump_json(indent=2))
 
 
 class CheckResult(BaseModel):

@@ -19,9 +19,7 @@ from lockgate.records import ServedMeta
 if TYPE_CHECKING:
     from lockgate.families.tables import TableContract
 
-__all__ = ["META_FILE", "ModelSpec", "RequestError"]
-
-META_FILE = "lockgate.json"
+__all__ = ["ModelSpec", "RequestError"]
 
 
 @dataclass
@@ -33,7 +31,7 @@ class ModelSpec:
 
     @classmethod
     def from_folder(cls, folder: str | Path, bento_model: str = "") -> "ModelSpec":
-        meta = ServedMeta.model_validate_json((Path(folder) / META_FILE).read_text())
+        meta = ServedMeta.read(folder)
         return cls(meta=meta.model_copy(update={"bento_model": bento_model}))
 
     @property

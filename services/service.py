@@ -35,10 +35,9 @@ from bentoml.exceptions import BentoMLException
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from lockgate.records import ServedMeta
 from lockgate.settings import get_settings
 from services.edge import Edge, serve_binary_with
-from services.runtime import META_FILE, ModelSpec, RequestError
+from services.runtime import ModelSpec, RequestError
 
 BAKED_TAG_FILE = Path(__file__).with_name("bento_model.json")
 
@@ -122,7 +121,7 @@ class LockgateService:
         self.settings = get_settings().serving
         bento_model = bentoml.models.get(resolve_model_tag())
         self.spec = ModelSpec.from_folder(bento_model.path, str(bento_model.tag))
-        meta = ServedMeta.model_validate_json((Path(bento_model.path) / META_FILE).read_text())
+        meta = self.spec.meta
         predict = load_runtime(bento_model.path, meta, self.settings.runtime_threads)
         self.predictions, batch_sizes = _metrics()
         self.batcher = AdaptiveBatcher(
