@@ -474,15 +474,17 @@ def snapshot_digest(data: LoadedData) -> str:
     return content_hash(x, targets, data.feature_columns, data.family, contract)
 
 
-def write_snapshot(data: LoadedData, root: Path) -> tuple[Path, str, bool]:
-    """Store validated data under its hash; return (folder, hash, seen_before)."""
-    x, targets = training_arrays(data)
-    columns = data.feature_columns
-    contract = data.contract.to_dict() if data.contract is not None else None
-    digest = content_hash(x, targets, columns, data.family, contract)
+def write_snapshot(data: LoadedData, root: Path, digest: str | None = None) -> tuple[Path, str, bool]:
+    """Store validated data under its hash; return (folder, hash, seen_before).
+    `digest` is `snapshot_digest(data)` when the caller has it already; data
+    stored before is not encoded again."""
+    digest = digest or snapshot_digest(data)
     folder = root / digest[:16]
     seen_before = (folder / "meta.json").is_file()
     if not seen_before:
+        x, targets = training_arrays(data)
+        columns = data.feature_columns
+        contract = data.contract.to_dict() if data.contract is not None else None
         folder.mkdir(parents=True, exist_ok=True)
         if data.is_regression:
             class_names, y = [], targets.astype("float32")

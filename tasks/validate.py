@@ -52,7 +52,8 @@ def validate_data(
         return ValidationSummary(dataset=data.name, family=data.family, rows=len(data.frame), success=False, checks=[check])
     if data.is_table:
         data.decide_roles(settings.training, reference)
-    cache = _cached_result_path(data, reference, settings)
+    digest = _content_digest(data)
+    cache = _cached_result_path(digest, reference, settings) if digest is not None else None
     reused = _reuse(cache) if cache is not None else None
     if reused is not None:
         return reused
@@ -74,7 +75,7 @@ def validate_data(
         summary.contract = data.contract.describe()
         summary.table_signature = data.contract.signature()
     if success:
-        folder, digest, seen = write_snapshot(data, settings.snapshots_dir)
+        folder, digest, seen = write_snapshot(data, settings.snapshots_dir, digest)
         summary.snapshot, summary.data_hash, summary.seen_before = str(folder), digest, seen
         if cache is not None:
             atomic_write_text(cache, summary.model_dump_json(indent=2))
@@ -114,21 +115,18 @@ def _content_digest(data: LoadedData) -> str | None:
         return None
 
 
-def _cached_result_path(data: LoadedData, reference: DatasetMeta | None, settings: LockgateSettings) -> Path | None:
+def _cached_result_path(digest: str, reference: DatasetMeta | None, settings: LockgateSettings) -> Path:
     """Where the result of validating exactly this data against exactly this
     suite is kept: keyed on the data's content hash, the validation settings,
     the champion's data profile (the suite compares with it) and the code."""
-    digest = _content_digest(data)
-    if digest is None:
-        return None
     key = {
         "data": digest,
         "validation": settings.validation.model_dump(mode="json"),
         "reference": reference.model_dump(mode="json") if reference is not None else None,
         "code": code_version(),
     }
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
-    return settings.home / "cache" / "validation" / f"{digest}.json"
+    name = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    return settings.home / "cache" / "validation" / f"{name}.json"
 
 
 def _reuse(cache: Path) -> ValidationSummary | None:
