@@ -34,6 +34,8 @@ Examples:
 
   lockgate run --data photos/ --architecture cifar --augment
 
+  lockgate run --workers 2                       # one model trained by 2 processes together
+
   lockgate run --distil                          # a smaller student of the digits champion
 
   lockgate run --force                           # retrain even if nothing changed
@@ -78,6 +80,9 @@ def run(
         None, help="small_cnn, mnist, cifar, lstm, transformer, mlp or linear (default: the family's)"
     ),
     augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="augment training images"),
+    workers: Optional[int] = typer.Option(
+        None, min=1, help="processes that train the model together (data parallelism; --epochs and the batch are unchanged)"
+    ),
     distil: bool = typer.Option(
         False, "--distil", help="train a narrower student of the current champion on its predictions (same gates)"
     ),
@@ -89,7 +94,7 @@ def run(
         False, "--force", help="train even when the champion was trained on exactly this data, settings and code"
     ),
 ) -> None:
-    chosen = {"EPOCHS": epochs, "FAMILY": family, "ARCHITECTURE": architecture, "AUGMENT": augment}
+    chosen = {"EPOCHS": epochs, "FAMILY": family, "ARCHITECTURE": architecture, "AUGMENT": augment, "WORKERS": workers}
     overrides = {f"LOCKGATE_TRAINING__{key}": str(value).lower() if isinstance(value, bool) else str(value)
                  for key, value in chosen.items() if value is not None}
     settings = _prepare(home, config, overrides)

@@ -83,7 +83,7 @@ def training_pipeline(
         status="rejected", validation=summary, model=choice, run_id=run_id, tracking_uri=settings.tracking_uri
     )
     with finish_run(run_id, settings):
-        training = train_task(run_id, summary.snapshot, settings, champion if distil else None)
+        training = result.training = train_task(run_id, summary.snapshot, settings, champion if distil else None)
         result.evaluation = evaluate_task(training, summary.snapshot, champion, settings)
         if distil:
             result.distillation = compare_task(training, result.evaluation, champion, summary.snapshot, settings)

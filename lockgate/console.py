@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lockgate.records import PipelineResult, ValidationSummary
-from lockgate.reporting import SHOWN_METRICS
+from lockgate.reporting import SHOWN_METRICS, training_sentence
 from lockgate.settings import LockgateSettings
 
 
@@ -39,6 +39,8 @@ def print_result(console: Console, result: PipelineResult, settings: LockgateSet
         console.print(f"  [yellow]warning[/] {check.name}: {check.message}")
     if summary.data_docs:
         console.print(f"Data Docs:  {summary.data_docs}")
+    if result.training:
+        console.print(training_sentence(result.training), markup=False)
     if result.evaluation:
         report = result.evaluation
         champion = report.champion_metrics or {}

@@ -151,6 +151,9 @@ class TrainingResult(BaseModel):
     parameters: int
     seconds: float
     device: str
+    processes: int = 1  # that trained this model together
+    global_batch: int | None = None
+    note: str | None = None  # what training could not do as configured, and why
 
 
 class EvaluationReport(BaseModel):
@@ -319,6 +322,7 @@ class PipelineResult(BaseModel):
     package: PackagedService | None = None
     exports: ExportReport | None = None
     distillation: DistillationReport | None = None
+    training: TrainingResult | None = None
     tracking_uri: str = ""
     # The champion this run replaced (promoted), or the version it registered
     # and then withdrew (rejected after the champion moved, or a later step failed).

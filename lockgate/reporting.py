@@ -8,6 +8,7 @@ from lockgate.records import (
     ExportReport,
     GateDecision,
     PipelineResult,
+    TrainingResult,
     ValidationSummary,
 )
 
@@ -68,6 +69,8 @@ def pipeline_markdown(result: PipelineResult) -> str:
     if result.model:
         parts += [result.model.sentence(), ""]
     parts.append(validation_markdown(result.validation))
+    if result.training:
+        parts += ["", training_sentence(result.training)]
     if result.evaluation and result.gate:
         parts += ["", gate_markdown(result.gate, result.evaluation)]
     if result.note:
@@ -87,6 +90,14 @@ def pipeline_markdown(result: PipelineResult) -> str:
         parts.append(f"Bento **{result.package.bento_tag}**, verified on {result.package.verified_examples} "
                      f"holdout examples (max |Δp| {result.package.max_abs_difference:.2e}).")
     return "\n".join(parts)
+
+
+def training_sentence(training: TrainingResult) -> str:
+    together = f" by {training.processes} processes together" if training.processes > 1 else ""
+    batch = f", global batch {training.global_batch}" if training.global_batch else ""
+    resumed = f", resumed after epoch {training.resumed_from_epoch}" if training.resumed_from_epoch else ""
+    sentence = f"Trained{together} for {training.epochs_run} epochs in {training.seconds:.1f} s{batch}{resumed}: {training.device}."
+    return sentence + (f" {training.note[:1].upper()}{training.note[1:]}." if training.note else "")
 
 
 def export_markdown(report: ExportReport) -> str:

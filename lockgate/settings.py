@@ -34,6 +34,17 @@ class TrainingSettings(BaseModel):
     validation_fraction: float = Field(0.1, gt=0.0, lt=0.5)
     # "auto" uses every visible GPU with MirroredStrategy and mixed precision.
     device: Literal["auto", "cpu"] = "auto"
+    # Processes that train one model together (data parallelism, Keras on the
+    # JAX backend, lockgate.distributed). With more than one, `batch_size` is
+    # the global batch, shared equally by every process's devices, and the
+    # learning rate is used as it is: the training is the one a single
+    # process would do on the same global batches. Text models train in one
+    # process (their tokeniser needs the TensorFlow backend).
+    workers: int = Field(1, ge=1, le=1024)
+    # Where the processes run: on this machine, or as a Kubernetes indexed Job
+    # (infra/k8s/training-job.yaml; the workspace on a volume every pod mounts).
+    launcher: Literal["local", "kubernetes"] = "local"
+    worker_timeout_s: int = Field(3600, ge=10)  # the whole training, all processes
     image_size: tuple[int, int] | None = None  # resize folder images to (h, w)
     # The model family; "auto" decides from the data (images, a text column,
     # a numeric target with many values, else table classification).

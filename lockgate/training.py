@@ -20,6 +20,7 @@ import numpy as np
 from lockgate.data import Snapshot, split_for
 from lockgate.families import family_for
 from lockgate.models import build_model, trainable_model
+from lockgate.process_group import ProcessGroup
 from lockgate.settings import DistillationSettings, TrainingSettings
 
 
@@ -33,11 +34,24 @@ class Placement:
     mixed_precision: bool
 
 
-def choose_placement(device: str = "auto") -> Placement:
-    """Every visible GPU with data parallelism and mixed precision, else the CPU."""
+def choose_placement(device: str = "auto", group: ProcessGroup | None = None, local_devices: int = 1) -> Placement:
+    """Every visible GPU with data parallelism and mixed precision, else the CPU;
+    in a process group, every device of every process."""
     import keras
 
     backend = keras.backend.backend()
+    if group is not None:
+        import jax
+
+        gpus = jax.local_devices()[0].platform == "gpu"
+        replicas = group.processes * local_devices
+        return Placement(
+            f"{group.processes} process(es) x {local_devices} {'GPU' if gpus else 'CPU'} device(s), "
+            f"keras.distribution.DataParallel ({backend})" + (", mixed_float16" if gpus else ""),
+            contextlib.nullcontext,
+            replicas,
+            gpus,
+        )
     if backend == "tensorflow" and os.environ.get("TF_CONFIG"):
         return _multi_worker_placement()
     if backend == "tensorflow":
@@ -114,6 +128,8 @@ class FitOutcome:
     resumed_from_epoch: int
     seconds: float
     placement: Placement
+    global_batch: int
+    examples_per_epoch: int  # training rows one epoch feeds the model (all ranks together)
 
 
 def distillation_targets(
@@ -132,9 +148,12 @@ def fit(
     verbose: int = 0,
     teacher_outputs: np.ndarray | None = None,
     distillation: DistillationSettings | None = None,
+    group: ProcessGroup | None = None,
 ) -> FitOutcome:
     """Train the family's model on the snapshot's training split; given a
-    teacher's outputs on every row, train a narrower student on them instead."""
+    teacher's outputs on every row, train a narrower student on them instead.
+    As a member of a process `group` (JAX backend), train one model together
+    with the group's other processes, `settings.batch_size` rows per global batch."""
     import keras
 
     keras.utils.set_random_seed(settings.seed)
@@ -145,7 +164,12 @@ def fit(
     family = family_for(snapshot.meta.family)
     if family.needs_tensorflow and keras.backend.backend() != "tensorflow":
         raise RuntimeError(family.needs_tensorflow)
-    placement = choose_placement(settings.device)
+    local_devices = 1
+    if group is not None:
+        from lockgate.process_group import data_parallel
+
+        local_devices = data_parallel()  # before the model exists: its variables are laid out on every device
+    placement = choose_placement(settings.device, group, local_devices)
     keras.mixed_precision.set_global_policy("mixed_float16" if placement.mixed_precision else "float32")
     split = split_for(snapshot.y, settings)
     targets, width = snapshot.y, 1.0
@@ -154,23 +178,36 @@ def fit(
         targets, width = family.distillation_targets(teacher_outputs, snapshot.y, distillation), distillation.width
     x_train, y_train = snapshot.x[split["train"]], targets[split["train"]]
     x_val, y_val = snapshot.x[split["validation"]], targets[split["validation"]]
-    global_batch = settings.batch_size * placement.replicas
+    if group is None:  # batch_size per replica, as MirroredStrategy counts it
+        global_batch = settings.batch_size * placement.replicas
+    else:  # batch_size for the whole group (rounded up so each device takes an equal share)
+        global_batch = -(-settings.batch_size // placement.replicas) * placement.replicas
     with placement.scope():
         model = build_model(
             snapshot.meta, x_train, snapshot.y[split["train"]], settings, placement.mixed_precision,
             width=width, soft_targets=teacher_outputs is not None and family.task == "classification",
         )
         trainer = trainable_model(model, snapshot.meta, settings)
-    train_data = input_pipeline(x_train, y_train, global_batch, settings.seed, shuffle=True)
-    val_data = input_pipeline(x_val, y_val, global_batch, settings.seed, shuffle=False)
+    resumed = resumable_epoch(backup_dir) if backup_dir is not None else 0
+    if group is not None:
+        from lockgate.process_group import sharded_batches
+
+        per_process = placement.replicas // group.processes
+        train_data = sharded_batches(
+            x_train, y_train, global_batch, group, per_process, settings.seed, shuffle=True, start_epoch=resumed
+        )
+        val_data = sharded_batches(x_val, y_val, global_batch, group, per_process, settings.seed, shuffle=False)
+        examples_per_epoch = len(train_data) * global_batch
+    else:
+        examples_per_epoch = len(y_train)
+        train_data = input_pipeline(x_train, y_train, global_batch, settings.seed, shuffle=True)
+        val_data = input_pipeline(x_val, y_val, global_batch, settings.seed, shuffle=False)
     all_callbacks: list[Any] = [
         keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=settings.early_stopping_patience, restore_best_weights=True
         )
     ]
-    resumed = 0
     if backup_dir is not None:
-        resumed = resumable_epoch(backup_dir)
         # Saves state every epoch; a retried task resumes where the last one stopped.
         all_callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=True))
     # Caller's callbacks run last, after the epoch's checkpoint is written.
@@ -181,9 +218,9 @@ def fit(
         started = time.perf_counter()
         history = trainer.fit(*train_data, **fit_kwargs)
     else:
-        fit_kwargs.update(validation_data=val_data, shuffle=False)  # the pipeline shuffles
+        fit_kwargs.update(validation_data=val_data, shuffle=False)  # the pipeline or the shards shuffle
         started = time.perf_counter()
         history = trainer.fit(train_data, **fit_kwargs)
     seconds = time.perf_counter() - started
     epochs_run = resumed + len(history.history.get("loss", []))
-    return FitOutcome(model, history.history, epochs_run, resumed, seconds, placement)
+    return FitOutcome(model, history.history, epochs_run, resumed, seconds, placement, global_batch, examples_per_epoch)

@@ -12,6 +12,7 @@ import numpy as np
 
 from lockgate.data import read_snapshot
 from lockgate.evaluation import champion_outputs
+from lockgate.families import family_for
 from lockgate.plots import training_curves
 from lockgate.records import ChampionRef, TrainingResult
 from lockgate.settings import LockgateSettings, get_settings
@@ -33,7 +34,7 @@ def train_model(
     out_dir = settings.runs_dir / run_id
     out_dir.mkdir(parents=True, exist_ok=True)
     backup_dir = settings.checkpoints_dir / run_id
-    from lockgate.callbacks import EpochReporter
+    from lockgate.callbacks import EpochReporter, progress_logger
 
     callbacks = [EpochReporter(mlflow_client, run_id, settings.training.epochs)]
     teacher_outputs = None
@@ -43,15 +44,32 @@ def train_model(
         mlflow_client.log_param(run_id, "distilled_from", teacher.uri)
         for key, value in settings.distillation.model_dump().items():
             mlflow_client.log_param(run_id, f"distillation.{key}", value)
-    outcome = fit(
-        snapshot, settings.training, backup_dir=backup_dir, callbacks=callbacks,
-        teacher_outputs=teacher_outputs, distillation=settings.distillation,
-    )
+    family = family_for(snapshot.meta.family)
+    together = settings.training.workers > 1 and not family.needs_tensorflow
+    note = None
+    if settings.training.workers > 1 and family.needs_tensorflow:
+        note = f"trained in one process, not {settings.training.workers}: {family.needs_tensorflow}"
+        progress_logger().warning(note)
+    if together:
+        from lockgate.distributed import fit_across_processes
+
+        # Rank 0 reports each epoch to the MLflow run itself.
+        outcome = fit_across_processes(
+            snapshot_folder, settings, out_dir / "workers", backup_dir, run_id, teacher_outputs,
+            progress=progress_logger().info,
+        )
+    else:
+        outcome = fit(
+            snapshot, settings.training, backup_dir=backup_dir, callbacks=callbacks,
+            teacher_outputs=teacher_outputs, distillation=settings.distillation,
+        )
     model_path = out_dir / "model.keras"
     outcome.model.save(model_path)
     figure_path = training_curves(outcome.history, out_dir / "training_curves.png", outcome.resumed_from_epoch)
     mlflow_client.log_artifact(run_id, str(figure_path), artifact_path="plots")
-    mlflow_client.log_param(run_id, "device", outcome.placement.description)
+    mlflow_client.log_param(run_id, "device", outcome.placement.description[:500])
+    mlflow_client.log_param(run_id, "training.processes", settings.training.workers if together else 1)
+    mlflow_client.log_param(run_id, "training.global_batch", outcome.global_batch)
     mlflow_client.log_metric(run_id, "epochs_run", outcome.epochs_run)
     mlflow_client.log_metric(run_id, "train_seconds", outcome.seconds)
     with mlflow.start_run(run_id=run_id):
@@ -65,6 +83,9 @@ def train_model(
         parameters=int(outcome.model.count_params()),
         seconds=round(outcome.seconds, 3),
         device=outcome.placement.description + f", keras {keras.__version__}",
+        processes=settings.training.workers if together else 1,
+        global_batch=outcome.global_batch,
+        note=note,
     )
 
 

@@ -1,0 +1,300 @@
+"""Training one model across several processes: the workers and their launcher.
+
+The route is Keras 3 on the JAX backend with `keras.distribution.DataParallel`
+(see `lockgate.process_group`), because it is the multi-process route that
+works with Keras 3 on the pinned stack: `MultiWorkerMirroredStrategy` with
+Keras 3 `fit` fails (keras-team/keras#20585), parameter-server training is not
+supported by Keras 3, and Horovod does not support TensorFlow 2.16 or later.
+Only training moves to JAX: rank 0 writes a `.keras` file, which the pipeline
+loads with TensorFlow for evaluation, the gates, the exports and the service.
+
+A worker is ``python -m lockgate.distributed REQUEST.json`` with the process
+group in its environment. `train_on_local_processes` starts the group on this
+machine; on Kubernetes an indexed Job runs the same command in every pod.
+Each rank checkpoints every epoch under its own folder, so a retried step
+resumes every rank from the same epoch; only rank 0 reports to MLflow and
+writes the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from pydantic import BaseModel
+
+from lockgate.locks import atomic_write_text, unique_temporary
+from lockgate.process_group import ProcessGroup, weights_digest
+
+MODEL_FILE = "model.keras"
+
+
+class WorkerRequest(BaseModel):
+    """What every rank of one training is given."""
+
+    snapshot_folder: str
+    out_dir: str  # rank 0's model and every rank's outcome
+    backup_dir: str | None = None  # per-epoch checkpoints, one folder per rank
+    run_id: str | None = None  # the MLflow run rank 0 reports epochs to
+    settings: dict[str, Any]  # LockgateSettings, as JSON
+    teacher_outputs: str | None = None  # a .npy of the teacher's outputs, for a student
+
+
+class RankOutcome(BaseModel):
+    """What one rank reports when it has trained."""
+
+    rank: int
+    processes: int
+    weights_sha256: str
+    history: dict[str, list[float]]
+    epochs_run: int
+    resumed_from_epoch: int
+    seconds: float
+    examples_per_second: float
+    placement: str
+    global_batch: int
+    examples_per_epoch: int
+    learning_rate: float
+
+
+class DistributedTrainingError(RuntimeError):
+    """A rank failed, or the ranks ended with different weights."""
+
+
+def outcome_path(out_dir: Path, rank: int) -> Path:
+    return Path(out_dir) / f"rank-{rank}.json"
+
+
+def log_path(out_dir: Path, rank: int) -> Path:
+    return Path(out_dir) / f"rank-{rank}.log"
+
+
+def run_worker(request_path: Path, environ: dict[str, str] | None = None) -> RankOutcome:
+    """Train as one member of the group named in the environment."""
+    request = WorkerRequest.model_validate_json(Path(request_path).read_text())
+    group = ProcessGroup.from_environment(environ)
+    import jax
+
+    # Collectives across processes: NCCL between GPUs, gloo between CPUs. Set
+    # before anything asks JAX for its devices, which would fix the backend.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    import keras
+
+    if keras.backend.backend() != "jax":
+        raise DistributedTrainingError(f"workers train on the JAX backend; KERAS_BACKEND is {keras.backend.backend()!r}")
+    if group.processes > 1:
+        keras.distribution.initialize(group.coordinator, group.processes, group.rank)
+    keras.utils.disable_interactive_logging()
+
+    from lockgate.data import read_snapshot
+    from lockgate.settings import LockgateSettings
+    from lockgate.training import fit
+
+    settings = LockgateSettings(**request.settings)
+    snapshot = read_snapshot(request.snapshot_folder)
+    callbacks: list[Any] = []
+    if group.rank == 0 and request.run_id:
+        from lockgate.callbacks import EpochReporter
+        from lockgate.tracking import client
+
+        callbacks.append(EpochReporter(client(settings), request.run_id, settings.training.epochs))
+    teacher = np.load(request.teacher_outputs, allow_pickle=False) if request.teacher_outputs else None
+    backup = Path(request.backup_dir) / f"rank-{group.rank}" if request.backup_dir else None
+    fitted = fit(
+        snapshot, settings.training, backup_dir=backup, callbacks=callbacks, verbose=0,
+        teacher_outputs=teacher, distillation=settings.distillation, group=group,
+    )
+    out_dir = Path(request.out_dir)
+    # Every rank saves, and rank 0 keeps its file: with rank 0 saving alone it
+    # waited on the other ranks (saving reads variables laid out across the
+    # group) until the group's shutdown barrier timed out.
+    temporary = unique_temporary(out_dir / MODEL_FILE)
+    fitted.model.save(temporary)
+    if group.rank == 0:
+        temporary.replace(out_dir / MODEL_FILE)
+    else:
+        temporary.unlink()
+    epochs_trained = fitted.epochs_run - fitted.resumed_from_epoch
+    outcome = RankOutcome(
+        rank=group.rank,
+        processes=group.processes,
+        weights_sha256=weights_digest(fitted.model),
+        history=fitted.history,
+        epochs_run=fitted.epochs_run,
+        resumed_from_epoch=fitted.resumed_from_epoch,
+        seconds=round(fitted.seconds, 3),
+        examples_per_second=round(epochs_trained * fitted.examples_per_epoch / fitted.seconds, 1) if fitted.seconds else 0.0,
+        placement=fitted.placement.description,
+        global_batch=fitted.global_batch,
+        examples_per_epoch=fitted.examples_per_epoch,
+        learning_rate=settings.training.learning_rate,
+    )
+    atomic_write_text(outcome_path(out_dir, group.rank), outcome.model_dump_json(indent=2))
+    return outcome
+
+
+def train_on_local_processes(
+    request: WorkerRequest, processes: int, progress: Callable[[str], None] = print, timeout_s: float = 3600,
+) -> list[RankOutcome]:
+    """Start `processes` workers on this machine (loopback), relay rank 0's
+    progress, and return every rank's outcome once all have finished. If one
+    fails, the others are stopped and the error carries its last log lines."""
+    from lockgate.bento_server import free_port
+
+    out_dir = Path(request.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for rank in range(processes):  # an outcome left by an earlier try must not pass for this one
+        outcome_path(out_dir, rank).unlink(missing_ok=True)
+    request_path = out_dir / "worker-request.json"
+    atomic_write_text(request_path, request.model_dump_json(indent=2))
+    coordinator = f"127.0.0.1:{free_port()}"
+    workers: list[subprocess.Popen] = []
+    logs = []
+    try:
+        for rank in range(processes):
+            group = ProcessGroup(coordinator, processes, rank)
+            env = {**os.environ, **group.environment(), "KERAS_BACKEND": "jax"}
+            log = open(log_path(out_dir, rank), "w")
+            logs.append(log)
+            workers.append(subprocess.Popen(
+                [sys.executable, "-m", "lockgate.distributed", str(request_path)],
+                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            ))
+        _wait_for(workers, out_dir, progress, timeout_s)
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+        for log in logs:
+            log.close()
+    return read_outcomes(out_dir, processes)
+
+
+def _wait_for(workers: list[subprocess.Popen], out_dir: Path, progress: Callable[[str], None], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    relayed = 0
+    while True:
+        relayed = _relay(log_path(out_dir, 0), relayed, progress)
+        codes = [worker.poll() for worker in workers]
+        failed = [(rank, code) for rank, code in enumerate(codes) if code not in (None, 0)]
+        if failed:
+            rank, code = failed[0]
+            raise DistributedTrainingError(
+                f"training rank {rank} of {len(workers)} exited with {code}; the others were stopped. "
+                f"Last lines of its log ({log_path(out_dir, rank)}):\n{_tail(log_path(out_dir, rank))}"
+            )
+        if all(code == 0 for code in codes):
+            _relay(log_path(out_dir, 0), relayed, progress)
+            return
+        if time.monotonic() > deadline:
+            raise DistributedTrainingError(f"training across {len(workers)} processes took over {timeout_s:.0f} s")
+        time.sleep(0.5)
+
+
+def _relay(path: Path, offset: int, progress: Callable[[str], None]) -> int:
+    """Pass on the epoch lines rank 0 has written since `offset`."""
+    try:
+        with open(path, "rb") as log:
+            log.seek(offset)
+            chunk = log.read()
+    except FileNotFoundError:
+        return offset
+    complete = chunk.rfind(b"\n") + 1
+    for line in chunk[:complete].decode(errors="replace").splitlines():
+        if "epoch " in line:
+            progress(line.strip())
+    return offset + complete
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def read_outcomes(out_dir: Path, processes: int) -> list[RankOutcome]:
+    """Every rank's outcome; fails unless all ranks ended with the same weights."""
+    missing = [rank for rank in range(processes) if not outcome_path(out_dir, rank).is_file()]
+    if missing:
+        raise DistributedTrainingError(f"ranks {missing} finished without reporting an outcome")
+    outcomes = [RankOutcome.model_validate_json(outcome_path(out_dir, r).read_text()) for r in range(processes)]
+    digests = {o.weights_sha256 for o in outcomes}
+    if len(digests) != 1:
+        raise DistributedTrainingError(
+            "the ranks ended with different weights, so they did not train one model: "
+            + ", ".join(f"rank {o.rank} {o.weights_sha256[:12]}" for o in outcomes)
+        )
+    return outcomes
+
+
+def fit_across_processes(
+    snapshot_folder: str,
+    settings: Any,
+    out_dir: Path,
+    backup_dir: Path | None = None,
+    run_id: str | None = None,
+    teacher_outputs: np.ndarray | None = None,
+    progress: Callable[[str], None] = print,
+) -> Any:
+    """Train on `settings.training.workers` processes with the configured
+    launcher; the model comes back loaded with this process's Keras backend."""
+    import keras
+
+    from lockgate.training import FitOutcome, Placement
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    teacher_path = None
+    if teacher_outputs is not None:
+        teacher_path = out_dir / "teacher_outputs.npy"
+        np.save(teacher_path, teacher_outputs, allow_pickle=False)
+    request = WorkerRequest(
+        snapshot_folder=str(snapshot_folder), out_dir=str(out_dir),
+        backup_dir=str(backup_dir) if backup_dir else None, run_id=run_id,
+        # Serving keys stay out of files the workers read.
+        settings=settings.model_dump(mode="json", exclude={"serving"}),
+        teacher_outputs=str(teacher_path) if teacher_path else None,
+    )
+    training = settings.training
+    if training.launcher == "kubernetes":
+        from lockgate.kubernetes import train_on_kubernetes
+
+        outcomes = train_on_kubernetes(request, training.workers, settings, progress, training.worker_timeout_s)
+    else:
+        outcomes = train_on_local_processes(request, training.workers, progress, training.worker_timeout_s)
+    lead = outcomes[0]
+    model = keras.models.load_model(out_dir / MODEL_FILE)
+    placement = Placement(
+        f"{lead.placement}; {lead.global_batch // lead.processes} rows of each global batch per process, "
+        f"learning rate {lead.learning_rate:g}; "
+        f"weights identical on all {lead.processes} ranks (sha256 {lead.weights_sha256[:12]})",
+        contextlib.nullcontext, lead.processes, False,
+    )
+    return FitOutcome(
+        model, lead.history, lead.epochs_run, lead.resumed_from_epoch, lead.seconds, placement,
+        lead.global_batch, lead.examples_per_epoch,
+    )
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m lockgate.distributed REQUEST.json (the process group in KERAS_DISTRIBUTION_*)")
+        return 2
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    outcome = run_worker(Path(argv[0]))
+    print(f"rank {outcome.rank}: trained {outcome.epochs_run} epochs, weights {outcome.weights_sha256[:12]}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
