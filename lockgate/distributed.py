@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -29,6 +31,7 @@ from typing import Any, Callable
 import numpy as np
 from pydantic import BaseModel
 
+from lockgate.faults import TransientFault
 from lockgate.locks import atomic_write_text, unique_temporary
 from lockgate.process_group import ProcessGroup, weights_digest
 
@@ -65,6 +68,11 @@ class RankOutcome(BaseModel):
 
 class DistributedTrainingError(RuntimeError):
     """A rank failed, or the ranks ended with different weights."""
+
+
+class RankLost(TransientFault):
+    """A rank was killed from outside (preempted, out of memory): worth a retry,
+    which resumes every rank from the last epoch they all checkpointed."""
 
 
 def outcome_path(out_dir: Path, rank: int) -> Path:
@@ -151,6 +159,8 @@ def train_on_local_processes(
     out_dir.mkdir(parents=True, exist_ok=True)
     for rank in range(processes):  # an outcome left by an earlier try must not pass for this one
         outcome_path(out_dir, rank).unlink(missing_ok=True)
+    if request.backup_dir:
+        agree_on_resume_epoch(Path(request.backup_dir), processes, progress)
     request_path = out_dir / "worker-request.json"
     atomic_write_text(request_path, request.model_dump_json(indent=2))
     coordinator = f"127.0.0.1:{free_port()}"
@@ -177,6 +187,23 @@ def train_on_local_processes(
     return read_outcomes(out_dir, processes)
 
 
+def agree_on_resume_epoch(backup_dir: Path, processes: int, progress: Callable[[str], None] = print) -> int:
+    """The epoch every rank resumes from. Ranks checkpoint each epoch on their
+    own; one killed while writing may be an epoch behind the others, and ranks
+    resuming from different epochs would not train one model. Then all start
+    over, which loses time, never correctness."""
+    from lockgate.training import resumable_epoch
+
+    epochs = [resumable_epoch(Path(backup_dir) / f"rank-{rank}") for rank in range(processes)]
+    if len(set(epochs)) == 1:
+        if epochs[0]:
+            progress(f"resuming all {processes} ranks after epoch {epochs[0]}")
+        return epochs[0]
+    progress(f"the ranks' checkpoints are from different epochs {epochs}: training starts over")
+    shutil.rmtree(backup_dir, ignore_errors=True)
+    return 0
+
+
 def _wait_for(workers: list[subprocess.Popen], out_dir: Path, progress: Callable[[str], None], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     relayed = 0
@@ -186,9 +213,13 @@ def _wait_for(workers: list[subprocess.Popen], out_dir: Path, progress: Callable
         failed = [(rank, code) for rank, code in enumerate(codes) if code not in (None, 0)]
         if failed:
             rank, code = failed[0]
-            raise DistributedTrainingError(
-                f"training rank {rank} of {len(workers)} exited with {code}; the others were stopped. "
-                f"Last lines of its log ({log_path(out_dir, rank)}):\n{_tail(log_path(out_dir, rank))}"
+            killed = code in (-signal.SIGKILL, -signal.SIGTERM)
+            error = RankLost if killed else DistributedTrainingError
+            raise error(
+                f"training rank {rank} of {len(workers)} "
+                + (f"was killed (signal {-code})" if killed else f"exited with {code}")
+                + f"; the others were stopped. Last lines of its log ({log_path(out_dir, rank)}):\n"
+                + _tail(log_path(out_dir, rank))
             )
         if all(code == 0 for code in codes):
             _relay(log_path(out_dir, 0), relayed, progress)

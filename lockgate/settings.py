@@ -192,7 +192,11 @@ class DeploySettings(BaseModel):
     schedule_data: str = "digits"
     schedule_target: str | None = None
     # A container image for container work pools (Kubernetes); a process pool needs none.
+    # Also the image of the training pods when training.launcher is "kubernetes".
     image: str | None = None
+    namespace: str = "default"  # of the training pods
+    # The volume that holds the workspace (LOCKGATE_HOME), mounted by the flow's pod and every training pod.
+    workspace_claim: str = "lockgate-workspace"
     # How hyper-parameter trials run: one after another, or on a Dask cluster
     # (a local one with `dask_workers` processes, or the scheduler at `dask_address`).
     trials_runner: Literal["sequential", "dask"] = "sequential"

@@ -174,3 +174,100 @@ def test_the_ci_workflows_run_the_tests_and_retrain_with_a_summary():
     for step in ci_steps + steps:
         if "uses" in step:
             assert re.search(r"@v\d+(\.\d+)*$", step["uses"]), f"{step['uses']} is not pinned to a version"
+
+
+# The Kubernetes API's own OpenAPI schemas (kubernetes-validate ships them),
+# strict: an unknown field, such as a Job field put in the pod's spec, fails.
+KUBERNETES_VERSION = "1.31.0"
+TRAINING_JOB = ROOT / "infra" / "k8s" / "training-job.yaml"
+
+
+def kubernetes_errors(document: dict[str, Any]) -> str | None:
+    import kubernetes_validate
+
+    try:
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        return str(error).splitlines()[0]
+    return None
+
+
+def test_the_kubernetes_validator_really_rejects_a_misplaced_field():
+    job = next(d for d in yaml.safe_load_all(TRAINING_JOB.read_text()) if d["kind"] == "Job")
+    job["spec"]["template"]["spec"]["parallelism"] = 2
+    assert "parallelism" in (kubernetes_errors(job) or "")
+
+
+def test_the_training_job_template_follows_the_kubernetes_schema():
+    documents = list(yaml.safe_load_all(TRAINING_JOB.read_text()))
+    assert sorted(d["kind"] for d in documents) == ["Job", "Service"]
+    for document in documents:
+        assert kubernetes_errors(document) is None, kubernetes_errors(document)
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {v["name"]: v.get("value", v.get("valueFrom")) for v in container["env"]}
+
+
+def test_a_rendered_training_job_is_valid_and_wires_every_rank_to_rank_zero(tmp_path):
+    from lockgate.kubernetes import render_training_job
+
+    request = tmp_path / "runs" / "abc" / "workers" / "worker-request.json"
+    documents = render_training_job(
+        TRAINING_JOB.read_text(), "lockgate-train-1a2b3c4d", 4, "registry.example.com/lockgate-pipeline:0.2.0",
+        request, tmp_path, "team-workspace", "ml",
+    )
+    for document in documents:
+        assert kubernetes_errors(document) is None, kubernetes_errors(document)
+        assert document["metadata"] == {**document["metadata"], "name": "lockgate-train-1a2b3c4d", "namespace": "ml"}
+    service = next(d for d in documents if d["kind"] == "Service")
+    job = next(d for d in documents if d["kind"] == "Job")
+    spec, pod = job["spec"], job["spec"]["template"]
+    assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"] == 4
+    # Pod i of an indexed Job is named <job>-i; the headless Service makes it <pod>.<service>.
+    assert service["spec"]["clusterIP"] == "None" and pod["spec"]["subdomain"] == "lockgate-train-1a2b3c4d"
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    [container] = pod["spec"]["containers"]
+    env = _env(container)
+    assert env["KERAS_DISTRIBUTION_JOB_ADDRESSES"] == "lockgate-train-1a2b3c4d-0.lockgate-train-1a2b3c4d:1234"
+    assert env["KERAS_DISTRIBUTION_NUM_PROCESSES"] == "4" and env["KERAS_BACKEND"] == "jax"
+    assert env["KERAS_DISTRIBUTION_PROCESS_ID"] == {
+        "fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}
+    }
+    assert {p["containerPort"] for p in container["ports"]} == {1234}
+    assert container["command"] == ["python", "-m", "lockgate.distributed", str(request)]
+    assert container["image"] == "registry.example.com/lockgate-pipeline:0.2.0"
+    [mount] = container["volumeMounts"]
+    assert mount["mountPath"] == env["LOCKGATE_HOME"] == str(tmp_path)
+    assert pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "team-workspace"
+
+
+def test_a_training_request_outside_the_shared_workspace_is_refused(tmp_path):
+    from lockgate.kubernetes import render_training_job
+
+    with pytest.raises(ValueError, match="must be in the workspace"):
+        render_training_job(TRAINING_JOB.read_text(), "t", 2, "i:1", tmp_path / "elsewhere.json",
+                            tmp_path / "workspace", "c", "default")
+
+
+def test_the_work_pool_job_manifest_with_its_defaults_follows_the_kubernetes_schema():
+    template = json.loads((ROOT / "infra" / "k8s" / "base-job-template.json").read_text())
+    variables = template["variables"]["properties"]
+    values = {name: spec.get("default") for name, spec in variables.items()}
+    values |= {"image": "registry.example.com/lockgate-pipeline:0.1.0", "name": "lockgate",
+               "command": "prefect flow-run execute", "service_account_name": "lockgate", "labels": {}}
+
+    def fill(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        whole = re.fullmatch(r"\{\{\s*(\w+)\s*\}\}", value) if isinstance(value, str) else None
+        return values[whole[1]] if whole else value
+
+    manifest = fill(template["job_configuration"]["job_manifest"])
+    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    # Prefect's worker turns these into the pod's form: env as a list, the command as args.
+    container["env"] = [{"name": k, "value": v} for k, v in container["env"].items()]
+    container["args"] = container["args"].split()
+    assert kubernetes_errors(manifest) is None, kubernetes_errors(manifest)
