@@ -11,9 +11,10 @@ import numpy as np
 
 
 class EpochReporter(keras.callbacks.Callback):
-    """Logs each epoch's metrics to the MLflow run and, as progress, to the run log."""
+    """Logs each epoch's metrics to the MLflow run (given a client) and, as
+    progress, to the run log."""
 
-    def __init__(self, client: Any, run_id: str, epochs: int) -> None:
+    def __init__(self, client: Any | None, run_id: str | None, epochs: int) -> None:
         super().__init__()
         self.client, self.run_id, self.epochs = client, run_id, epochs
 
@@ -22,7 +23,7 @@ class EpochReporter(keras.callbacks.Callback):
 
         values = {k: float(v) for k, v in (logs or {}).items() if np.isscalar(v)}
         now = int(time.time() * 1000)
-        if values:
+        if values and self.client is not None:
             self.client.log_batch(
                 self.run_id, metrics=[Metric(key=k, value=v, timestamp=now, step=epoch) for k, v in values.items()]
             )

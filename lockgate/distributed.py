@@ -107,11 +107,12 @@ def run_worker(request_path: Path, environ: dict[str, str] | None = None) -> Ran
     settings = LockgateSettings(**request.settings)
     snapshot = read_snapshot(request.snapshot_folder)
     callbacks: list[Any] = []
-    if group.rank == 0 and request.run_id:
+    if group.rank == 0:  # progress for the launcher to relay, and the epochs' metrics for the MLflow run
         from lockgate.callbacks import EpochReporter
         from lockgate.tracking import client
 
-        callbacks.append(EpochReporter(client(settings), request.run_id, settings.training.epochs))
+        tracking = client(settings) if request.run_id else None
+        callbacks.append(EpochReporter(tracking, request.run_id, settings.training.epochs))
     teacher = np.load(request.teacher_outputs, allow_pickle=False) if request.teacher_outputs else None
     backup = Path(request.backup_dir) / f"rank-{group.rank}" if request.backup_dir else None
     fitted = fit(
@@ -189,19 +190,24 @@ def train_on_local_processes(
 
 def agree_on_resume_epoch(backup_dir: Path, processes: int, progress: Callable[[str], None] = print) -> int:
     """The epoch every rank resumes from. Ranks checkpoint each epoch on their
-    own; one killed while writing may be an epoch behind the others, and ranks
-    resuming from different epochs would not train one model. Then all start
-    over, which loses time, never correctness."""
+    own, and one killed while writing may be an epoch behind the others; ranks
+    resuming from different epochs would not train one model. All ranks hold
+    the same weights, so the newest checkpoint of any rank is every rank's:
+    it is copied to the ranks that are behind."""
     from lockgate.training import resumable_epoch
 
-    epochs = [resumable_epoch(Path(backup_dir) / f"rank-{rank}") for rank in range(processes)]
-    if len(set(epochs)) == 1:
-        if epochs[0]:
-            progress(f"resuming all {processes} ranks after epoch {epochs[0]}")
-        return epochs[0]
-    progress(f"the ranks' checkpoints are from different epochs {epochs}: training starts over")
-    shutil.rmtree(backup_dir, ignore_errors=True)
-    return 0
+    folders = [Path(backup_dir) / f"rank-{rank}" for rank in range(processes)]
+    epochs = [resumable_epoch(folder) for folder in folders]
+    newest = max(range(processes), key=lambda rank: epochs[rank])
+    behind = [rank for rank in range(processes) if epochs[rank] != epochs[newest]]
+    for rank in behind:
+        shutil.rmtree(folders[rank], ignore_errors=True)
+        shutil.copytree(folders[newest], folders[rank])
+    if behind:
+        progress(f"ranks {behind} checkpointed fewer epochs ({epochs}); they take rank {newest}'s checkpoint")
+    if epochs[newest]:
+        progress(f"resuming all {processes} ranks after epoch {epochs[newest]}")
+    return epochs[newest]
 
 
 def _wait_for(workers: list[subprocess.Popen], out_dir: Path, progress: Callable[[str], None], timeout_s: float) -> None:
@@ -277,8 +283,7 @@ def fit_across_processes(
 ) -> Any:
     """Train on `settings.training.workers` processes with the configured
     launcher; the model comes back loaded with this process's Keras backend."""
-    import keras
-
+    from lockgate.models import load_keras_model
     from lockgate.training import FitOutcome, Placement
 
     out_dir = Path(out_dir)
@@ -302,7 +307,7 @@ def fit_across_processes(
     else:
         outcomes = train_on_local_processes(request, training.workers, progress, training.worker_timeout_s)
     lead = outcomes[0]
-    model = keras.models.load_model(out_dir / MODEL_FILE)
+    model = load_keras_model(out_dir / MODEL_FILE)
     placement = Placement(
         f"{lead.placement}; {lead.global_batch // lead.processes} rows of each global batch per process, "
         f"learning rate {lead.learning_rate:g}; "

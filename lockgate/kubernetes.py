@@ -19,7 +19,14 @@ from typing import Any, Callable
 
 import yaml
 
-from lockgate.distributed import DistributedTrainingError, RankOutcome, WorkerRequest, read_outcomes
+from lockgate.distributed import (
+    DistributedTrainingError,
+    RankOutcome,
+    WorkerRequest,
+    agree_on_resume_epoch,
+    outcome_path,
+    read_outcomes,
+)
 from lockgate.locks import atomic_write_text
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "infra" / "k8s" / "training-job.yaml"
@@ -81,6 +88,10 @@ def train_on_kubernetes(
         raise DistributedTrainingError("training on Kubernetes needs an image: set LOCKGATE_DEPLOY__IMAGE")
     out_dir = Path(request.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for rank in range(processes):  # an outcome left by an earlier try must not pass for this one
+        outcome_path(out_dir, rank).unlink(missing_ok=True)
+    if request.backup_dir:
+        agree_on_resume_epoch(Path(request.backup_dir), processes, progress)
     request_path = out_dir / "worker-request.json"
     atomic_write_text(request_path, request.model_dump_json(indent=2))
     name = f"{TEMPLATE_NAME}-{uuid.uuid4().hex[:8]}"

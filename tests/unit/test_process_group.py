@@ -141,13 +141,17 @@ def _checkpoint(folder, epoch):
     (folder / "training_metadata.json").write_text(json.dumps({"epoch": epoch}))
 
 
-def test_ranks_resume_together_or_start_over(tmp_path):
+def test_ranks_resume_together_from_the_newest_checkpoint(tmp_path):
     _checkpoint(tmp_path / "same" / "rank-0", 3)
     _checkpoint(tmp_path / "same" / "rank-1", 3)
     said = []
     assert agree_on_resume_epoch(tmp_path / "same", 2, said.append) == 3
-    assert (tmp_path / "same" / "rank-1").is_dir() and "after epoch 3" in said[0]
-    _checkpoint(tmp_path / "split" / "rank-0", 3)
-    _checkpoint(tmp_path / "split" / "rank-1", 2)
-    assert agree_on_resume_epoch(tmp_path / "split", 2, said.append) == 0
-    assert not (tmp_path / "split").exists() and "starts over" in said[1]
+    assert said == ["resuming all 2 ranks after epoch 3"]
+    # Rank 1 was killed while writing epoch 3's checkpoint: it takes rank 0's.
+    _checkpoint(tmp_path / "behind" / "rank-0", 3)
+    _checkpoint(tmp_path / "behind" / "rank-1", 2)
+    (tmp_path / "behind" / "rank-0" / "latest.weights.h5").write_bytes(b"epoch 3")
+    assert agree_on_resume_epoch(tmp_path / "behind", 2, said.append) == 3
+    assert (tmp_path / "behind" / "rank-1" / "latest.weights.h5").read_bytes() == b"epoch 3"
+    assert "ranks [1] checkpointed fewer epochs ([3, 2])" in said[1]
+    assert agree_on_resume_epoch(tmp_path / "none", 2, said.append) == 0 and len(said) == 3
