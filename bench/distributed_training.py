@@ -155,11 +155,17 @@ def main() -> None:
         sections.append(table(name, rows, args.target))
         print(sections[-1], flush=True)
     body = "\n\n".join(sections) + (
-        f"\n\n{args.epochs} epochs each, the same seed, data and global batches in every configuration (so the "
+        f"\n\n{args.epochs} epochs each, the same seed, data and global batches in every JAX configuration (so the "
         "same accuracy after the same epochs, up to summation order); examples/s counts training rows, "
         "validation included in the time. Scaling efficiency = speed-up over one JAX process / processes. "
-        f"This machine has {cores} CPU cores, shared by every process; no GPU machine was at hand for this run, so "
-        "the 1-GPU-against-all-GPUs row is not measured."
+        f"This machine has {cores} CPU cores, shared by every process, so two processes split the same two cores "
+        "and add a gloo all-reduce per step: the point here is that the route is correct and measured, not fast. "
+        "The \"1 thread each\" rows cap XLA's CPU thread pool per process (XLA_FLAGS). "
+        "Where the time goes in one JAX process (py-spy, 50 Hz, the synthetic set): most samples wait in "
+        "Keras' `convert_to_numpy` for the step's result, i.e. in XLA's CPU kernels, not in the input pipeline "
+        "(a rank's share of a batch, `__getitem__`, is about 1% of samples); TensorFlow's CPU kernels are faster "
+        "on these convolutions, which is why one process keeps the TensorFlow route. "
+        "No GPU machine was at hand for this run, so the 1-GPU-against-all-GPUs row is not measured."
     )
     if not args.no_write:
         write_section("distributed_training", "KERAS_BACKEND=tensorflow .venv/bin/python bench/distributed_training.py", body)

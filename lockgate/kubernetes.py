@@ -21,6 +21,7 @@ import yaml
 
 from lockgate.distributed import (
     DistributedTrainingError,
+    RankLost,
     RankOutcome,
     WorkerRequest,
     agree_on_resume_epoch,
@@ -125,7 +126,14 @@ def _wait_for_job(
                 [kubectl, "logs", *namespace, "-l", f"job-name={name}", "--tail", "30", "--prefix"],
                 capture_output=True, text=True,
             )
-            raise DistributedTrainingError(f"{failed} training pod(s) of Job {name} failed; their logs:\n{logs.stdout[-4000:]}")
+            pods = json.loads(_kubectl([kubectl, "get", *namespace, "pods", "-l", f"job-name={name}", "-o", "json"]))
+            lost = killed_from_outside(pods)
+            error = RankLost if lost else DistributedTrainingError
+            raise error(
+                f"{failed} training pod(s) of Job {name} failed"
+                + (f" ({', '.join(lost)})" if lost else "")
+                + f"; their logs:\n{logs.stdout[-4000:]}"
+            )
         if done >= processes:
             return True
         now = (status.get("active", 0), done)
@@ -134,6 +142,23 @@ def _wait_for_job(
             last = now
         time.sleep(5)
     raise DistributedTrainingError(f"Job {name} did not finish within {timeout_s:.0f} s")
+
+
+def killed_from_outside(pods: dict[str, Any]) -> list[str]:
+    """The pods of a `kubectl get pods -o json` list that were stopped by the
+    cluster rather than by their own error: evicted, preempted, killed for
+    memory, or ended by SIGKILL/SIGTERM. Worth a retry, which resumes."""
+    lost = []
+    for pod in pods.get("items", []):
+        name, status = pod.get("metadata", {}).get("name", "?"), pod.get("status", {})
+        if status.get("reason") in {"Evicted", "Preempted", "Preempting", "Terminated", "NodeLost", "Shutdown"}:
+            lost.append(f"{name}: {status['reason']}")
+            continue
+        for container in status.get("containerStatuses", []):
+            ended = container.get("state", {}).get("terminated") or {}
+            if ended.get("reason") == "OOMKilled" or ended.get("exitCode") in (137, 143):
+                lost.append(f"{name}: {ended.get('reason') or 'killed'} (exit {ended.get('exitCode')})")
+    return lost
 
 
 def _kubectl(command: list[str], stdin: str | None = None) -> str:

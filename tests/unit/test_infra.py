@@ -271,3 +271,22 @@ def test_the_work_pool_job_manifest_with_its_defaults_follows_the_kubernetes_sch
     container["env"] = [{"name": k, "value": v} for k, v in container["env"].items()]
     container["args"] = container["args"].split()
     assert kubernetes_errors(manifest) is None, kubernetes_errors(manifest)
+
+
+def test_pods_stopped_by_the_cluster_are_told_from_pods_that_failed_on_their_own():
+    from lockgate.kubernetes import killed_from_outside
+
+    def pod(name, reason=None, terminated=None):
+        status = {"phase": "Failed", **({"reason": reason} if reason else {})}
+        if terminated:
+            status["containerStatuses"] = [{"name": "trainer", "state": {"terminated": terminated}}]
+        return {"metadata": {"name": name}, "status": status}
+
+    pods = {"items": [
+        pod("t-0", terminated={"reason": "Error", "exitCode": 1}),
+        pod("t-1", terminated={"reason": "OOMKilled", "exitCode": 137}),
+        pod("t-2", reason="Evicted"),
+        pod("t-3", terminated={"reason": "Error", "exitCode": 143}),
+    ]}
+    assert killed_from_outside(pods) == ["t-1: OOMKilled (exit 137)", "t-2: Evicted", "t-3: Error (exit 143)"]
+    assert killed_from_outside({"items": [pod("t-0", terminated={"reason": "Error", "exitCode": 1})]}) == []
