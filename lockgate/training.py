@@ -95,6 +95,14 @@ def _multi_worker_placement() -> Placement:
     )
 
 
+def training_processes(family: str, workers: int) -> tuple[int, str | None]:
+    """How many processes train this family's model, and why not `workers` if not."""
+    needs_tensorflow = family_for(family).needs_tensorflow
+    if workers > 1 and needs_tensorflow:
+        return 1, f"trained in one process, not {workers}: {needs_tensorflow}"
+    return workers, None
+
+
 def input_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, shuffle: bool) -> Any:
     """A tf.data pipeline on the TensorFlow backend; plain arrays elsewhere."""
     import keras

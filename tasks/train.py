@@ -12,13 +12,12 @@ import numpy as np
 
 from lockgate.data import read_snapshot
 from lockgate.evaluation import champion_outputs
-from lockgate.families import family_for
 from lockgate.plots import training_curves
 from lockgate.records import ChampionRef, TrainingResult
 from lockgate.settings import LockgateSettings, get_settings
 from lockgate.steps import pipeline_task
 from lockgate.tracking import client
-from lockgate.training import fit
+from lockgate.training import fit, training_processes
 
 
 def train_model(
@@ -44,13 +43,10 @@ def train_model(
         mlflow_client.log_param(run_id, "distilled_from", teacher.uri)
         for key, value in settings.distillation.model_dump().items():
             mlflow_client.log_param(run_id, f"distillation.{key}", value)
-    family = family_for(snapshot.meta.family)
-    together = settings.training.workers > 1 and not family.needs_tensorflow
-    note = None
-    if settings.training.workers > 1 and family.needs_tensorflow:
-        note = f"trained in one process, not {settings.training.workers}: {family.needs_tensorflow}"
+    processes, note = training_processes(snapshot.meta.family, settings.training.workers)
+    if note:
         progress_logger().warning(note)
-    if together:
+    if processes > 1:
         from lockgate.distributed import fit_across_processes
 
         # Rank 0 reports each epoch to the MLflow run itself.
@@ -68,7 +64,7 @@ def train_model(
     figure_path = training_curves(outcome.history, out_dir / "training_curves.png", outcome.resumed_from_epoch)
     mlflow_client.log_artifact(run_id, str(figure_path), artifact_path="plots")
     mlflow_client.log_param(run_id, "device", outcome.placement.description[:500])
-    mlflow_client.log_param(run_id, "training.processes", settings.training.workers if together else 1)
+    mlflow_client.log_param(run_id, "training.processes", processes)
     mlflow_client.log_param(run_id, "training.global_batch", outcome.global_batch)
     mlflow_client.log_metric(run_id, "epochs_run", outcome.epochs_run)
     mlflow_client.log_metric(run_id, "train_seconds", outcome.seconds)
@@ -83,7 +79,7 @@ def train_model(
         parameters=int(outcome.model.count_params()),
         seconds=round(outcome.seconds, 3),
         device=outcome.placement.description + f", keras {keras.__version__}",
-        processes=settings.training.workers if together else 1,
+        processes=processes,
         global_batch=outcome.global_batch,
         note=note,
     )

@@ -49,6 +49,7 @@ def test_two_processes_train_one_model_through_the_pipeline(prefect_harness, mod
     import mlflow
 
     from lockgate.distributed import MODEL_FILE, read_outcomes, train_on_local_processes
+    from lockgate.reporting import pipeline_markdown
     from tests.pipelines import pipeline_settings, run_pipeline
 
     settings = pipeline_settings(3, formats=["saved_model", "onnx"], verify_bento=True, workers=2)
@@ -56,6 +57,7 @@ def test_two_processes_train_one_model_through_the_pipeline(prefect_harness, mod
 
     assert result.training.processes == 2 and result.training.global_batch == settings.training.batch_size
     assert "2 process(es)" in result.training.device and "DataParallel (jax)" in result.training.device
+    assert "Trained by 2 processes together" in pipeline_markdown(result)
     ranks = read_outcomes(settings.runs_dir / result.run_id / "workers", 2)
     assert ranks[0].weights_sha256 == ranks[1].weights_sha256, "the ranks ended with different weights"
     # The same gates, exports and packaging as a model trained in one process.

@@ -155,3 +155,18 @@ def test_ranks_resume_together_from_the_newest_checkpoint(tmp_path):
     assert (tmp_path / "behind" / "rank-1" / "latest.weights.h5").read_bytes() == b"epoch 3"
     assert "ranks [1] checkpointed fewer epochs ([3, 2])" in said[1]
     assert agree_on_resume_epoch(tmp_path / "none", 2, said.append) == 0 and len(said) == 3
+
+
+@pytest.mark.parametrize("family", ["image", "tabular", "regression"])
+def test_families_that_train_on_jax_use_every_worker(family):
+    from lockgate.training import training_processes
+
+    assert training_processes(family, 4) == (4, None)
+
+
+def test_text_models_train_in_one_process_and_say_why():
+    from lockgate.training import training_processes
+
+    processes, note = training_processes("text", 4)
+    assert processes == 1 and "not 4" in note and "TextVectorization" in note
+    assert training_processes("text", 1) == (1, None)
