@@ -190,24 +190,43 @@ def train_on_local_processes(
 
 def agree_on_resume_epoch(backup_dir: Path, processes: int, progress: Callable[[str], None] = print) -> int:
     """The epoch every rank resumes from. Ranks checkpoint each epoch on their
-    own, and one killed while writing may be an epoch behind the others; ranks
-    resuming from different epochs would not train one model. All ranks hold
-    the same weights, so the newest checkpoint of any rank is every rank's:
-    it is copied to the ranks that are behind."""
-    from lockgate.training import resumable_epoch
-
+    own, and one killed while writing may be an epoch behind the others or
+    hold a half-written file; ranks resuming from different epochs would not
+    train one model. All ranks hold the same weights, so the newest sound
+    checkpoint of any rank is every rank's: it is copied to the others."""
     folders = [Path(backup_dir) / f"rank-{rank}" for rank in range(processes)]
-    epochs = [resumable_epoch(folder) for folder in folders]
-    newest = max(range(processes), key=lambda rank: epochs[rank])
+    epochs = [sound_checkpoint_epoch(folder) for folder in folders]
+    newest = max(range(processes), key=lambda rank: -1 if epochs[rank] is None else epochs[rank])
+    if epochs[newest] is None:
+        if any(folder.exists() for folder in folders):
+            progress("no rank holds a readable checkpoint: training starts over")
+        shutil.rmtree(backup_dir, ignore_errors=True)
+        return 0
     behind = [rank for rank in range(processes) if epochs[rank] != epochs[newest]]
     for rank in behind:
         shutil.rmtree(folders[rank], ignore_errors=True)
         shutil.copytree(folders[newest], folders[rank])
     if behind:
-        progress(f"ranks {behind} checkpointed fewer epochs ({epochs}); they take rank {newest}'s checkpoint")
-    if epochs[newest]:
-        progress(f"resuming all {processes} ranks after epoch {epochs[newest]}")
+        shown = ["unreadable" if epoch is None else epoch for epoch in epochs]
+        progress(f"ranks {behind} hold older or unreadable checkpoints ({shown}); they take rank {newest}'s")
+    progress(f"resuming all {processes} ranks after epoch {epochs[newest]}")
     return epochs[newest]
+
+
+def sound_checkpoint_epoch(folder: Path) -> int | None:
+    """The epoch of a rank's checkpoint whose weights file can be read, else None."""
+    from lockgate.training import resumable_epoch
+
+    epoch, weights = resumable_epoch(folder), Path(folder) / "latest.weights.h5"
+    if not epoch or not weights.is_file():
+        return None
+    import h5py
+
+    try:
+        with h5py.File(weights, "r"):
+            return epoch
+    except OSError:  # cut short while it was written
+        return None
 
 
 def _wait_for(workers: list[subprocess.Popen], out_dir: Path, progress: Callable[[str], None], timeout_s: float) -> None:
@@ -218,8 +237,11 @@ def _wait_for(workers: list[subprocess.Popen], out_dir: Path, progress: Callable
         codes = [worker.poll() for worker in workers]
         failed = [(rank, code) for rank, code in enumerate(codes) if code not in (None, 0)]
         if failed:
-            rank, code = failed[0]
-            killed = code in (-signal.SIGKILL, -signal.SIGTERM)
+            # A rank killed from outside takes the others down with it (their
+            # collectives fail): it is the cause to report.
+            killed_ranks = [(r, c) for r, c in failed if c in (-signal.SIGKILL, -signal.SIGTERM)]
+            rank, code = (killed_ranks or failed)[0]
+            killed = bool(killed_ranks)
             error = RankLost if killed else DistributedTrainingError
             raise error(
                 f"training rank {rank} of {len(workers)} "
@@ -327,7 +349,17 @@ def main(argv: list[str]) -> int:
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    outcome = run_worker(Path(argv[0]))
+    try:
+        outcome = run_worker(Path(argv[0]))
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # At once: a normal exit would wait at the group's shutdown barrier
+        # for ranks that wait on this one, minutes before anyone notices.
+        os._exit(1)
     print(f"rank {outcome.rank}: trained {outcome.epochs_run} epochs, weights {outcome.weights_sha256[:12]}", flush=True)
     return 0
 

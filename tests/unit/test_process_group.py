@@ -136,9 +136,21 @@ def test_a_rank_that_reported_nothing_fails_the_training(tmp_path):
         read_outcomes(tmp_path, 2)
 
 
-def _checkpoint(folder, epoch):
+def _checkpoint(folder, epoch, weights=True):
+    import h5py
+
     folder.mkdir(parents=True)
     (folder / "training_metadata.json").write_text(json.dumps({"epoch": epoch}))
+    if weights:
+        with h5py.File(folder / "latest.weights.h5", "w") as file:
+            file["epoch"] = epoch
+
+
+def _epoch_in(folder):
+    import h5py
+
+    with h5py.File(folder / "latest.weights.h5", "r") as file:
+        return int(file["epoch"][()])
 
 
 def test_ranks_resume_together_from_the_newest_checkpoint(tmp_path):
@@ -147,14 +159,30 @@ def test_ranks_resume_together_from_the_newest_checkpoint(tmp_path):
     said = []
     assert agree_on_resume_epoch(tmp_path / "same", 2, said.append) == 3
     assert said == ["resuming all 2 ranks after epoch 3"]
-    # Rank 1 was killed while writing epoch 3's checkpoint: it takes rank 0's.
+    # Rank 1 was killed before it wrote epoch 3's checkpoint: it takes rank 0's.
     _checkpoint(tmp_path / "behind" / "rank-0", 3)
     _checkpoint(tmp_path / "behind" / "rank-1", 2)
-    (tmp_path / "behind" / "rank-0" / "latest.weights.h5").write_bytes(b"epoch 3")
     assert agree_on_resume_epoch(tmp_path / "behind", 2, said.append) == 3
-    assert (tmp_path / "behind" / "rank-1" / "latest.weights.h5").read_bytes() == b"epoch 3"
-    assert "ranks [1] checkpointed fewer epochs ([3, 2])" in said[1]
-    assert agree_on_resume_epoch(tmp_path / "none", 2, said.append) == 0 and len(said) == 3
+    assert _epoch_in(tmp_path / "behind" / "rank-1") == 3
+    assert "ranks [1] hold older or unreadable checkpoints ([3, 2])" in said[1]
+
+
+def test_a_half_written_checkpoint_is_replaced_by_another_ranks(tmp_path):
+    # Killed while writing its weights: the file is cut short, the metadata still says epoch 6.
+    _checkpoint(tmp_path / "rank-0", 6, weights=False)
+    (tmp_path / "rank-0" / "latest.weights.h5").write_bytes(b"")
+    _checkpoint(tmp_path / "rank-1", 6)
+    said = []
+    assert agree_on_resume_epoch(tmp_path, 2, said.append) == 6
+    assert _epoch_in(tmp_path / "rank-0") == 6 and "(['unreadable', 6])" in said[0]
+
+
+def test_without_a_readable_checkpoint_every_rank_starts_over(tmp_path):
+    _checkpoint(tmp_path / "rank-0", 2, weights=False)
+    said = []
+    assert agree_on_resume_epoch(tmp_path, 2, said.append) == 0
+    assert not tmp_path.exists() and said == ["no rank holds a readable checkpoint: training starts over"]
+    assert agree_on_resume_epoch(tmp_path / "none", 2, said.append) == 0 and len(said) == 1
 
 
 @pytest.mark.parametrize("family", ["image", "tabular", "regression"])
