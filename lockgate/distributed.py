@@ -156,14 +156,8 @@ def train_on_local_processes(
     fails, the others are stopped and the error carries its last log lines."""
     from lockgate.bento_server import free_port
 
-    out_dir = Path(request.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for rank in range(processes):  # an outcome left by an earlier try must not pass for this one
-        outcome_path(out_dir, rank).unlink(missing_ok=True)
-    if request.backup_dir:
-        agree_on_resume_epoch(Path(request.backup_dir), processes, progress)
-    request_path = out_dir / "worker-request.json"
-    atomic_write_text(request_path, request.model_dump_json(indent=2))
+    request_path = prepare_attempt(request, processes, progress)
+    out_dir = request_path.parent
     coordinator = f"127.0.0.1:{free_port()}"
     workers: list[subprocess.Popen] = []
     logs = []
@@ -186,6 +180,22 @@ def train_on_local_processes(
         for log in logs:
             log.close()
     return read_outcomes(out_dir, processes)
+
+
+def prepare_attempt(request: WorkerRequest, processes: int, progress: Callable[[str], None]) -> Path:
+    """Ready the workspace for one try of a training, whatever launches it:
+    no outcome left by an earlier try can pass for this one's, every rank
+    resumes from the same checkpoint, and the request is on disk for the
+    ranks to read. Returns the request's path."""
+    out_dir = Path(request.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for rank in range(processes):
+        outcome_path(out_dir, rank).unlink(missing_ok=True)
+    if request.backup_dir:
+        agree_on_resume_epoch(Path(request.backup_dir), processes, progress)
+    request_path = out_dir / "worker-request.json"
+    atomic_write_text(request_path, request.model_dump_json(indent=2))
+    return request_path
 
 
 def agree_on_resume_epoch(backup_dir: Path, processes: int, progress: Callable[[str], None] = print) -> int:

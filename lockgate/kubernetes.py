@@ -24,11 +24,9 @@ from lockgate.distributed import (
     RankLost,
     RankOutcome,
     WorkerRequest,
-    agree_on_resume_epoch,
-    outcome_path,
+    prepare_attempt,
     read_outcomes,
 )
-from lockgate.locks import atomic_write_text
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "infra" / "k8s" / "training-job.yaml"
 TEMPLATE_NAME = "lockgate-train"
@@ -87,14 +85,8 @@ def train_on_kubernetes(
     its log."""
     if not settings.deploy.image:
         raise DistributedTrainingError("training on Kubernetes needs an image: set LOCKGATE_DEPLOY__IMAGE")
-    out_dir = Path(request.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for rank in range(processes):  # an outcome left by an earlier try must not pass for this one
-        outcome_path(out_dir, rank).unlink(missing_ok=True)
-    if request.backup_dir:
-        agree_on_resume_epoch(Path(request.backup_dir), processes, progress)
-    request_path = out_dir / "worker-request.json"
-    atomic_write_text(request_path, request.model_dump_json(indent=2))
+    request_path = prepare_attempt(request, processes, progress)
+    out_dir = request_path.parent
     name = f"{TEMPLATE_NAME}-{uuid.uuid4().hex[:8]}"
     documents = render_training_job(
         TEMPLATE.read_text(), name, processes, settings.deploy.image, request_path, settings.home,
