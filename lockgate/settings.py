@@ -159,13 +159,23 @@ class ServingSettings(BaseModel):
     runtime: Literal["auto", "keras"] = "auto"
     # onnxruntime threads per worker; one per worker keeps workers off each other's cores.
     runtime_threads: int = Field(1, ge=1)
-    batching: bool = True  # merge concurrent requests into shared model calls
+    # Merge concurrent requests into shared model calls: True, False, or
+    # "auto", what measured faster for the served runtime (lockgate/runtimes.py).
+    batching: Literal["auto"] | bool = "auto"
+    # Where the model runs: "inline" on the event loop, "thread" on a thread
+    # of its own, or "auto", what measured faster for the served runtime.
+    model_calls: Literal["auto", "inline", "thread"] = "auto"
     max_batch_size: int = Field(64, ge=1)
     max_latency_ms: int = Field(1000, ge=1)  # a hard cap: later answers get 503
     max_rows_per_request: int = Field(1024, ge=1)
     max_text_chars: int = Field(100_000, ge=1)  # per text, for text models
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     request_timeout_s: int = Field(30, ge=1)
+    # BentoML's OpenTelemetry span per request (for an exporter in BENTOML_CONFIG).
+    tracing: bool = False
+    # Each worker's garbage-collector thresholds (generations 0, 1, 2), set
+    # once its model is loaded; see LockgateService for why not the defaults.
+    gc_thresholds: tuple[int, int, int] = (50_000, 2, 100)
 
     def worker_count(self) -> int:
         return self.workers or os.cpu_count() or 1
