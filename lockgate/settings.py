@@ -150,8 +150,12 @@ class DistillationSettings(BaseModel):
 
 
 class ServingSettings(BaseModel):
-    api_keys: SecretStr = SecretStr("")
+    # Also read from LOCKGATE_API_KEYS, LOCKGATE_ALLOW_ANONYMOUS and
+    # LOCKGATE_MODEL_TAG, the names the service documents (see _ServingNames).
+    api_keys: SecretStr = SecretStr("")  # comma-separated, so keys rotate
     allow_anonymous: bool = False
+    # The Bento model to serve; None: the one baked into a built Bento, else the champion.
+    model_tag: str | None = None
     # Service worker processes, each with its own model; None: one per CPU core.
     workers: int | None = Field(None, ge=1)
     # Which runtime a Bento serves, decided when it is packaged: "auto" is the
@@ -239,7 +243,7 @@ class LockgateSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _YamlSource(settings_cls))
+        return (init_settings, env_settings, _ServingNames(settings_cls), _YamlSource(settings_cls))
 
     # Workspace layout: everything Lockgate writes lives under `home`.
     @property
@@ -292,6 +296,22 @@ class LockgateSettings(BaseSettings):
             "validation": self.validation.model_dump(mode="json"),
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class _ServingNames(PydanticBaseSettingsSource):
+    """The short environment names of the service's own settings, which
+    `bentoml serve` passes to its workers as they are; the nested names
+    (LOCKGATE_SERVING__API_KEYS) win where both are set."""
+
+    NAMES = {"LOCKGATE_API_KEYS": "api_keys", "LOCKGATE_ALLOW_ANONYMOUS": "allow_anonymous",
+             "LOCKGATE_MODEL_TAG": "model_tag"}
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found = {field: os.environ[name] for name, field in self.NAMES.items() if name in os.environ}
+        return {"serving": found} if found else {}
 
 
 class _YamlSource(PydanticBaseSettingsSource):

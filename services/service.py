@@ -14,15 +14,15 @@ Expectations is imported, so a worker starts in about a second.
 
 Serve the champion with ``bentoml serve services.service:LockgateService`` or a
 built Bento by its tag. The model is resolved from the Bento store when the
-service starts, not at import: ``LOCKGATE_MODEL_TAG``, else the tag baked into
-a built Bento, else the champion recorded in the Lockgate workspace.
+service starts, not at import: ``serving.model_tag`` (``LOCKGATE_MODEL_TAG``),
+else the tag baked into a built Bento, else the champion recorded in the
+Lockgate workspace.
 """
 
 from __future__ import annotations
 
 import gc
 import json
-import os
 from collections import Counter
 from http import HTTPStatus
 from pathlib import Path
@@ -47,7 +47,7 @@ _serving = get_settings().serving
 
 def resolve_model_tag() -> str:
     """Which Bento model to serve."""
-    tag = os.environ.get("LOCKGATE_MODEL_TAG")
+    tag = get_settings().serving.model_tag
     if tag:
         return tag
     if BAKED_TAG_FILE.is_file():
