@@ -28,8 +28,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -65,18 +66,28 @@ class Cell:
     mean_batch: float | None = None  # rows per model call, from the service's histogram
     ab: dict | None = None  # the same load from ApacheBench
     load_average: float = 0.0  # the machine's 1-minute load average after the cell: other work shares the cores
+    spread: list[int] = field(default_factory=list)  # open connections per worker process during the cell
+    cpu_ms_per_request: float = 0.0  # the workers' CPU time per request in the cell
 
     @property
     def examples_per_s(self) -> float:
         return self.requests_per_s * self.rows
 
 
-def wrk(url: str, body: Path, content_type: str, connections: int, seconds: float, script: Path) -> dict:
-    """One wrk run; its Lua `done` hook prints the numbers as JSON."""
+def wrk(url: str, body: Path, content_type: str, connections: int, seconds: float, script: Path,
+        during: Callable[[], None] | None = None) -> dict:
+    """One wrk run; its Lua `done` hook prints the numbers as JSON. `during`
+    is called once, a second into the run, with every connection open."""
     env = os.environ | {"LOCKGATE_BENCH_BODY": str(body), "LOCKGATE_BENCH_TYPE": content_type,
                         "LOCKGATE_BENCH_KEY": KEY, "LOCKGATE_BENCH_METHOD": "GET" if url.endswith("/livez") else "POST"}
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(script), url]
-    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    if during:
+        time.sleep(min(1.0, seconds / 2))
+        during()
+    out, _ = process.communicate()
+    if process.returncode:
+        raise RuntimeError(f"wrk exited with {process.returncode}")
     result = json.loads(re.search(r"^LOCKGATE (.*)$", out, re.M).group(1))
     non200 = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     result["errors"] += int(non200.group(1)) if non200 else 0
@@ -104,15 +115,43 @@ def batch_histogram(url: str) -> tuple[float, float]:
     return count, rows
 
 
+def _workers(server: subprocess.Popen) -> list:
+    import psutil
+
+    return [p for p in psutil.Process(server.pid).children(recursive=True)
+            if "_bentoml_impl.worker.service" in " ".join(p.cmdline())]
+
+
+def workers_cpu_s(server: subprocess.Popen) -> float:
+    """CPU seconds the worker processes have used, all their threads."""
+    return sum(sum(w.cpu_times()[:2]) for w in _workers(server))
+
+
+def connections_per_worker(server: subprocess.Popen, port: int) -> list[int]:
+    """Open connections held by each worker process, most first: the kernel
+    hands a new connection to whichever worker accepts first, so the spread
+    can be far from even, and it shapes each cell's throughput."""
+    import psutil
+
+    counts = [sum(1 for c in w.net_connections("tcp") if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port)
+              for w in _workers(server)]
+    return sorted(counts, reverse=True)
+
+
 def load(name: str, url: str, route: str, body: Path, content_type: str, rows: int, connections: int,
-         seconds: float, script: Path) -> Cell:
+         seconds: float, script: Path, server: subprocess.Popen) -> Cell:
     wrk(url + route, body, content_type, connections, min(2.0, seconds), script)  # warm-up
     calls_before, rows_before = batch_histogram(url)
-    r = wrk(url + route, body, content_type, connections, seconds, script)
+    spread: list[int] = []
+    port = int(url.rsplit(":", 1)[1])
+    cpu_before = workers_cpu_s(server)
+    r = wrk(url + route, body, content_type, connections, seconds, script,
+            during=lambda: spread.extend(connections_per_worker(server, port)))
+    cpu = workers_cpu_s(server) - cpu_before
     calls, served_rows = batch_histogram(url)
     mean_batch = (served_rows - rows_before) / (calls - calls_before) if calls > calls_before else None
     cell = Cell(name, connections, rows, r["requests"] / r["seconds"], r["p50"], r["p90"], r["p99"], r["errors"],
-                mean_batch)
+                mean_batch, spread=spread, cpu_ms_per_request=1000 * cpu / max(r["requests"], 1))
     if route == "/predict" and shutil.which("ab"):
         cell.ab = ab(url + route, body, content_type, connections, seconds)
     cell.load_average = os.getloadavg()[0]
@@ -160,6 +199,20 @@ def in_process_ceiling(folder: Path, meta, x: np.ndarray, seconds: float) -> flo
             predict(batch)
             rows += len(batch)
     return rows / (time.perf_counter() - started)
+
+
+def single_call_ms(folder: Path, meta, x: np.ndarray) -> float:
+    """Median milliseconds of one call on one example, one thread: what
+    batching can save per request at most."""
+    from lockgate.runtimes import load_runtime
+
+    predict = load_runtime(folder, meta, threads=1)
+    times = []
+    for i in range(300):
+        started = time.perf_counter()
+        predict(x[i % len(x)][None])
+        times.append(time.perf_counter() - started)
+    return 1000 * float(np.median(times))
 
 
 def keras_copy(model_tag: str) -> str:
@@ -238,9 +291,10 @@ def main() -> None:
     s = args.seconds
 
     runs = [
-        ("on", bento, {}, meta.runtime.name),
+        ("on", bento, {"LOCKGATE_SERVING__BATCHING": "true"}, meta.runtime.name),
         ("off", bento, {"LOCKGATE_SERVING__BATCHING": "false"}, meta.runtime.name),
-        ("on", "services.service:LockgateService", {"LOCKGATE_MODEL_TAG": keras_copy(model_tag)}, "keras"),
+        ("on", "services.service:LockgateService",
+         {"LOCKGATE_MODEL_TAG": keras_copy(model_tag), "LOCKGATE_SERVING__BATCHING": "true"}, "keras"),
         ("off", "services.service:LockgateService",
          {"LOCKGATE_MODEL_TAG": keras_copy(model_tag), "LOCKGATE_SERVING__BATCHING": "false"}, "keras"),
     ]
@@ -250,13 +304,16 @@ def main() -> None:
         try:
             if runtime == meta.runtime.name and batching == "on":
                 for c in (1, 8, 32):
-                    cells.append(load(f"JSON, 1 example ({label})", url, "/predict", one, json_type, 1, c, s, script))
-                cells.append(load(f"/livez, no model ({label})", url, "/livez", one, json_type, 0, 8, s, script))
+                    cells.append(load(f"JSON, 1 example ({label})", url, "/predict", one, json_type, 1, c, s, script,
+                                      process))
+                cells.append(load(f"/livez, no model ({label})", url, "/livez", one, json_type, 0, 8, s, script,
+                                  process))
                 for c in (8, 32):
                     cells.append(load(f"npy, {NPY_BATCH}-example batches ({label})", url, "/predict_npy", batch,
-                                      npy_type, NPY_BATCH, c, s, script))
+                                      npy_type, NPY_BATCH, c, s, script, process))
             else:
-                cells.append(load(f"JSON, 1 example ({label})", url, "/predict", one, json_type, 1, 32, s, script))
+                cells.append(load(f"JSON, 1 example ({label})", url, "/predict", one, json_type, 1, 32, s, script,
+                                  process))
         finally:
             from lockgate import bento_server
 
@@ -265,11 +322,14 @@ def main() -> None:
     keras_folder = Path(bentoml.models.get(keras_copy(model_tag)).path)
     keras_meta = ServedMeta.read(keras_folder)
     ceiling_keras = in_process_ceiling(keras_folder, keras_meta, x, s)
+    call_ms = {meta.runtime.name: single_call_ms(folder, meta, x), "keras": single_call_ms(keras_folder, keras_meta, x)}
     size = bento_size(bento)
-    write_report(args, bento, meta, cells, cold, ceiling, ceiling_keras, size, settings)
+    write_report(args, bento, meta, cells, cold, ceiling, ceiling_keras, size, settings, call_ms)
 
 
-def write_report(args, bento, meta, cells, cold, ceiling, ceiling_keras, size, settings) -> None:
+def write_report(args, bento, meta, cells, cold, ceiling, ceiling_keras, size, settings, call_ms) -> None:
+    from lockgate.runtimes import AUTO_CALLS
+
     def find(prefix: str, connections: int) -> Cell:
         return next(c for c in cells if c.name.startswith(prefix) and c.connections == connections)
 
@@ -277,27 +337,35 @@ def write_report(args, bento, meta, cells, cold, ceiling, ceiling_keras, size, s
     lines = [
         f"Digits CNN (`{bento}`), served by **{runtime}** ({meta.runtime.reason}); "
         f"{settings.serving.worker_count()} worker processes, max_batch_size={settings.serving.max_batch_size}, "
-        f"max_latency_ms={settings.serving.max_latency_ms}; `wrk` with one thread on the same 2 cores as the "
+        f"max_latency_ms={settings.serving.max_latency_ms}, model calls "
+        + ", ".join(f"{name} {'inline on the event loop' if c.model_calls == 'inline' else 'on the model thread'}"
+                    for name, c in AUTO_CALLS.items())
+        + f", tracing {'on' if settings.serving.tracing else 'off'}, collector thresholds "
+        f"{settings.serving.gc_thresholds}; `wrk` with one thread on the same 2 cores as the "
         f"server, {args.seconds:g} s per cell after a warm-up. \"mean batch\" is rows per model call under that "
         "load, from the service's `lockgate_batch_size` histogram; \"Little's law mean\" is connections / "
         "requests per second, the mean latency the throughput implies; ab (ApacheBench, keep-alive) repeats each "
         "JSON cell as a second compiled load generator; \"load average\" is the machine's after the cell (2 cores: "
-        "above about 2, other work was sharing them).",
+        "above about 2, other work was sharing them); \"connections per worker\" is how the kernel spread wrk's "
+        "connections over the worker processes (whichever accepts first takes them), which shapes each cell. "
+        "wrk's percentiles are corrected for coordinated omission (a stall counts for the requests a steady "
+        "client would have sent during it), ab's are not.",
         "",
         "| load | connections | requests/s | examples/s | p50 ms | p90 ms | p99 ms | failed | mean batch | "
-        "Little's law mean ms | ab: requests/s, p50, p99 ms | load average |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        "Little's law mean ms | ab: requests/s, p50, p99 ms | connections per worker | load average |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|",
     ]
     for c in cells:
         batch = f"{c.mean_batch:.1f}" if c.mean_batch else "-"
         cross = f"{c.ab['requests_per_s']:,.0f}, {c.ab['p50']:.0f}, {c.ab['p99']:.0f}" if c.ab else "-"
         lines.append(f"| {c.name} | {c.connections} | {c.requests_per_s:,.0f} | {c.examples_per_s:,.0f} | "
                      f"{c.p50:.1f} | {c.p90:.1f} | {c.p99:.1f} | {c.failed} | {batch} | "
-                     f"{1000 * c.connections / c.requests_per_s:.1f} | {cross} | {c.load_average:.2f} |")
+                     f"{1000 * c.connections / c.requests_per_s:.1f} | {cross} | "
+                     f"{' / '.join(map(str, c.spread)) or '-'} | {c.load_average:.2f} |")
     lines.append(f"| in process, {runtime}, batches of {NPY_BATCH}, {os.cpu_count()} threads | - | - | "
-                 f"{ceiling:,.0f} | - | - | - | - | {NPY_BATCH} | - | - | - |")
+                 f"{ceiling:,.0f} | - | - | - | - | {NPY_BATCH} | - | - | - | - |")
     lines.append(f"| in process, keras, batches of {NPY_BATCH} | - | - | {ceiling_keras:,.0f} | - | - | - | - | "
-                 f"{NPY_BATCH} | - | - | - |")
+                 f"{NPY_BATCH} | - | - | - | - |")
     json32 = find(f"JSON, 1 example ({runtime}, batching on", 32)
     off32 = find(f"JSON, 1 example ({runtime}, batching off", 32)
     keras_on, keras_off = find("JSON, 1 example (keras, batching on", 32), find("JSON, 1 example (keras, batching off", 32)
@@ -305,6 +373,12 @@ def write_report(args, bento, meta, cells, cold, ceiling, ceiling_keras, size, s
 
     def verdict(ok: bool) -> str:
         return "met" if ok else "**not met**"
+
+    def batching_gain(on: Cell, off: Cell, runtime_name: str) -> str:
+        """on/off, beside what one model call and one unbatched request cost."""
+        return (f"{on.requests_per_s / off.requests_per_s:.2f}x (one call on one example: "
+                f"{call_ms[runtime_name]:.3f} ms in process; one request unbatched: "
+                f"{off.cpu_ms_per_request:.2f} ms of the workers' CPU)")
 
     lines += [
         "",
@@ -315,9 +389,9 @@ def write_report(args, bento, meta, cells, cold, ceiling, ceiling_keras, size, s
         f"{json32.ab['p99']:.0f} ms)" if json32.ab else "") + f" | {verdict(json32.requests_per_s >= 1000 and json32.p99 <= 50)} |",
         f"| binary batches >= 50% of the in-process ceiling | {npy.examples_per_s:,.0f} of {ceiling:,.0f} examples/s "
         f"= {npy.examples_per_s / ceiling:.0%} | {verdict(npy.examples_per_s >= 0.5 * ceiling)} |",
-        f"| batching on >= 2x off at 32 connections ({runtime}) | {json32.requests_per_s / off32.requests_per_s:.2f}x | "
+        f"| batching on >= 2x off at 32 connections ({runtime}) | {batching_gain(json32, off32, runtime)} | "
         f"{verdict(json32.requests_per_s >= 2 * off32.requests_per_s)} |",
-        f"| the same on the Keras runtime | {keras_on.requests_per_s / keras_off.requests_per_s:.2f}x | "
+        f"| the same on the Keras runtime | {batching_gain(keras_on, keras_off, 'keras')} | "
         f"{verdict(keras_on.requests_per_s >= 2 * keras_off.requests_per_s)} |",
         f"| cold start to the first answer <= 5 s ({runtime}, batching on) | "
         f"{cold[f'{runtime}, batching on']:.1f} s | {verdict(cold[f'{runtime}, batching on'] <= 5)} |",

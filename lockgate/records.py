@@ -77,6 +77,15 @@ class ServedRuntime(BaseModel):
     reason: str = "the Keras model (no runtime was recorded with this model)"
 
 
+class ModelCalls(BaseModel):
+    """How the service calls its model: batched or one request at a time, on
+    the event loop or on a thread of its own (lockgate/runtimes.py)."""
+
+    batching: bool
+    model_calls: Literal["inline", "thread"]
+    reason: str
+
+
 class ServedMeta(DatasetMeta):
     """A Bento model's `lockgate.json`: its data, and which model it is."""
 

@@ -16,9 +16,23 @@ from typing import Callable, Literal
 
 import numpy as np
 
-from lockgate.records import ExportReport, RuntimeName, ServedMeta, ServedRuntime
+from lockgate.records import ExportReport, ModelCalls, RuntimeName, ServedMeta, ServedRuntime
 
 Predict = Callable[[np.ndarray], np.ndarray]
+
+# How the service calls each runtime unless settings say otherwise: what was
+# fastest for single-example JSON at 32 connections on 2 cores (wrk). onnx,
+# one worker, requests/s: batched on a thread 3,360, batched inline 3,000,
+# alone inline 2,920, alone on a thread 2,160; with a model call of tens of
+# microseconds there is little to amortise, and the thread lets the call
+# overlap the next requests' parsing. keras: batched 2,400-3,000 against
+# 1,400 alone (a call costs about a millisecond). docs/benchmarks.md has the rest.
+AUTO_CALLS: dict[RuntimeName, ModelCalls] = {
+    "onnx": ModelCalls(batching=True, model_calls="thread",
+                       reason="the onnx default: batched on the model thread, measured fastest for it"),
+    "keras": ModelCalls(batching=True, model_calls="thread",
+                        reason="the keras default: batched on the model thread, measured fastest for it"),
+}
 
 # Export formats a runtime can serve, and the runtime that serves each.
 SERVABLE_EXPORTS: dict[str, RuntimeName] = {"onnx": "onnx"}
@@ -54,6 +68,20 @@ def choose_runtime(
     if keras.latency_ms_p50 is not None and fastest.latency_ms_p50 is not None and keras.latency_ms_p50 < fastest.latency_ms_p50:
         return keras.model_copy(update={"reason": f"the Keras model: faster than the {fastest.name} export"})
     return fastest
+
+
+def model_calls(runtime: RuntimeName, batching: Literal["auto"] | bool = "auto",
+                where: Literal["auto", "inline", "thread"] = "auto") -> ModelCalls:
+    """How the service calls `runtime`: the settings' choice, or where they
+    say "auto", the runtime's default."""
+    auto = AUTO_CALLS[runtime]
+    if batching == "auto" and where == "auto":
+        return auto
+    return ModelCalls(
+        batching=auto.batching if batching == "auto" else batching,
+        model_calls=auto.model_calls if where == "auto" else where,
+        reason=f"as settings ask (serving.batching={batching}, serving.model_calls={where})",
+    )
 
 
 def load_runtime(folder: str | Path, meta: ServedMeta, threads: int = 1) -> Predict:

@@ -161,8 +161,12 @@ class DistillationSettings(BaseModel):
 
 
 class ServingSettings(BaseModel):
-    api_keys: SecretStr = SecretStr("")
+    # Also read from LOCKGATE_API_KEYS, LOCKGATE_ALLOW_ANONYMOUS and
+    # LOCKGATE_MODEL_TAG, the names the service documents (see _ServingNames).
+    api_keys: SecretStr = SecretStr("")  # comma-separated, so keys rotate
     allow_anonymous: bool = False
+    # The Bento model to serve; None: the one baked into a built Bento, else the champion.
+    model_tag: str | None = None
     # Service worker processes, each with its own model; None: one per CPU core.
     workers: int | None = Field(None, ge=1)
     # Which runtime a Bento serves, decided when it is packaged: "auto" is the
@@ -170,13 +174,23 @@ class ServingSettings(BaseModel):
     runtime: Literal["auto", "keras"] = "auto"
     # onnxruntime threads per worker; one per worker keeps workers off each other's cores.
     runtime_threads: int = Field(1, ge=1)
-    batching: bool = True  # merge concurrent requests into shared model calls
+    # Merge concurrent requests into shared model calls: True, False, or
+    # "auto", what measured faster for the served runtime (lockgate/runtimes.py).
+    batching: Literal["auto"] | bool = "auto"
+    # Where the model runs: "inline" on the event loop, "thread" on a thread
+    # of its own, or "auto", what measured faster for the served runtime.
+    model_calls: Literal["auto", "inline", "thread"] = "auto"
     max_batch_size: int = Field(64, ge=1)
     max_latency_ms: int = Field(1000, ge=1)  # a hard cap: later answers get 503
     max_rows_per_request: int = Field(1024, ge=1)
     max_text_chars: int = Field(100_000, ge=1)  # per text, for text models
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     request_timeout_s: int = Field(30, ge=1)
+    # BentoML's OpenTelemetry span per request (for an exporter in BENTOML_CONFIG).
+    tracing: bool = False
+    # Each worker's garbage-collector thresholds (generations 0, 1, 2), set
+    # once its model is loaded; see LockgateService for why not the defaults.
+    gc_thresholds: tuple[int, int, int] = (50_000, 2, 100)
 
     def worker_count(self) -> int:
         return self.workers or os.cpu_count() or 1
@@ -244,7 +258,7 @@ class LockgateSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _YamlSource(settings_cls))
+        return (init_settings, env_settings, _ServingNames(settings_cls), _YamlSource(settings_cls))
 
     # Workspace layout: everything Lockgate writes lives under `home`.
     @property
@@ -297,6 +311,22 @@ class LockgateSettings(BaseSettings):
             "validation": self.validation.model_dump(mode="json"),
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class _ServingNames(PydanticBaseSettingsSource):
+    """The short environment names of the service's own settings, which
+    `bentoml serve` passes to its workers as they are; the nested names
+    (LOCKGATE_SERVING__API_KEYS) win where both are set."""
+
+    NAMES = {"LOCKGATE_API_KEYS": "api_keys", "LOCKGATE_ALLOW_ANONYMOUS": "allow_anonymous",
+             "LOCKGATE_MODEL_TAG": "model_tag"}
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found = {field: os.environ[name] for name, field in self.NAMES.items() if name in os.environ}
+        return {"serving": found} if found else {}
 
 
 class _YamlSource(PydanticBaseSettingsSource):

@@ -6,9 +6,9 @@ One layer, not one per feature: each ASGI layer costs a call and wrapped
 `receive`/`send` closures per request, and at a thousand requests a second on
 two cores that is a visible share of the time.
 
-API keys come from ``LOCKGATE_API_KEYS`` (comma-separated, so a new key can be
-added before the old one is removed). Clients send ``Authorization: Bearer
-KEY`` or ``X-API-Key: KEY``. Health and metrics stay open for probes and
+API keys come from settings (``serving.api_keys``, or ``LOCKGATE_API_KEYS``:
+comma-separated, so a new key can be added before the old one is removed).
+Clients send ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``. Health and metrics stay open for probes and
 scrapers. Keys are compared in constant time and never logged.
 
 The binary route, ``POST /predict_npy`` with ``Content-Type:
@@ -24,7 +24,6 @@ import hmac
 import io
 import json
 import logging
-import os
 import time
 from typing import Any, Awaitable, Callable
 
@@ -50,24 +49,6 @@ def serve_binary_with(handler: BinaryHandler | None) -> None:
     BentoML creates the middleware before the service exists."""
     global _binary_handler
     _binary_handler = handler
-
-
-def configured_keys() -> list[str]:
-    raw = os.environ.get("LOCKGATE_API_KEYS")
-    if raw is None:
-        from lockgate.settings import get_settings
-
-        raw = get_settings().serving.api_keys.get_secret_value()
-    return [k.strip() for k in raw.split(",") if k.strip()]
-
-
-def anonymous_allowed() -> bool:
-    raw = os.environ.get("LOCKGATE_ALLOW_ANONYMOUS")
-    if raw is not None:
-        return raw.strip().lower() in {"1", "true", "yes"}
-    from lockgate.settings import get_settings
-
-    return get_settings().serving.allow_anonymous
 
 
 def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -113,8 +94,10 @@ class Edge:
 
     def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
-        self.keys = configured_keys()
-        self.anonymous = anonymous_allowed()
+        from lockgate.settings import get_settings
+
+        settings = get_settings()
+        self.keys, self.anonymous = settings.api_key_list(), settings.serving.allow_anonymous
         self.too_large = f"request body over the limit of {max_bytes} bytes"
         if not access_log.handlers:  # BentoML configures only its own loggers
             handler = logging.StreamHandler()

@@ -14,15 +14,15 @@ Expectations is imported, so a worker starts in about a second.
 
 Serve the champion with ``bentoml serve services.service:LockgateService`` or a
 built Bento by its tag. The model is resolved from the Bento store when the
-service starts, not at import: ``LOCKGATE_MODEL_TAG``, else the tag baked into
-a built Bento, else the champion recorded in the Lockgate workspace.
+service starts, not at import: ``serving.model_tag`` (``LOCKGATE_MODEL_TAG``),
+else the tag baked into a built Bento, else the champion recorded in the
+Lockgate workspace.
 """
 
 from __future__ import annotations
 
 import gc
 import json
-import os
 from collections import Counter
 from http import HTTPStatus
 from pathlib import Path
@@ -47,7 +47,7 @@ _serving = get_settings().serving
 
 def resolve_model_tag() -> str:
     """Which Bento model to serve."""
-    tag = os.environ.get("LOCKGATE_MODEL_TAG")
+    tag = get_settings().serving.model_tag
     if tag:
         return tag
     if BAKED_TAG_FILE.is_file():
@@ -112,10 +112,14 @@ def _http_error(error: RequestError) -> BentoMLException:
     traffic={"timeout": _serving.request_timeout_s},
     # The edge writes one JSON line per request; BentoML's own access log would be a second.
     logging={"access": {"enabled": False}},
+    # An OpenTelemetry span per request took a third of a worker's time on
+    # /livez and lived as long as the request's timer (above); BentoML traces
+    # no URL it is told to exclude, and "/" is in every one.
+    tracing={} if _serving.tracing else {"excluded_urls": ["/"]},
 )
 class LockgateService:
     def __init__(self) -> None:
-        from lockgate.runtimes import load_runtime
+        from lockgate.runtimes import load_runtime, model_calls
         from services.batching import AdaptiveBatcher
 
         self.settings = get_settings().serving
@@ -123,12 +127,14 @@ class LockgateService:
         self.spec = ModelSpec.from_folder(bento_model.path, str(bento_model.tag))
         meta = self.spec.meta
         predict = load_runtime(bento_model.path, meta, self.settings.runtime_threads)
+        self.calls = model_calls(meta.runtime.name, self.settings.batching, self.settings.model_calls)
         self.predictions, batch_sizes = _metrics()
         self.batcher = AdaptiveBatcher(
             predict,
             max_batch_size=self.settings.max_batch_size,
             max_latency_ms=self.settings.max_latency_ms,
-            enabled=self.settings.batching,
+            enabled=self.calls.batching,
+            inline=self.calls.model_calls == "inline",
             on_batch=batch_sizes.observe,
         )
         identity = self.spec.identity()
@@ -146,6 +152,13 @@ class LockgateService:
         # not stall every request in flight.
         gc.collect()
         gc.freeze()
+        # BentoML's request-timeout middleware keeps a timer, a future and a
+        # context of every request alive for the whole timeout: at 3,000
+        # requests/s a worker holds a few hundred thousand such objects, and
+        # with Python's default thresholds collecting them stalled it for
+        # 20-110 ms several times a second. They die by reference count, not
+        # in cycles, so the collector may run far less often.
+        gc.set_threshold(*self.settings.gc_thresholds)
 
     async def _outputs(self, x: np.ndarray) -> np.ndarray:
         """The model's outputs through the batcher, counted by label."""
@@ -215,7 +228,8 @@ class LockgateService:
     @bentoml.api(route="/metadata")
     def metadata(self) -> dict[str, Any]:
         """The served model: identity, runtime, input schema, labels and metrics at promotion."""
-        return JSONAnswer(self.spec.describe())
+        return JSONAnswer(self.spec.describe() | {"serving": self.calls.model_dump() | {
+            "workers": self.settings.worker_count(), "max_batch_size": self.settings.max_batch_size}})
 
 
 def _metrics() -> tuple[Any, Any]:

@@ -91,7 +91,7 @@ def describe(champion: Champion, url: str = "", log: Path | None = None) -> Serv
 def _service_app():
     """One ASGI app per process: BentoML registers its request metrics once per
     app, and each new server's lifespan makes a new service instance, which
-    reads LOCKGATE_MODEL_TAG."""
+    reads the model tag from settings."""
     from services.service import LockgateService
 
     return LockgateService.to_asgi()
@@ -106,8 +106,11 @@ def in_process(model_tag: str, key: str | None = API_KEY) -> Iterator[httpx.Clie
 
     import uvicorn
 
+    from lockgate.settings import reset_settings
+
     saved = {k: os.environ.get(k) for k in ("LOCKGATE_MODEL_TAG", "LOCKGATE_API_KEYS")}
     os.environ.update(LOCKGATE_MODEL_TAG=model_tag, LOCKGATE_API_KEYS=f"{API_KEY},{OLD_KEY}")
+    reset_settings()  # the service reads the model tag and the keys from settings
     port = bento_server.free_port()
     config = uvicorn.Config(_service_app(), host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
@@ -129,6 +132,7 @@ def in_process(model_tag: str, key: str | None = API_KEY) -> Iterator[httpx.Clie
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+        reset_settings()
 
 
 @contextmanager

@@ -14,11 +14,12 @@ from pathlib import Path
 HEAVY = ["tensorflow", "keras", "prefect", "mlflow", "great_expectations", "tf2onnx", "flows", "tasks"]
 
 PROBE = """
-import json, sys
+import gc, json, sys
 from services.service import LockgateService
 service = LockgateService()
 print(json.dumps({"runtime": service.spec.meta.runtime.name,
-                  "imported": sorted({m.split(".")[0] for m in sys.modules} & set(sys.argv[1:]))}))
+                  "imported": sorted({m.split(".")[0] for m in sys.modules} & set(sys.argv[1:])),
+                  "gc": gc.get_threshold()}))
 """
 
 
@@ -28,7 +29,10 @@ def test_an_onnx_worker_imports_no_training_stack(digits_champion):
                           timeout=120, cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr[-2000:]
     probe = json.loads(done.stdout.strip().splitlines()[-1])
-    assert probe == {"runtime": "onnx", "imported": []}
+    # The collector thresholds are set once the model is loaded (see LockgateService).
+    from lockgate.settings import ServingSettings
+
+    assert probe == {"runtime": "onnx", "imported": [], "gc": list(ServingSettings().gc_thresholds)}
 
 
 def test_the_bento_holds_only_the_serving_code_and_lock(digits_champion):

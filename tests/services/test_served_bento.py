@@ -5,6 +5,7 @@ table model's records are asked of the same service class in process."""
 from __future__ import annotations
 
 import io
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -157,6 +158,19 @@ def test_metadata_by_get(digits_service):
     assert body["model"]["version"] == digits_service.version
     assert body["input_shape"] == [8, 8, 1] and body["classes"] == [str(i) for i in range(10)]
     assert body["metrics"]["accuracy"] > 0.9
+    from lockgate.runtimes import AUTO_CALLS
+
+    # How the model is called, as chosen for its runtime (no settings override here).
+    assert body["serving"] == AUTO_CALLS["onnx"].model_dump() | {"workers": os.cpu_count(), "max_batch_size": 64}
+
+
+def test_no_tracing_span_per_request(digits_service):
+    """BentoML names a request after its span; untraced, no request has one
+    (a span per request cost a third of a worker and stalled it in GC)."""
+    with digits_service.client() as client:
+        answer = client.post("/predict", json={"instances": digits_service.x[:1].tolist()})
+    assert answer.status_code == 200 and answer.headers["server"].startswith("BentoML")
+    assert "x-bentoml-request-id" not in answer.headers
 
 
 def test_openapi_page(digits_service):

@@ -37,3 +37,16 @@ def test_models_packaged_before_runtimes_were_recorded_are_served_by_keras():
     meta = ServedMeta(name="d", family="image", target="t", feature_columns=[], input_shape=[2], model_name="m",
                       model_version="1", run_id="r")
     assert meta.runtime.name == "keras" and meta.runtime.file == "model.keras"
+
+
+def test_each_runtime_is_called_as_measured_fastest_unless_settings_say_otherwise():
+    from lockgate.runtimes import AUTO_CALLS, model_calls
+
+    for runtime in ("onnx", "keras"):
+        assert model_calls(runtime) == AUTO_CALLS[runtime]
+        assert runtime in model_calls(runtime).reason
+    off = model_calls("onnx", batching=False)
+    assert (off.batching, off.model_calls) == (False, AUTO_CALLS["onnx"].model_calls)
+    assert "serving.batching=False" in off.reason
+    inline = model_calls("keras", where="inline")
+    assert (inline.batching, inline.model_calls) == (AUTO_CALLS["keras"].batching, "inline")

@@ -17,6 +17,15 @@ from services.edge import Edge, key_is_valid, presented_key
 from services.runtime import ModelSpec, RequestError
 
 
+@pytest.fixture(autouse=True)
+def _settings_as_the_environment_is_now(monkeypatch):
+    """An Edge reads its keys from settings when it is made; here settings are
+    read afresh each time, so a test can change the environment between Edges."""
+    from lockgate import settings
+
+    monkeypatch.setattr(settings, "get_settings", settings.LockgateSettings)
+
+
 def _table_contract() -> dict:
     frame = pd.DataFrame({"x": np.linspace(0, 1, 20), "y": np.linspace(5, 9, 20), "t": ["a", "b"] * 10})
     return infer_contract(frame, "t").to_dict()

@@ -55,3 +55,30 @@ def test_importing_does_nothing(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert not (Path(tmp_path) / ".lockgate").exists()
+
+
+def test_the_service_s_short_names_are_settings(monkeypatch):
+    """LOCKGATE_API_KEYS, LOCKGATE_ALLOW_ANONYMOUS and LOCKGATE_MODEL_TAG, as
+    `bentoml serve` passes them, land in `serving`; the nested names win."""
+    monkeypatch.setenv("LOCKGATE_API_KEYS", "new, old")
+    monkeypatch.setenv("LOCKGATE_ALLOW_ANONYMOUS", "true")
+    monkeypatch.setenv("LOCKGATE_MODEL_TAG", "lockgate-digits:v3")
+    monkeypatch.setenv("LOCKGATE_SERVING__MAX_BATCH_SIZE", "8")  # merged with them, not replaced
+    settings = LockgateSettings()
+    assert settings.api_key_list() == ["new", "old"]
+    assert settings.serving.allow_anonymous is True and settings.serving.model_tag == "lockgate-digits:v3"
+    assert settings.serving.max_batch_size == 8
+    monkeypatch.setenv("LOCKGATE_SERVING__API_KEYS", "nested")
+    assert LockgateSettings().api_key_list() == ["nested"]
+    monkeypatch.setenv("LOCKGATE_ALLOW_ANONYMOUS", "perhaps")
+    with pytest.raises(ValueError, match="allow_anonymous"):
+        LockgateSettings()
+
+
+def test_batching_takes_auto_or_a_boolean(monkeypatch):
+    assert LockgateSettings().serving.batching == "auto"
+    monkeypatch.setenv("LOCKGATE_SERVING__BATCHING", "false")
+    assert LockgateSettings().serving.batching is False
+    monkeypatch.setenv("LOCKGATE_SERVING__MODEL_CALLS", "sideways")
+    with pytest.raises(ValueError, match="model_calls"):
+        LockgateSettings()
