@@ -72,7 +72,7 @@ class DistributedTrainingError(RuntimeError):
 
 class RankLost(TransientFault):
     """A rank was killed from outside (preempted, out of memory): worth a retry,
-    which resumes every rank from the last epoch they all checkpointed."""
+    which resumes every rank from the newest readable checkpoint any rank holds."""
 
 
 def outcome_path(out_dir: Path, rank: int) -> Path:
