@@ -26,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.gpu_training import synthetic_images  # noqa: E402
 from bench.report import write_section  # noqa: E402
 
 
@@ -37,13 +38,9 @@ def snapshot_of(data: str, root: Path) -> Path:
 
 
 def synthetic_npz(rows: int, root: Path) -> str:
-    """MNIST-shaped images whose class is written into their brightness
-    pattern: enough arithmetic per example that processes have work to share."""
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 10, rows)
-    x = rng.uniform(0, 64, (rows, 28, 28, 1)).astype("float32")
-    for c in range(10):
-        x[y == c, c * 2 : c * 2 + 6, :, 0] += 150
+    """The GPU benchmark's synthetic images as an .npz the pipeline loads:
+    enough arithmetic per example that processes have work to share."""
+    x, y = synthetic_images(rows)
     path = root / "synthetic_28x28.npz"
     np.savez(path, x=x.astype("uint8"), y=y)
     return str(path)

@@ -20,22 +20,28 @@ import time
 from pathlib import Path
 
 
+def synthetic_images(rows: int):
+    """MNIST-shaped synthetic images whose class is written into their brightness
+    pattern, so the model has something to learn and the numbers mean work done."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, rows)
+    x = rng.uniform(0, 64, (rows, 28, 28, 1)).astype("float32")
+    for c in range(10):
+        x[y == c, c * 2 : c * 2 + 6, :, 0] += 150
+    return x, y
+
+
 def measure(rows: int, epochs: int, batch_size: int) -> dict:
     import keras
-    import numpy as np
 
     from lockgate.data import Snapshot
     from lockgate.records import DatasetMeta
     from lockgate.settings import TrainingSettings
     from lockgate.training import fit
 
-    # MNIST-shaped synthetic images whose class is written into their brightness
-    # pattern, so the model has something to learn and the numbers mean work done.
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 10, rows)
-    x = rng.uniform(0, 64, (rows, 28, 28, 1)).astype("float32")
-    for c in range(10):
-        x[y == c, c * 2 : c * 2 + 6, :, 0] += 150
+    x, y = synthetic_images(rows)
     meta = DatasetMeta(name="synthetic", family="image", target="label", feature_columns=[],
                        class_names=[str(i) for i in range(10)], input_shape=[28, 28, 1], pixel_scale=255.0)
     snapshot = Snapshot(folder=Path("."), meta=meta, x=x, y=y)

@@ -83,10 +83,10 @@ def log_path(out_dir: Path, rank: int) -> Path:
     return Path(out_dir) / f"rank-{rank}.log"
 
 
-def run_worker(request_path: Path, environ: dict[str, str] | None = None) -> RankOutcome:
+def run_worker(request_path: Path) -> RankOutcome:
     """Train as one member of the group named in the environment."""
     request = WorkerRequest.model_validate_json(Path(request_path).read_text())
-    group = ProcessGroup.from_environment(environ)
+    group = ProcessGroup.from_environment()
     import jax
 
     # Collectives across processes: NCCL between GPUs, gloo between CPUs. Set

@@ -35,7 +35,6 @@ def train_model(
     backup_dir = settings.checkpoints_dir / run_id
     from lockgate.callbacks import EpochReporter, progress_logger
 
-    callbacks = [EpochReporter(mlflow_client, run_id, settings.training.epochs)]
     teacher_outputs = None
     if teacher is not None:
         every_row = np.arange(len(snapshot.y))
@@ -55,6 +54,7 @@ def train_model(
             progress=progress_logger().info,
         )
     else:
+        callbacks = [EpochReporter(mlflow_client, run_id, settings.training.epochs)]
         outcome = fit(
             snapshot, settings.training, backup_dir=backup_dir, callbacks=callbacks,
             teacher_outputs=teacher_outputs, distillation=settings.distillation,
