@@ -37,6 +37,7 @@ from starlette.responses import Response
 
 from lockgate.settings import get_settings
 from services.edge import Edge, serve_binary_with
+from services.request_timeout import cancel_timers_of_answered_requests
 from services.runtime import ModelSpec, RequestError
 
 BAKED_TAG_FILE = Path(__file__).with_name("bento_model.json")
@@ -152,13 +153,13 @@ class LockgateService:
         # not stall every request in flight.
         gc.collect()
         gc.freeze()
-        # BentoML's request-timeout middleware keeps a timer, a future and a
-        # context of every request alive for the whole timeout: at 3,000
-        # requests/s a worker holds a few hundred thousand such objects, and
-        # with Python's default thresholds collecting them stalled it for
-        # 20-110 ms several times a second. They die by reference count, not
-        # in cycles, so the collector may run far less often.
+        # What a request allocates dies by reference count, not in cycles, so
+        # the collector may run far less often than Python's default; and each
+        # request's timeout timer now dies with its answer instead of living
+        # the whole timeout (services/request_timeout.py), so what a
+        # collection walks stays small.
         gc.set_threshold(*self.settings.gc_thresholds)
+        cancel_timers_of_answered_requests()
 
     async def _outputs(self, x: np.ndarray) -> np.ndarray:
         """The model's outputs through the batcher, counted by label."""

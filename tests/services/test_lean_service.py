@@ -17,9 +17,10 @@ PROBE = """
 import gc, json, sys
 from services.service import LockgateService
 service = LockgateService()
+from bentoml._internal.server.http.traffic import TimeoutMiddleware
 print(json.dumps({"runtime": service.spec.meta.runtime.name,
                   "imported": sorted({m.split(".")[0] for m in sys.modules} & set(sys.argv[1:])),
-                  "gc": gc.get_threshold()}))
+                  "gc": gc.get_threshold(), "request_timeout": TimeoutMiddleware.__call__.__module__}))
 """
 
 
@@ -29,10 +30,12 @@ def test_an_onnx_worker_imports_no_training_stack(digits_champion):
                           timeout=120, cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr[-2000:]
     probe = json.loads(done.stdout.strip().splitlines()[-1])
-    # The collector thresholds are set once the model is loaded (see LockgateService).
+    # The collector thresholds and the request timeout's timers are set up
+    # once the model is loaded (see LockgateService).
     from lockgate.settings import ServingSettings
 
-    assert probe == {"runtime": "onnx", "imported": [], "gc": list(ServingSettings().gc_thresholds)}
+    assert probe == {"runtime": "onnx", "imported": [], "gc": list(ServingSettings().gc_thresholds),
+                     "request_timeout": "services.request_timeout"}
 
 
 def test_the_bento_holds_only_the_serving_code_and_lock(digits_champion):
