@@ -85,7 +85,8 @@ def test_the_stack_has_every_server_the_issue_names(compose):
     assert mlflow_env["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql://")
     assert mlflow_env["MLFLOW_AUTH_DATABASE_URI"].startswith("postgresql://")
     assert "prefect worker start" in " ".join(services["worker"]["command"])
-    assert "lockgate serve" in " ".join(services["bento"]["command"])
+    assert services["bento"]["build"]["target"] == "serving"
+    assert "serve-champion" in " ".join(services["bento"]["command"])
 
 
 @pytest.mark.parametrize("secret", SECRETS)
@@ -130,11 +131,26 @@ def test_the_dockerfile_is_multi_stage_pinned_and_installs_from_the_lock():
     for stage in ("prefect-build", "mlflow-build"):
         body = text.split(f"AS {stage}", 1)[1].split("FROM ", 1)[0]
         assert "--constraint requirements.lock" in body, stage
-    for runtime in ("prefect-server", "mlflow-server", "pipeline"):
+    for runtime in ("prefect-server", "mlflow-server", "pipeline", "serving"):
         body = text.split(f"AS {runtime}\n", 1)[1].split("\nFROM ", 1)[0]
         assert "USER lockgate" in body, f"{runtime} runs as root"
     lock = (ROOT / "requirements.lock").read_text()
     assert "flask-wtf==" in lock, "the MLflow server's basic-auth app needs Flask-WTF from the lock"
+
+def test_the_serving_image_holds_only_a_serve_lock_and_its_command(compose):
+    """What tests/services/test_serving_image.py runs is what the image holds."""
+    text = (ROOT / "infra" / "Dockerfile").read_text()
+    build = text.split("AS serving-build\n", 1)[1].split("\nFROM ", 1)[0]
+    assert "ARG SERVE_LOCK=requirements-serve.lock" in build
+    assert re.search(r"uv pip sync --python /opt/venv/bin/python serve\.lock", build)
+    serving = text.split("AS serving\n", 1)[1]
+    assert "COPY --from=serving-build /opt/venv /opt/venv" in serving
+    copied = re.findall(r"^COPY (?!--from)(\S+)", serving, flags=re.MULTILINE)
+    assert copied == ["infra/serving/serve_champion.py"], copied
+    bento = compose["services"]["bento"]
+    assert bento["build"]["args"]["SERVE_LOCK"].endswith(":-requirements-serve.lock}")
+    assert not {k for k in bento["environment"] if k.startswith(("MLFLOW_", "PREFECT_"))}
+
 
 def test_services_start_in_order_of_health(compose):
     services = compose["services"]
