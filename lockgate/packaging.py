@@ -37,7 +37,8 @@ SERVICE = "services.service:LockgateService"
 # Lockgate import of this code resolves inside the Bento.)
 BENTO_CODE = [
     "services/__init__.py", "services/service.py", "services/edge.py", "services/runtime.py",
-    "services/batching.py", "services/request_timeout.py", "services/bento_model.json",
+    "services/batching.py", "services/request_timeout.py", "services/listening.py",
+    "services/bento_model.json",
     "lockgate/__init__.py", "lockgate/settings.py", "lockgate/records.py", "lockgate/runtimes.py",
     "lockgate/preprocessing.py", "lockgate/families/*.py",
 ]

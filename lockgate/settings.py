@@ -191,6 +191,9 @@ class ServingSettings(BaseModel):
     # Each worker's garbage-collector thresholds (generations 0, 1, 2), set
     # once its model is loaded; see LockgateService for why not the defaults.
     gc_thresholds: tuple[int, int, int] = (50_000, 2, 100)
+    # One listening socket per worker (SO_REUSEPORT), so connections opened
+    # at once are spread evenly over the workers (services/listening.py).
+    socket_per_worker: bool = True
 
     def worker_count(self) -> int:
         return self.workers or os.cpu_count() or 1

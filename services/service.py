@@ -160,6 +160,10 @@ class LockgateService:
         # collection walks stays small.
         gc.set_threshold(*self.settings.gc_thresholds)
         cancel_timers_of_answered_requests()
+        from services.listening import spread_connections
+
+        self.listening = spread_connections(
+            bentoml.server_context.worker_index, self.settings.worker_count(), self.settings.socket_per_worker)
 
     async def _outputs(self, x: np.ndarray) -> np.ndarray:
         """The model's outputs through the batcher, counted by label."""
@@ -230,7 +234,8 @@ class LockgateService:
     def metadata(self) -> dict[str, Any]:
         """The served model: identity, runtime, input schema, labels and metrics at promotion."""
         return JSONAnswer(self.spec.describe() | {"serving": self.calls.model_dump() | {
-            "workers": self.settings.worker_count(), "max_batch_size": self.settings.max_batch_size}})
+            "workers": self.settings.worker_count(), "max_batch_size": self.settings.max_batch_size,
+            "listening_on": self.listening}})
 
 
 def _metrics() -> tuple[Any, Any]:
