@@ -37,6 +37,7 @@ from starlette.responses import Response
 
 from lockgate.settings import get_settings
 from services.edge import Edge, serve_binary_with
+from services.listening import spread_connections
 from services.request_timeout import cancel_timers_of_answered_requests
 from services.runtime import ModelSpec, RequestError
 
@@ -160,8 +161,6 @@ class LockgateService:
         # collection walks stays small.
         gc.set_threshold(*self.settings.gc_thresholds)
         cancel_timers_of_answered_requests()
-        from services.listening import spread_connections
-
         self.listening = spread_connections(
             bentoml.server_context.worker_index, self.settings.worker_count(), self.settings.socket_per_worker)
 
