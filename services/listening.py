@@ -15,9 +15,12 @@ which only lets the others join it. Where any step is not possible (one
 worker, no SO_REUSEPORT, a socket that is not BentoML's), the worker keeps the
 shared socket and says why in ``GET /metadata``.
 
-What this costs: connections hashed to a worker that is restarting wait in
-its queue until it is back (a second or two), where a shared socket would
-have let another worker take them.
+What this costs when a worker exits: connections waiting in its own queue,
+not yet accepted, are reset (Linux hands them to another socket of the group
+only with ``net.ipv4.tcp_migrate_req=1``); new ones go to the sockets that
+remain. The first worker's socket stays open in BentoML's supervisor, so
+while that worker restarts (a second or two) its share waits in the queue,
+where on a shared socket another worker would have taken it.
 """
 
 from __future__ import annotations

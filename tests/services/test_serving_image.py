@@ -11,7 +11,9 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 import numpy as np
@@ -25,15 +27,25 @@ COMMAND = ROOT / "infra" / "serving" / "serve_champion.py"
 TRAINING_STACK = ["tensorflow", "keras", "prefect", "mlflow", "great_expectations", "tf2onnx", "lockgate"]
 
 
-@pytest.fixture(scope="module")
-def serving_python(tmp_path_factory) -> Path:
-    """A virtual environment synced from requirements-serve.lock, as the image's build stage does."""
-    venv = tmp_path_factory.mktemp("serving-image") / "venv"
+def image_python(folder: Path, lock: str) -> Path:
+    """A virtual environment synced from `lock`, as the image's build stage does."""
+    venv = folder / "venv"
     uv = str(Path(sys.executable).with_name("uv"))
     subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True, timeout=120)
-    subprocess.run([uv, "pip", "sync", "--quiet", "--python", str(venv / "bin" / "python"),
-                    str(ROOT / "requirements-serve.lock")], check=True, timeout=600)
+    subprocess.run([uv, "pip", "sync", "--quiet", "--python", str(venv / "bin" / "python"), str(ROOT / lock)],
+                   check=True, timeout=600)
     return venv / "bin" / "python"
+
+
+@pytest.fixture(scope="module")
+def serving_python(tmp_path_factory) -> Path:
+    return image_python(tmp_path_factory.mktemp("serving-image"), "requirements-serve.lock")
+
+
+@pytest.fixture(scope="module")
+def keras_serving_python(tmp_path_factory) -> Path:
+    """The image built with SERVE_LOCK=requirements-serve-keras.lock."""
+    return image_python(tmp_path_factory.mktemp("serving-image-keras"), "requirements-serve-keras.lock")
 
 
 def image_env(home: Path, **extra: str) -> dict[str, str]:
@@ -52,27 +64,50 @@ def test_the_serving_environment_has_no_training_stack(serving_python, tmp_path)
     assert json.loads(done.stdout) == ["bentoml", "onnxruntime"]
 
 
-def test_the_serving_image_s_command_serves_the_champion_s_bento(serving_python, digits_champion, tmp_path):
+@contextmanager
+def serving_image(python: Path, champion, tmp_path: Path) -> Iterator[httpx.Client]:
+    """The image's command, with `champion` recorded as the workspace's
+    champion; a client that sends the key."""
     home = tmp_path / "workspace"
     home.mkdir()
-    (home / "champion.json").write_text(json.dumps({"bento": digits_champion.result.package.bento_tag}))
+    (home / "champion.json").write_text(json.dumps({"bento": champion.result.package.bento_tag}))
     port = bento_server.free_port()
-    command = [str(serving_python), str(COMMAND), "--host", "127.0.0.1", "--port", str(port)]
+    command = [str(python), str(COMMAND), "--host", "127.0.0.1", "--port", str(port)]
     log = (tmp_path / "server.log").open("wb+")
     process, url = bento_server.start_command(command, port, image_env(home, LOCKGATE_API_KEYS=API_KEY), log,
-                                              timeout=120, cwd=tmp_path, name="serve_champion.py")
+                                              timeout=180, cwd=tmp_path, name="serve_champion.py")
     try:
-        expected = describe(digits_champion)
-        headers = {"Authorization": f"Bearer {API_KEY}"}
-        answer = httpx.post(f"{url}/predict", json={"instances": expected.x[:64].tolist()}, headers=headers, timeout=60)
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60) as client:
+            yield client
+    finally:
+        bento_server.stop(process)
+
+
+def test_the_serving_image_s_command_serves_the_champion_s_bento(serving_python, digits_champion, tmp_path):
+    expected = describe(digits_champion)
+    with serving_image(serving_python, digits_champion, tmp_path) as client:
+        answer = client.post("/predict", json={"instances": expected.x[:64].tolist()})
         assert answer.status_code == 200, answer.text
         np.testing.assert_allclose(answer.json()["probabilities"], expected.expected[:64], atol=1e-5)
         assert answer.json()["model"]["bento_model"] == digits_champion.result.package.model_tag
-        described = httpx.get(f"{url}/metadata", headers=headers, timeout=60).json()
-        assert described["runtime"]["name"] == "onnx"
-        assert httpx.post(f"{url}/predict", json={"instances": []}, timeout=60).status_code == 401
-    finally:
-        bento_server.stop(process)
+        assert client.get("/metadata").json()["runtime"]["name"] == "onnx"
+        assert httpx.post(f"{client.base_url}/predict", json={"instances": []}, timeout=60).status_code == 401
+
+
+def test_the_keras_serving_image_serves_a_text_champion(keras_serving_python, text_champion, tmp_path):
+    """A text model has no export that passes, so Keras serves it: the image
+    built with the Keras lock has TensorFlow, and still no training stack."""
+    probe = ("import importlib.util, json, sys; "
+             "print(json.dumps([m for m in sys.argv[1:] if importlib.util.find_spec(m)]))")
+    done = subprocess.run([str(keras_serving_python), "-c", probe, *TRAINING_STACK], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path, env=image_env(tmp_path))
+    assert json.loads(done.stdout) == ["tensorflow", "keras"], done.stderr
+    texts = ["A wonderful, moving film with a superb cast.", "Dull and tedious; the plot was awful."]
+    with serving_image(keras_serving_python, text_champion, tmp_path) as client:
+        answer = client.post("/predict_text", json={"texts": texts})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["labels"] == ["positive", "negative"]
+        assert client.get("/metadata").json()["runtime"]["name"] == "keras"
 
 
 def test_without_a_champion_the_command_exits_saying_so(serving_python, tmp_path):
