@@ -138,6 +138,23 @@ def connections_per_worker(server: subprocess.Popen, port: int) -> list[int]:
     return sorted(counts, reverse=True)
 
 
+def wait_for_every_worker(server: subprocess.Popen, port: int, workers: int, timeout: float = 120) -> None:
+    """Until every worker listens on its own socket (serving.socket_per_worker):
+    the first answer comes from the first worker up, and a cell started before
+    the others would measure one worker (a Keras worker starts in about 5 s,
+    longer while another is under load)."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listening = {os.readlink(f"/proc/{w.pid}/fd/{c.fd}") for w in _workers(server) for c in w.net_connections("tcp")
+                     if c.laddr.port == port and c.status == psutil.CONN_LISTEN}
+        if len(listening) >= workers:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"not every one of {workers} workers was listening after {timeout:.0f} s")
+
+
 def load(name: str, url: str, route: str, body: Path, content_type: str, rows: int, connections: int,
          seconds: float, script: Path, server: subprocess.Popen) -> Cell:
     wrk(url + route, body, content_type, connections, min(2.0, seconds), script)  # warm-up
@@ -302,6 +319,8 @@ def main() -> None:
         label = f"{runtime}, batching {batching}"
         process, url, cold[label] = serve(target, base_env | extra, probe)
         try:
+            if settings.serving.socket_per_worker:
+                wait_for_every_worker(process, int(url.rsplit(":", 1)[1]), settings.serving.worker_count())
             if runtime == meta.runtime.name and batching == "on":
                 for c in (1, 8, 32):
                     cells.append(load(f"JSON, 1 example ({label})", url, "/predict", one, json_type, 1, c, s, script,
