@@ -225,10 +225,10 @@ def agree_on_resume_epoch(backup_dir: Path, processes: int, progress: Callable[[
 
 def sound_checkpoint_epoch(folder: Path) -> int | None:
     """The epoch of a rank's checkpoint whose weights file can be read, else None."""
-    from lockgate.training import resumable_epoch
+    from lockgate.checkpoints import checkpoint_weights, resumable_epoch
 
-    epoch, weights = resumable_epoch(folder), Path(folder) / "latest.weights.h5"
-    if not epoch or not weights.is_file():
+    epoch, weights = resumable_epoch(folder), checkpoint_weights(folder)
+    if not epoch or weights is None:
         return None
     import h5py
 

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from lockgate.checkpoints import resumable_epoch, whole_checkpoints
 from lockgate.data import Snapshot, split_for
 from lockgate.families import family_for
 from lockgate.models import build_model, trainable_model
@@ -117,17 +118,6 @@ def input_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, shu
     return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def resumable_epoch(backup_dir: Path) -> int:
-    """The epoch a BackupAndRestore folder would resume from (0 if none)."""
-    meta = backup_dir / "training_metadata.json"
-    if not meta.is_file():
-        return 0
-    try:
-        return int(json.loads(meta.read_text()).get("epoch", 0))  # epochs completed
-    except (ValueError, OSError):
-        return 0
-
-
 @dataclass
 class FitOutcome:
     model: Any
@@ -217,7 +207,7 @@ def fit(
     ]
     if backup_dir is not None:
         # Saves state every epoch; a retried task resumes where the last one stopped.
-        all_callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=True))
+        all_callbacks.append(whole_checkpoints(backup_dir))
     # Caller's callbacks run last, after the epoch's checkpoint is written.
     all_callbacks += list(callbacks or [])
     fit_kwargs: dict[str, Any] = {"epochs": settings.epochs, "callbacks": all_callbacks, "verbose": verbose}

@@ -137,19 +137,23 @@ def test_a_rank_that_reported_nothing_fails_the_training(tmp_path):
 
 
 def _checkpoint(folder, epoch, weights=True):
+    """A checkpoint as lockgate.checkpoints writes it: the metadata names the epoch's weights file."""
     import h5py
 
     folder.mkdir(parents=True)
-    (folder / "training_metadata.json").write_text(json.dumps({"epoch": epoch}))
+    name = f"epoch-{epoch}.weights.h5"
+    (folder / "training_metadata.json").write_text(json.dumps({"epoch": epoch, "weights": name}))
     if weights:
-        with h5py.File(folder / "latest.weights.h5", "w") as file:
+        with h5py.File(folder / name, "w") as file:
             file["epoch"] = epoch
 
 
 def _epoch_in(folder):
     import h5py
 
-    with h5py.File(folder / "latest.weights.h5", "r") as file:
+    from lockgate.checkpoints import checkpoint_weights
+
+    with h5py.File(checkpoint_weights(folder), "r") as file:
         return int(file["epoch"][()])
 
 
@@ -168,9 +172,9 @@ def test_ranks_resume_together_from_the_newest_checkpoint(tmp_path):
 
 
 def test_a_half_written_checkpoint_is_replaced_by_another_ranks(tmp_path):
-    # Killed while writing its weights: the file is cut short, the metadata still says epoch 6.
+    # A file cut short (a disk that lost it): named by the metadata, unreadable.
     _checkpoint(tmp_path / "rank-0", 6, weights=False)
-    (tmp_path / "rank-0" / "latest.weights.h5").write_bytes(b"")
+    (tmp_path / "rank-0" / "epoch-6.weights.h5").write_bytes(b"")
     _checkpoint(tmp_path / "rank-1", 6)
     said = []
     assert agree_on_resume_epoch(tmp_path, 2, said.append) == 6
