@@ -3,12 +3,19 @@
 Keras's ``BackupAndRestore`` writes ``latest.weights.h5`` in place and then
 ``training_metadata.json``. A process killed between the two leaves epoch
 k's weights beside metadata that says k-1, and the retry trains epoch k a
-second time on top of them: a killed rank of a two-process training resumed
-that way and ended 7e-3 away from the uninterrupted run. Here each epoch's
+second time on top of them. With it, two-process trainings with a rank
+killed mid-run ended up to 7e-3 away from the uninterrupted run in 2 of 10
+tries; with this, in none of 11. Here each epoch's
 weights go to a file of their own, written under a temporary name and
 renamed into place; only then is the metadata, written the same way, changed
 to name that file. Wherever a process dies, the metadata names an epoch and
 the whole weights of that epoch (or there is no checkpoint yet).
+
+The checkpoint also holds early stopping's state (the best score so far, its
+epoch, the epochs waited and the best weights), restored when training
+resumes: otherwise a resumed training forgets the best epoch it had seen
+before the failure, restores the best of the epochs after it, and waits its
+whole patience again.
 """
 
 from __future__ import annotations
@@ -47,10 +54,43 @@ def resumable_epoch(folder: Path) -> int:
     return int(_metadata(folder).get("epoch", 0))
 
 
-def whole_checkpoints(folder: Path) -> Any:
+def whole_checkpoints(folder: Path, early_stopping: Any = None) -> Any:
     """The callback for ``fit``: a checkpoint each epoch, restored when
-    training starts, removed when it ends well."""
-    return _callback_class()(str(folder), delete_checkpoint=True)
+    training starts, removed when it ends well. `early_stopping` (a Keras
+    EarlyStopping callback placed before this one, whose own start resets
+    it) is saved and restored with the weights."""
+    callback = _callback_class()(str(folder), delete_checkpoint=True)
+    callback.early_stopping = early_stopping
+    return callback
+
+
+def _save_early_stopping(folder: Path, stopping: Any) -> dict[str, Any] | None:
+    """Early stopping's state, for the metadata; its best weights go to a
+    file of their own (written once per best epoch, renamed into place)."""
+    if stopping is None or stopping.best_weights is None:
+        return None
+    import numpy as np
+
+    name = f"best-epoch-{stopping.best_epoch}.npz"
+    if not (folder / name).is_file():
+        partial = folder / f"best-epoch-{stopping.best_epoch}.partial.npz"
+        with open(partial, "wb") as out:
+            np.savez(out, *stopping.best_weights)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(partial, folder / name)
+    return {"best": float(stopping.best), "best_epoch": int(stopping.best_epoch), "wait": int(stopping.wait),
+            "weights": name}
+
+
+def _restore_early_stopping(folder: Path, stopping: Any, state: dict[str, Any] | None) -> None:
+    if stopping is None or not state or not (folder / state["weights"]).is_file():
+        return
+    import numpy as np
+
+    with np.load(folder / state["weights"]) as saved:
+        stopping.best_weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    stopping.best, stopping.best_epoch, stopping.wait = state["best"], state["best_epoch"], state["wait"]
 
 
 @functools.cache
@@ -58,6 +98,8 @@ def _callback_class() -> type:
     import keras
 
     class WholeCheckpoints(keras.callbacks.BackupAndRestore):
+        early_stopping: Any = None
+
         def _save_model(self) -> None:
             folder = Path(self.backup_dir)
             folder.mkdir(parents=True, exist_ok=True)
@@ -67,10 +109,13 @@ def _callback_class() -> type:
             with open(partial, "rb+") as written:  # on disk before anything names it
                 os.fsync(written.fileno())
             os.replace(partial, folder / name)
+            stopping = _save_early_stopping(folder, self.early_stopping)
             atomic_write_text(folder / METADATA, json.dumps(
-                {"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name}))
-            for older in folder.glob("epoch-*.weights.h5"):
-                if older.name != name:
+                {"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name,
+                 "early_stopping": stopping}))
+            named = {name, stopping["weights"] if stopping else None}
+            for older in [*folder.glob("epoch-*.weights.h5"), *folder.glob("best-epoch-*.npz")]:
+                if older.name not in named:
                     older.unlink(missing_ok=True)
 
         def _load_model(self) -> None:
@@ -79,5 +124,7 @@ def _callback_class() -> type:
                 return
             self._weights_path = str(weights)
             super()._load_model()
+            _restore_early_stopping(Path(self.backup_dir), self.early_stopping,
+                                    _metadata(Path(self.backup_dir)).get("early_stopping"))
 
     return WholeCheckpoints

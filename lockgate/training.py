@@ -200,14 +200,15 @@ def fit(
         examples_per_epoch = len(y_train)
         train_data = input_pipeline(x_train, y_train, global_batch, settings.seed, shuffle=True)
         val_data = input_pipeline(x_val, y_val, global_batch, settings.seed, shuffle=False)
-    all_callbacks: list[Any] = [
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=settings.early_stopping_patience, restore_best_weights=True
-        )
-    ]
+    stopping = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=settings.early_stopping_patience, restore_best_weights=True
+    )
+    all_callbacks: list[Any] = [stopping]
     if backup_dir is not None:
-        # Saves state every epoch; a retried task resumes where the last one stopped.
-        all_callbacks.append(whole_checkpoints(backup_dir))
+        # Saves state every epoch (early stopping's too: it comes first, so
+        # its reset at the start runs before the checkpoint is restored); a
+        # retried task resumes where the last one stopped.
+        all_callbacks.append(whole_checkpoints(backup_dir, stopping))
     # Caller's callbacks run last, after the epoch's checkpoint is written.
     all_callbacks += list(callbacks or [])
     fit_kwargs: dict[str, Any] = {"epochs": settings.epochs, "callbacks": all_callbacks, "verbose": verbose}

@@ -115,3 +115,49 @@ def test_metadata_naming_a_missing_file_is_no_checkpoint(tmp_path):
     (tmp_path / "training_metadata.json").write_text("{not json")
     assert resumable_epoch(tmp_path) == 0
     assert resumable_epoch(tmp_path / "absent") == 0
+
+
+def test_early_stopping_s_best_epoch_survives_a_resume(tmp_path):
+    """Resumed, early stopping goes on from what it had seen: the best score,
+    its epoch and weights, and the epochs already waited."""
+    import keras
+
+    from lockgate.checkpoints import whole_checkpoints
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3)).astype("float32")
+    y = x @ np.array([[1.0], [-2.0], [0.5]], dtype="float32")
+
+    def model():
+        keras.utils.set_random_seed(0)
+        built = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        built.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+        return built
+
+    class DieAfterEpochFour(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 3:
+                raise Died
+
+    class StateAtStart(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.state = (stopping.best, stopping.best_epoch, stopping.wait, stopping.best_weights)
+
+    # Validation against the opposite targets: the better it fits, the worse
+    # it scores, so the best epoch is the first and then it waits.
+    val = (x, -y)
+    stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=50, restore_best_weights=True)
+    with pytest.raises(Died):
+        model().fit(x, y, epochs=8, verbose=0, validation_data=val,
+                    callbacks=[stopping, whole_checkpoints(tmp_path, stopping), DieAfterEpochFour()])
+    before = (stopping.best, stopping.best_epoch, stopping.wait, [w.copy() for w in stopping.best_weights])
+    assert before[2] > 0, "the best epoch should be behind it, or this shows nothing"
+
+    stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=50, restore_best_weights=True)
+    start = StateAtStart()
+    model().fit(x, y, epochs=8, verbose=0, validation_data=val,
+                callbacks=[stopping, whole_checkpoints(tmp_path, stopping), start])
+    best, best_epoch, wait, weights = start.state
+    assert (best, best_epoch, wait) == pytest.approx(before[:3])
+    for restored, saved in zip(weights, before[3]):
+        np.testing.assert_array_equal(restored, saved)
