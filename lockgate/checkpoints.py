@@ -64,15 +64,17 @@ def whole_checkpoints(folder: Path, early_stopping: Any = None) -> Any:
     return callback
 
 
-def _save_early_stopping(folder: Path, stopping: Any) -> dict[str, Any] | None:
+def _save_early_stopping(folder: Path, stopping: Any, written: str | None) -> dict[str, Any] | None:
     """Early stopping's state, for the metadata; its best weights go to a
-    file of their own (written once per best epoch, renamed into place)."""
+    file of their own, renamed into place, written again only when the best
+    epoch changes (`written`: the file this training wrote or restored last;
+    a file of that name left by an earlier try may hold other weights)."""
     if stopping is None or stopping.best_weights is None:
         return None
     import numpy as np
 
     name = f"best-epoch-{stopping.best_epoch}.npz"
-    if not (folder / name).is_file():
+    if name != written:
         partial = folder / f"best-epoch-{stopping.best_epoch}.partial.npz"
         with open(partial, "wb") as out:
             np.savez(out, *stopping.best_weights)
@@ -83,14 +85,15 @@ def _save_early_stopping(folder: Path, stopping: Any) -> dict[str, Any] | None:
             "weights": name}
 
 
-def _restore_early_stopping(folder: Path, stopping: Any, state: dict[str, Any] | None) -> None:
+def _restore_early_stopping(folder: Path, stopping: Any, state: dict[str, Any] | None) -> bool:
     if stopping is None or not state or not (folder / state["weights"]).is_file():
-        return
+        return False
     import numpy as np
 
     with np.load(folder / state["weights"]) as saved:
         stopping.best_weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
     stopping.best, stopping.best_epoch, stopping.wait = state["best"], state["best_epoch"], state["wait"]
+    return True
 
 
 @functools.cache
@@ -99,6 +102,7 @@ def _callback_class() -> type:
 
     class WholeCheckpoints(keras.callbacks.BackupAndRestore):
         early_stopping: Any = None
+        best_weights_file: str | None = None
 
         def _save_model(self) -> None:
             folder = Path(self.backup_dir)
@@ -109,7 +113,8 @@ def _callback_class() -> type:
             with open(partial, "rb+") as written:  # on disk before anything names it
                 os.fsync(written.fileno())
             os.replace(partial, folder / name)
-            stopping = _save_early_stopping(folder, self.early_stopping)
+            stopping = _save_early_stopping(folder, self.early_stopping, self.best_weights_file)
+            self.best_weights_file = stopping["weights"] if stopping else None
             atomic_write_text(folder / METADATA, json.dumps(
                 {"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name,
                  "early_stopping": stopping}))
@@ -124,7 +129,8 @@ def _callback_class() -> type:
                 return
             self._weights_path = str(weights)
             super()._load_model()
-            _restore_early_stopping(Path(self.backup_dir), self.early_stopping,
-                                    _metadata(Path(self.backup_dir)).get("early_stopping"))
+            state = _metadata(Path(self.backup_dir)).get("early_stopping")
+            if _restore_early_stopping(Path(self.backup_dir), self.early_stopping, state):
+                self.best_weights_file = state["weights"]
 
     return WholeCheckpoints
