@@ -23,6 +23,7 @@ the Keras model.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -338,9 +339,19 @@ def encode(frame: pd.DataFrame, contract: TableContract) -> np.ndarray:
 
 def category_codes(values: pd.Series, vocabulary: list[str]) -> np.ndarray:
     labels = category_strings(values)
-    index = pd.Categorical(labels, categories=vocabulary).codes.astype("float64")  # -1: unseen or missing
+    index = _vocabulary_index(tuple(vocabulary)).get_indexer(labels).astype("float64")  # -1: unseen or missing
     codes = np.where(index >= 0, index + FIRST_CODE, UNSEEN_CODE)
     return np.where(labels.isna().to_numpy(), MISSING_CODE, codes)
+
+
+@functools.lru_cache(maxsize=256)
+def _vocabulary_index(vocabulary: tuple[str, ...]) -> pd.Index:
+    """A column's vocabulary with its hash table built once: a served request
+    of a few rows otherwise spent most of its time rebuilding it (a
+    `pd.Categorical` per column per request)."""
+    index = pd.Index(vocabulary, dtype=object)
+    index.get_indexer([])  # builds the lookup table now, not on the first request
+    return index
 
 
 def typed_frame(frame: pd.DataFrame, contract: TableContract) -> pd.DataFrame:
