@@ -55,13 +55,18 @@ def image_env(home: Path, **extra: str) -> dict[str, str]:
     } | extra
 
 
-def test_the_serving_environment_has_no_training_stack(serving_python, tmp_path):
+def importable(python: Path, modules: list[str], cwd: Path) -> list[str]:
+    """Which of `modules` the environment of `python` can import, asked from outside the checkout."""
     probe = ("import importlib.util, json, sys; "
              "print(json.dumps([m for m in sys.argv[1:] if importlib.util.find_spec(m)]))")
-    done = subprocess.run([str(serving_python), "-c", probe, "bentoml", "onnxruntime", *TRAINING_STACK],
-                          capture_output=True, text=True, timeout=60, cwd=tmp_path, env=image_env(tmp_path))
+    done = subprocess.run([str(python), "-c", probe, *modules], capture_output=True, text=True, timeout=60,
+                          cwd=cwd, env=image_env(cwd))
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == ["bentoml", "onnxruntime"]
+    return json.loads(done.stdout)
+
+
+def test_the_serving_environment_has_no_training_stack(serving_python, tmp_path):
+    assert importable(serving_python, ["bentoml", "onnxruntime", *TRAINING_STACK], tmp_path) == ["bentoml", "onnxruntime"]
 
 
 @contextmanager
@@ -97,11 +102,7 @@ def test_the_serving_image_s_command_serves_the_champion_s_bento(serving_python,
 def test_the_keras_serving_image_serves_a_text_champion(keras_serving_python, text_champion, tmp_path):
     """A text model has no export that passes, so Keras serves it: the image
     built with the Keras lock has TensorFlow, and still no training stack."""
-    probe = ("import importlib.util, json, sys; "
-             "print(json.dumps([m for m in sys.argv[1:] if importlib.util.find_spec(m)]))")
-    done = subprocess.run([str(keras_serving_python), "-c", probe, *TRAINING_STACK], capture_output=True, text=True,
-                          timeout=60, cwd=tmp_path, env=image_env(tmp_path))
-    assert json.loads(done.stdout) == ["tensorflow", "keras"], done.stderr
+    assert importable(keras_serving_python, TRAINING_STACK, tmp_path) == ["tensorflow", "keras"]
     texts = ["A wonderful, moving film with a superb cast.", "Dull and tedious; the plot was awful."]
     with serving_image(keras_serving_python, text_champion, tmp_path) as client:
         answer = client.post("/predict_text", json={"texts": texts})
