@@ -33,8 +33,8 @@ def retrain(
     data: Annotated[str, Field(min_length=1)] = "digits",
     target: str | None = None,
     epochs: Annotated[int, Field(ge=1, le=1000)] = 20,
-    min_accuracy: Fraction = 0.8,
-    min_macro_f1: Fraction = 0.75,
+    min_accuracy: Fraction | None = None,
+    min_macro_f1: Fraction | None = None,
     score_margin: Annotated[float, Field(ge=0.0, le=2.0)] = 0.03,
     model_name: str | None = None,
     family: Literal["auto", "image", "text", "tabular", "regression"] = "auto",
@@ -47,8 +47,8 @@ def retrain(
         data: digits, mnist, cifar10, imdb, or a table, .npz file, image or text folder the worker can read
         target: the label column of a table
         epochs: maximum training epochs (early stopping may end sooner)
-        min_accuracy: the gate's lowest acceptable holdout accuracy
-        min_macro_f1: the gate's lowest acceptable holdout macro-F1
+        min_accuracy: the gate's lowest acceptable holdout accuracy (none by default: a first model must beat no skill)
+        min_macro_f1: the gate's lowest acceptable holdout macro-F1 (none by default)
         score_margin: how much worse than the champion's holdout Brier score a challenger's may be (0 to 2)
         model_name: the registered model name (default lockgate-<data set>)
         family: the model family; auto decides from the data
@@ -63,7 +63,7 @@ def retrain(
 
 
 def settings_for_run(
-    epochs: int, min_accuracy: float, min_macro_f1: float, score_margin: float, family: str = "auto"
+    epochs: int, min_accuracy: float | None, min_macro_f1: float | None, score_margin: float, family: str = "auto"
 ) -> LockgateSettings:
     """The worker's settings with this run's parameters laid over them."""
     settings = get_settings().model_copy(deep=True)

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lockgate.records import PipelineResult, ValidationSummary
-from lockgate.reporting import SHOWN_METRICS, training_sentence
+from lockgate.reporting import SHOWN_METRICS, recall_line, training_sentence
 from lockgate.settings import LockgateSettings
 
 
@@ -49,6 +49,9 @@ def print_result(console: Console, result: PipelineResult, settings: LockgateSet
             if key in report.metrics:
                 table.add_row(key, f"{report.metrics[key]:.4f}", f"{champion[key]:.4f}" if key in champion else "-")
         console.print(table)
+        recall = recall_line(report)
+        if recall:
+            console.print(recall, markup=False)
     if result.distillation:
         d = result.distillation
         table = Table("distillation", f"teacher v{d.teacher_version}", "student")

@@ -18,7 +18,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 TEXT_SUFFIXES = {".txt"}
 BUILTIN_SOURCES = ("digits", "mnist", "cifar10", "imdb")
+DEFAULT_MISSING_TOKENS = ("", "na", "n/a", "nan", "null", "none", "<na>", "#n/a", "?", "-", "--", ".")
 # A numeric target with more distinct values than this is a regression target.
 REGRESSION_MIN_DISTINCT = 20
 
@@ -56,6 +57,10 @@ class LoadedData:
     problems: list[str] = field(default_factory=list)  # found while reading
     text_column: str | None = None  # text only: the column holding the text
     contract: TableContract | None = None  # tables, once validation has decided the roles
+    # Tables: rows left out because their label is missing, and per column
+    # how many cells held a token that means "missing" ('n/a', '?', ...).
+    unlabelled_rows: int = 0
+    missing_tokens: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def is_table(self) -> bool:
@@ -136,7 +141,8 @@ def load_source(source: str, target: str | None = None, training: "TrainingSetti
         elif path.suffix.lower() in (".csv", ".tsv", ".txt", ".parquet", ".pq"):
             if not target:
                 raise DataLoadError(f"{path.name} is a table: name its label column with --target COLUMN")
-            data = _table_family(_load_table(path, target), family, training.text_column if training else None)
+            tokens = training.missing_tokens if training else DEFAULT_MISSING_TOKENS
+            data = _table_family(_load_table(path, target, tokens), family, training.text_column if training else None)
         else:
             raise DataLoadError(
                 f"{path.name}: unsupported file type {path.suffix.lower() or '(none)'}; "
@@ -166,13 +172,21 @@ def _table_family(data: LoadedData, family: str, text_column: str | None) -> Loa
                 f"{data.name}: no text column {('named ' + repr(column)) if column else 'found'}; "
                 "name it with training.text_column"
             )
-        return _text_data(data.name, frame[column], frame[target] if target in frame.columns else None, target, column)
+        return _as_text(data, column)
     column = _text_column(frame, features) if family == "auto" else None
     if column is not None and len(features) == 1:
-        return _text_data(data.name, frame[column], frame[target] if target in frame.columns else None, target, column)
+        return _as_text(data, column)
     if family == "regression" or (family == "auto" and target in frame.columns and _looks_continuous(frame[target])):
         data.family = "regression"
     return data
+
+
+def _as_text(data: LoadedData, column: str) -> LoadedData:
+    """A table whose one feature is text, as text data; what reading found is kept."""
+    frame, target = data.frame, data.target
+    text = _text_data(data.name, frame[column], frame[target] if target in frame.columns else None, target, column)
+    text.unlabelled_rows, text.missing_tokens = data.unlabelled_rows, data.missing_tokens
+    return text
 
 
 def _text_column(frame: pd.DataFrame, columns: list[str]) -> str | None:
@@ -190,8 +204,11 @@ def _text_column(frame: pd.DataFrame, columns: list[str]) -> str | None:
 
 
 def _looks_continuous(target: pd.Series) -> bool:
+    """Numbers with many values; judged on the labelled rows only, so gaps in
+    the target (rows left out) never turn a regression into classes."""
+    target = target.dropna()
     values = pd.to_numeric(target, errors="coerce")
-    if values.notna().mean() < 0.99:
+    if not len(values) or values.notna().mean() < 0.99:
         return False
     distinct = values.dropna().nunique()
     fractional = bool((values.dropna() % 1 != 0).any())
@@ -318,7 +335,9 @@ def _load_npz(path: Path) -> LoadedData:
     raise DataLoadError(f"{path.name}: x must be 2-D (table) or 3/4-D (images), got shape {x.shape}")
 
 
-def _load_table(path: Path, target: str) -> LoadedData:
+def _load_table(path: Path, target: str, missing_tokens: Iterable[str] = DEFAULT_MISSING_TOKENS) -> LoadedData:
+    """A table as read, with the cells that mean "missing" turned into gaps
+    (and counted), and the rows without a label left out (and counted)."""
     suffix = path.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
@@ -327,7 +346,9 @@ def _load_table(path: Path, target: str) -> LoadedData:
             head = path.read_bytes()[:4096]
             if b"\x00" in head:
                 raise DataLoadError(f"{path.name} is a binary file, not a CSV text table")
-            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+            # Every cell as written, so the tokens that mean "missing" can be
+            # counted before they become gaps.
+            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", keep_default_na=False, na_values=[])
     except DataLoadError:
         raise
     except pd.errors.EmptyDataError as exc:
@@ -339,7 +360,44 @@ def _load_table(path: Path, target: str) -> LoadedData:
     except Exception as exc:  # pyarrow and friends raise their own types
         raise DataLoadError(f"{path.name} could not be read as a table: {exc}") from exc
     frame.columns = [str(c).strip() for c in frame.columns]
-    return LoadedData(name=dataset_name(str(path)), family="tabular", frame=frame, target=target)
+    frame, tokens = missing_tokens_to_gaps(frame, missing_tokens)
+    unlabelled = 0
+    if target in frame.columns:
+        labelled = frame[target].notna()
+        unlabelled = int((~labelled).sum())
+        if unlabelled:
+            frame = frame[labelled].reset_index(drop=True)
+    return LoadedData(name=dataset_name(str(path)), family="tabular", frame=frame, target=target,
+                      unlabelled_rows=unlabelled, missing_tokens=tokens)
+
+
+def missing_tokens_to_gaps(frame: pd.DataFrame, tokens: Iterable[str]) -> tuple[pd.DataFrame, dict[str, dict[str, int]]]:
+    """Text cells that mean "missing" ('n/a', '?', '-', blanks: compared
+    stripped and in lower case) become gaps, counted per column and token;
+    a text column that then holds only numbers becomes numeric, as a reader
+    that knew the tokens would have read it."""
+    wanted = {str(t).strip().lower() for t in tokens}
+    counts: dict[str, dict[str, int]] = {}
+    out = {}
+    for name in frame.columns:
+        values = frame[name]
+        if not (values.dtype == object or isinstance(values.dtype, pd.StringDtype)):
+            out[name] = values
+            continue
+        text = values.astype(str).str.strip()
+        lowered = text.str.lower()
+        missing = values.notna() & lowered.isin(wanted)
+        if missing.any():
+            found = text[missing].value_counts()
+            counts[name] = {str(token): int(n) for token, n in found.items()}
+            values = values.where(~missing, np.nan).astype(object)
+        present = values.dropna()
+        if len(present) and present.map(lambda v: isinstance(v, str)).all():
+            numbers = pd.to_numeric(present, errors="coerce")
+            if numbers.notna().all():
+                values = pd.to_numeric(values, errors="coerce")
+        out[name] = values
+    return pd.DataFrame(out, index=frame.index), counts
 
 
 def _load_image_folder(path: Path, image_size: tuple[int, int] | None) -> LoadedData:

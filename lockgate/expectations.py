@@ -88,9 +88,11 @@ def describe_failure(config: Any, result: dict, exception: dict | None) -> str:
     if expectation == "expect_column_values_to_be_in_type_list":
         return f"{where} is not numeric (dtype {observed}); sample values {_sample(result)}"
     if expectation == "expect_column_mean_to_be_between":
+        low, high = kwargs.get("min_value"), kwargs.get("max_value")
+        centre = f" around the champion's mean {_num((low + high) / 2)}" if low is not None and high is not None else ""
         return (
-            f"{where} mean {_num(observed)} is outside [{_num(kwargs.get('min_value'))}, "
-            f"{_num(kwargs.get('max_value'))}] (distribution shifted from the champion's data)"
+            f"{where} mean {_num(observed)} is outside [{_num(low)}, {_num(high)}]{centre} "
+            "(distribution shifted from the champion's data; validation.max_mean_shift_std)"
         )
     count = result.get("unexpected_count")
     percent = result.get("unexpected_percent")

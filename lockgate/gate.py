@@ -2,7 +2,10 @@
 
 A rule is a pure function of the holdout scores and the gate settings, so it
 can be tested on arrays; `decide` is the adapter that reads the evaluation's
-predictions file and hands the scores to the family's rule.
+predictions file and hands the scores to the family's rule. Absolute floors
+apply only when set. A first model, with no champion to compare with, must
+beat no skill (the training rows' class shares or mean) on the same proper
+score and one-sided bound as the champion comparison below.
 
 Why a proper score, paired, with a t-interval. Accuracy scores each row 0 or
 1, so two models differ only on the few rows where one is right and the other
@@ -37,7 +40,7 @@ from typing import NamedTuple
 import numpy as np
 
 from lockgate.metrics import read_predictions
-from lockgate.records import EvaluationReport, GateDecision
+from lockgate.records import EvaluationReport, GateDecision, NoSkillComparison
 from lockgate.settings import GateSettings
 from lockgate.stats import paired_bootstrap_difference, paired_loss_difference, rmse_bootstrap_improvement, rows_to_detect
 
@@ -57,6 +60,12 @@ class HoldoutScores:
     # error), for the proper-score comparison.
     challenger_loss: np.ndarray | None = None
     champion_loss: np.ndarray | None = None
+    # The no-skill baseline's per-row losses (a first model must beat it) and
+    # what it answers, in words.
+    baseline_loss: np.ndarray | None = None
+    baseline: str = "the no-skill baseline"
+    # Classification: each class's holdout recall, shown beside accuracy.
+    recall: Mapping[str, float] | None = None
 
 
 class Bound(NamedTuple):
@@ -64,13 +73,14 @@ class Bound(NamedTuple):
     must not pass."""
 
     metric: str
-    limit: float
+    limit: float | None
     at_least: bool = True
 
 
 def decide(report: EvaluationReport, gate: GateSettings) -> GateDecision:
-    """The rule of the report's family: its task's thresholds, then no
-    regression against the champion."""
+    """The rule of the report's family: its task's thresholds, if any are
+    set; then no skill beaten (a first model) or no regression against the
+    champion."""
     from lockgate.families import family_for
 
     return family_for(report.family).decide(read_holdout_scores(report), gate)
@@ -87,20 +97,28 @@ def read_holdout_scores(report: EvaluationReport) -> HoldoutScores:
         champion_metrics=report.champion_metrics,
         challenger_loss=predictions.get("challenger_loss"),
         champion_loss=predictions.get("champion_loss"),
+        baseline_loss=predictions.get("baseline_loss"),
+        baseline=report.baseline,
+        recall={name: row["recall"] for name, row in report.per_class.items() if "recall" in row},
     )
 
 
 def decide_classification(scores: HoldoutScores, gate: GateSettings) -> GateDecision:
-    """Accuracy and macro-F1 floors, then the comparison with the champion:
+    """Accuracy and macro-F1 floors where set; a first model must beat the
+    class shares on the Brier score; then the comparison with the champion:
     by default the Brier score (lower is better), at most `score_margin`
     worse at the interval's bound; or the chosen metric (`comparison="metric"`)."""
-    floors = [Bound("accuracy", gate.min_accuracy), Bound("macro_f1", gate.min_macro_f1)]
+    floors = _set_bounds(Bound("accuracy", gate.min_accuracy), Bound("macro_f1", gate.min_macro_f1))
+    metric = "brier_score" if gate.comparison == "proper_score" else gate.metric
+    decision = _judge_thresholds(scores.metrics, floors, metric, higher_is_better=gate.comparison != "proper_score")
+    decision.imbalance = _imbalance_figures(scores)
+    if scores.champion_version is None:
+        _beat_no_skill(decision, scores, gate, "brier_score")
+        return decision
     if gate.comparison == "proper_score":
-        decision = _judge_thresholds(scores.metrics, floors, "brier_score", higher_is_better=False)
         if _champion_to_compare(scores, decision) is not None:
             _compare_losses(decision, scores, gate, gate.score_margin)
         return decision
-    decision = _judge_thresholds(scores.metrics, floors, gate.metric)
     champion_pred = _champion_to_compare(scores, decision)
     if champion_pred is None:
         return decision
@@ -120,20 +138,22 @@ def decide_classification(scores: HoldoutScores, gate: GateSettings) -> GateDeci
 
 
 def decide_regression(scores: HoldoutScores, gate: GateSettings) -> GateDecision:
-    """R^2 (and optionally RMSE) thresholds, then the comparison with the
+    """R^2 and RMSE thresholds where set; a first model must beat the
+    training mean on the squared error; then the comparison with the
     champion, lower being better: by default the mean squared error, whose
     margin is what lets the RMSE grow by `rmse_margin_fraction`; or the RMSE
     itself with a paired bootstrap (`comparison="metric"`)."""
-    bounds = [Bound("r2", gate.min_r2)]
-    if gate.max_rmse is not None:
-        bounds.append(Bound("rmse", gate.max_rmse, at_least=False))
+    bounds = _set_bounds(Bound("r2", gate.min_r2), Bound("rmse", gate.max_rmse, at_least=False))
+    metric = "mse" if gate.comparison == "proper_score" else "rmse"
+    decision = _judge_thresholds(scores.metrics, bounds, metric, higher_is_better=False)
+    if scores.champion_version is None:
+        _beat_no_skill(decision, scores, gate, "mse")
+        return decision
     if gate.comparison == "proper_score":
-        decision = _judge_thresholds(scores.metrics, bounds, "mse", higher_is_better=False)
         if _champion_to_compare(scores, decision) is not None:
             margin = ((1 + gate.rmse_margin_fraction) ** 2 - 1) * decision.champion
             _compare_losses(decision, scores, gate, margin)
         return decision
-    decision = _judge_thresholds(scores.metrics, bounds, "rmse", higher_is_better=False)
     champion_pred = _champion_to_compare(scores, decision)
     if champion_pred is None:
         return decision
@@ -204,6 +224,48 @@ def _compare_losses(decision: GateDecision, scores: HoldoutScores, gate: GateSet
         _reject(decision, f"{verdict}: could be worse by more than the allowed {margin:.4f}; {unresolved}")
 
 
+def _beat_no_skill(decision: GateDecision, scores: HoldoutScores, gate: GateSettings, score: str) -> None:
+    """A first model has no champion to be compared with, so it is compared
+    with no skill: the baseline that always answers the training rows' class
+    shares (or mean), on the same proper score, paired rows and one-sided
+    bound as the champion comparison. It must be better at that bound: a
+    model that only learnt the majority class is rejected however high its
+    accuracy (on a 95% majority table it has 0.95)."""
+    model, baseline = scores.challenger_loss, scores.baseline_loss
+    if model is None or baseline is None or len(model) != len(baseline) or not len(model):
+        _reject(decision, f"per-example losses of the model and of {scores.baseline} are missing: "
+                          "cannot tell whether it beats no skill, rejecting")
+        return
+    paired = paired_loss_difference(model, baseline, gate.score_confidence, gate.power)
+    decision.no_skill = NoSkillComparison(
+        score=score, baseline=scores.baseline, model_score=float(np.mean(model)), baseline_score=float(np.mean(baseline)),
+        improvement_low=paired.low, detectable=paired.detectable,
+    )
+    verdict = (
+        f"no champion yet, so judged against no skill: {score} {np.mean(model):.4f} against {np.mean(baseline):.4f} "
+        f"for {scores.baseline}, better by {paired.improvement:+.4f}, at least {paired.low:+.4f} "
+        f"at {gate.score_confidence:.0%} confidence (one-sided; {paired.rows} holdout rows detect "
+        f"{paired.detectable:.4f} with {gate.power:.0%} power)"
+    )
+    if paired.low > 0:  # a NaN bound rejects
+        decision.reasons.append(f"{verdict}: better than no skill")
+    else:
+        _reject(decision, f"{verdict}: not shown to be better than no skill, rejecting")
+
+
+def _imbalance_figures(scores: HoldoutScores) -> dict[str, float]:
+    """Balanced accuracy, the majority class's rate and each class's recall:
+    on a 95/5 table an accuracy of 0.95 says nothing without them."""
+    figures = {k: float(scores.metrics[k]) for k in ("accuracy", "balanced_accuracy", "majority_class_rate")
+               if k in scores.metrics}
+    return figures | {f"recall[{name}]": float(value) for name, value in (scores.recall or {}).items()}
+
+
+def _set_bounds(*bounds: Bound) -> list[Bound]:
+    """The thresholds the user set; an unset one (None) is not a rule."""
+    return [b for b in bounds if b.limit is not None]
+
+
 def _judge_thresholds(
     metrics: Mapping[str, float], bounds: list[Bound], metric: str, higher_is_better: bool = True
 ) -> GateDecision:
@@ -227,13 +289,9 @@ def _judge_thresholds(
 
 
 def _champion_to_compare(scores: HoldoutScores, decision: GateDecision) -> np.ndarray | None:
-    """The champion's predictions when there is a champion to compare with.
-    None when there is none (thresholds alone decide) and when it was not
-    scored on every holdout row or its metric is missing or NaN (the decision
-    is then a rejection)."""
-    if scores.champion_version is None:
-        decision.reasons.append("no champion yet: judged on absolute thresholds only")
-        return None
+    """The champion's predictions; None when it was not scored on every
+    holdout row or its metric is missing or NaN (the decision is then a
+    rejection)."""
     decision.champion = (scores.champion_metrics or {}).get(decision.metric)
     champion_pred = scores.champion_pred
     scored = (

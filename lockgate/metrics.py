@@ -11,7 +11,9 @@ from lockgate.stats import brier_losses
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: list[str]) -> dict[str, Any]:
-    """Accuracy, macro-F1, log-loss, Brier score and per-class precision/recall."""
+    """Accuracy beside balanced accuracy and the majority class's rate (what
+    always answering the most frequent class scores), macro-F1, log-loss,
+    Brier score and per-class precision/recall."""
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, precision_recall_fscore_support
 
     labels = list(range(len(class_names)))
@@ -24,6 +26,8 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: l
     return {
         "metrics": {
             "accuracy": float(accuracy_score(y_true, y_pred)),
+            "balanced_accuracy": float(recall[support > 0].mean()) if (support > 0).any() else 0.0,
+            "majority_class_rate": float(support.max() / support.sum()) if support.sum() else 0.0,
             "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
             "log_loss": float(log_loss(y_true, clipped, labels=labels)),
             "brier_score": float(brier_losses(y_true, proba).mean()),

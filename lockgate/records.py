@@ -172,8 +172,10 @@ class EvaluationReport(BaseModel):
     per_class: dict[str, dict[str, float]]
     champion_version: str | None = None
     champion_metrics: dict[str, float] | None = None
-    predictions_file: str  # npz: y_true, challenger_pred, champion_pred (labels or values)
+    predictions_file: str  # npz: y_true, challenger_pred, champion_pred (labels or values), per-row losses
     confusion_matrix_image: str | None = None
+    # What the no-skill baseline answers (its per-row losses are in the predictions file).
+    baseline: str = "the no-skill baseline"
 
     @property
     def regression(self) -> bool:
@@ -181,6 +183,19 @@ class EvaluationReport(BaseModel):
         from lockgate.families import family_for
 
         return family_for(self.family).task == "regression"
+
+
+class NoSkillComparison(BaseModel):
+    """A first model against the no-skill baseline on the same holdout rows:
+    mean per-row proper score (lower is better) of each, and the one-sided
+    bound on how much better the model is."""
+
+    score: str  # brier_score or mse
+    baseline: str  # what the baseline answers, in words
+    model_score: float
+    baseline_score: float
+    improvement_low: float  # baseline minus model, one-sided lower bound
+    detectable: float  # the smallest improvement the holdout detects at the stated power
 
 
 class GateDecision(BaseModel):
@@ -196,6 +211,11 @@ class GateDecision(BaseModel):
     margin: float | None = None
     detectable: float | None = None
     resolved: bool | None = None
+    # A first model's comparison with no skill (None once there is a champion).
+    no_skill: NoSkillComparison | None = None
+    # Figures that show imbalance beside accuracy (classification): balanced
+    # accuracy, the majority class's share, and each class's recall.
+    imbalance: dict[str, float] = Field(default_factory=dict)
 
     def headline(self) -> str:
         return ("PROMOTE" if self.promote else "REJECT") + ": " + "; ".join(self.reasons)

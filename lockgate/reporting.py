@@ -13,7 +13,8 @@ from lockgate.records import (
 )
 
 SHOWN_METRICS = (
-    "accuracy", "macro_f1", "log_loss", "brier_score", "rmse", "mse", "mae", "r2", "mean_predictor_rmse", "latency_ms_p50"
+    "accuracy", "balanced_accuracy", "majority_class_rate", "macro_f1", "log_loss", "brier_score", "no_skill_brier_score",
+    "rmse", "mse", "no_skill_mse", "mae", "r2", "mean_predictor_rmse", "latency_ms_p50",
 )
 
 
@@ -42,10 +43,12 @@ def validation_markdown(summary: ValidationSummary) -> str:
 
 
 def gate_markdown(decision: GateDecision, report: EvaluationReport) -> str:
+    recall = recall_line(report)
     lines = [
         f"# Gate: {'PROMOTE' if decision.promote else 'REJECT'}",
         "",
         metrics_table_markdown(report),
+        *(["", recall] if recall else []),
         "",
         "## Reasons",
         *[f"- {reason}" for reason in decision.reasons],
@@ -62,6 +65,19 @@ def metrics_table_markdown(report: EvaluationReport) -> str:
             other = f"{champion[key]:.4f}" if key in champion else "-"
             rows.append(f"| {key} | {report.metrics[key]:.4f} | {other} |")
     return "\n".join(rows)
+
+
+def recall_line(report: EvaluationReport) -> str:
+    """Each class's holdout recall and share, rarest first: where an
+    imbalanced table's minority class is missed, accuracy alone hides it."""
+    rows = [(name, row) for name, row in report.per_class.items() if "recall" in row and "support" in row]
+    if not rows:
+        return ""
+    total = sum(row["support"] for _, row in rows) or 1.0
+    rows.sort(key=lambda item: item[1]["support"])
+    shown = ", ".join(f"'{name}' {row['recall']:.2f} ({row['support'] / total:.0%} of rows)" for name, row in rows[:12])
+    more = f", +{len(rows) - 12} more classes" if len(rows) > 12 else ""
+    return f"Recall per class, rarest first: {shown}{more}."
 
 
 def pipeline_markdown(result: PipelineResult) -> str:

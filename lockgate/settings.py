@@ -63,17 +63,44 @@ class TrainingSettings(BaseModel):
     # Integer columns with at most this many distinct values are categories.
     max_integer_categories: int = Field(5, ge=0)
     max_categories: int = Field(1000, ge=1)  # a category column's vocabulary; rarer values share the unseen code
+    # Cell values that mean "missing" in a table (compared stripped and in
+    # lower case); they are read as gaps, counted and reported.
+    missing_tokens: list[str] = Field(
+        default_factory=lambda: ["", "na", "n/a", "nan", "null", "none", "<na>", "#n/a", "?", "-", "--", "."]
+    )
     max_tokens: int = Field(20_000, ge=100)  # text vocabulary size
     sequence_length: int = Field(200, ge=4)  # tokens kept per text
 
 
 class ValidationSettings(BaseModel):
+    """What blocks data, and what is only reported.
+
+    A model's first run has no reference, so findings about the data's
+    quality (sparse columns, skew, many categories) are warnings, and only
+    data that cannot be learnt from blocks. A retrain is validated against the
+    champion's data contract, the way a schema works: a significant *change*
+    blocks, naming the column and both figures."""
+
     min_rows: int = Field(50, ge=1)
-    max_null_fraction: float = Field(0.0, ge=0, le=1)  # labels, texts and images
-    # Table features: the share of missing values allowed per column, by
-    # default and by column name; the model imputes the gaps.
-    max_missing_share: float = Field(0.5, ge=0, le=1)
+    max_null_fraction: float = Field(0.0, ge=0, le=1)  # texts and images
+    # Rows whose label is missing are left out of training and evaluation and
+    # reported; above this share of the rows they block.
+    max_missing_label_share: float = Field(0.5, ge=0, le=1)
+    # Table features: a share of missing values that blocks, by default and
+    # by column name. None by default: sparse columns are normal in real data
+    # (often "not applicable"), and the model sees their gaps through a
+    # missing indicator; columns emptier than `sparse_column_share` are warned about.
+    max_missing_share: float | None = Field(None, ge=0, le=1)
     missing_share: dict[str, float] = Field(default_factory=dict)
+    sparse_column_share: float = Field(0.5, ge=0, le=1)
+    # Retrain: a column's missing share may rise this much (0.05 = 5 points)
+    # above the champion's data; a rise blocks only when it is also larger
+    # than the two samples' sizes can explain (a z of `change_z`), so 0% ->
+    # 20% blocks and 12.1% -> 12.4% does not.
+    missing_share_tolerance: float = Field(0.05, ge=0, le=1)
+    # Retrain: a known category's share of the rows may move this much.
+    category_share_tolerance: float = Field(0.10, ge=0, le=1)
+    change_z: float = Field(3.5, gt=0)
     # Rows whose category the champion never saw: above this share of a
     # column, a check fails with `unseen_category_severity`.
     max_unseen_category_share: float = Field(0.05, ge=0, le=1)
@@ -82,6 +109,7 @@ class ValidationSettings(BaseModel):
     min_class_fraction: float = Field(0.02, ge=0, le=1)
     # A feature's mean may move this many champion standard deviations.
     max_mean_shift_std: float = Field(0.5, gt=0)
+    # Mean shifts and category shares moved since the champion's data.
     drift_severity: Literal["blocking", "warning"] = "blocking"
     max_classes: int = Field(100, ge=2)
 
@@ -114,10 +142,14 @@ class GateSettings(BaseModel):
     power: float = Field(0.8, gt=0.5, lt=1)
     # The metric comparison judges classification on `metric`, regression on RMSE.
     metric: Literal["accuracy", "macro_f1"] = "accuracy"
-    min_accuracy: float = Field(0.8, ge=0, le=1)
-    min_macro_f1: float = Field(0.75, ge=0, le=1)
-    # Regression thresholds: R^2 on the holdout, and an optional RMSE ceiling.
-    min_r2: float = Field(0.2, le=1)
+    # Absolute floors, off unless set: a first model is judged against no
+    # skill instead (always answering the training rows' class shares, or
+    # their mean), which adapts to the table; a fixed macro-F1 floor rejected
+    # models as good as gradient boosting on imbalanced tables.
+    min_accuracy: float | None = Field(None, ge=0, le=1)
+    min_macro_f1: float | None = Field(None, ge=0, le=1)
+    # Regression thresholds, also off unless set: R^2 on the holdout, and an RMSE ceiling.
+    min_r2: float | None = Field(None, le=1)
     max_rmse: float | None = Field(None, gt=0)
     # Regression: the challenger's RMSE may exceed the champion's by at most
     # this fraction of the champion's RMSE, at the interval's bound (the

@@ -34,6 +34,9 @@ def evaluate_model(
     outputs = predict_outputs(model, x)
     scored = family.score(y, outputs, names)
     metrics = scored["metrics"] | measure_latency(model, x)
+    baseline_outputs, baseline = family.no_skill(snapshot.y[split["train"]], len(y), names)
+    baseline_loss = family.example_losses(y, baseline_outputs)
+    metrics[f"no_skill_{'mse' if family.task == 'regression' else 'brier_score'}"] = float(baseline_loss.mean())
 
     champion_metrics, champion_pred, champion_loss = None, None, None
     if champion is not None:
@@ -53,6 +56,7 @@ def evaluate_model(
         champion_pred=champion_pred if champion_pred is not None else np.array([], dtype=y.dtype),
         challenger_loss=family.example_losses(y, outputs),
         champion_loss=champion_loss if champion_loss is not None else np.array([], dtype="float64"),
+        baseline_loss=baseline_loss,
     )
     figure = family.holdout_figure(y, scored, names, out_dir)
     mlflow_client = client(settings)
@@ -73,6 +77,7 @@ def evaluate_model(
         champion_metrics=champion_metrics,
         predictions_file=str(predictions),
         confusion_matrix_image=str(figure),
+        baseline=baseline,
     )
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lockgate.data import DataLoadError, LoadedData, dataset_name, load_source, snapshot_digest, write_snapshot
-from lockgate.families.tables import check_against_contract, validation_frame
+from lockgate.families.tables import ContractLimits, check_against_contract, validation_frame
 from lockgate.locks import atomic_write_text, workspace_lock
 from lockgate.records import CheckResult, DatasetMeta, TrainingIdentity, ValidationSummary
 from lockgate.settings import LockgateSettings, get_settings
@@ -148,11 +148,14 @@ def _data_docs_index(settings: LockgateSettings) -> Path:
 
 def _contract_checks(data: LoadedData, reference: DatasetMeta | None, settings: LockgateSettings) -> list[CheckResult]:
     champion = reference.table_contract() if reference is not None else None
-    findings = check_against_contract(
-        data.frame, data.contract, champion,
-        max_unseen_share=settings.validation.max_unseen_category_share,
-        unseen_blocking=settings.validation.unseen_category_severity == "blocking",
+    rules = settings.validation
+    limits = ContractLimits(
+        missing_share_tolerance=rules.missing_share_tolerance, category_share_tolerance=rules.category_share_tolerance,
+        change_z=rules.change_z, max_unseen_share=rules.max_unseen_category_share,
+        unseen_blocking=rules.unseen_category_severity == "blocking", shift_blocking=rules.drift_severity == "blocking",
+        sparse_share=rules.sparse_column_share,
     )
+    findings = check_against_contract(data.frame, data.contract, champion, limits)
     return [
         CheckResult(name=f.name, severity="blocking" if f.blocking else "warning", success=f.success, message=f.message)
         for f in findings
@@ -255,6 +258,7 @@ def _collapse_missing_target(checks: list[CheckResult], target: str) -> list[Che
 def _extra_checks(data: LoadedData, settings: LockgateSettings) -> list[CheckResult]:
     """Checks Great Expectations has no expectation for."""
     checks: list[CheckResult] = []
+    checks += _reading_checks(data, settings)
     if data.problems:
         shown = "; ".join(data.problems[:5]) + (f" (+{len(data.problems) - 5} more)" if len(data.problems) > 5 else "")
         what = "decodable images" if data.family == "image" else "readable files"
@@ -295,6 +299,34 @@ def _extra_checks(data: LoadedData, settings: LockgateSettings) -> list[CheckRes
                     + ", ".join(repr(k) for k in tiny.index[:10]),
                 )
             )
+    return checks
+
+
+def _reading_checks(data: LoadedData, settings: LockgateSettings) -> list[CheckResult]:
+    """What reading a table found: rows left out for a missing label (they
+    block only above `max_missing_label_share`), and cells that mean "missing"."""
+    checks = []
+    if data.unlabelled_rows:
+        total = data.unlabelled_rows + len(data.frame)
+        share = data.unlabelled_rows / total
+        limit = settings.validation.max_missing_label_share
+        blocking = share > limit
+        checks.append(CheckResult(
+            name="rows with a label", severity="blocking" if blocking else "warning", success=False,
+            message=f"{data.unlabelled_rows} of {total} rows ({share:.1%}) have no '{data.target}' and are left out of "
+            "training and evaluation" + (f"; more than the {limit:.0%} allowed (validation.max_missing_label_share)"
+                                          if blocking else ""),
+        ))
+    if data.missing_tokens:
+        parts = []
+        for column, tokens in list(data.missing_tokens.items())[:10]:
+            shown = ", ".join(f"{n} {token!r}" for token, n in sorted(tokens.items(), key=lambda kv: -kv[1])[:4])
+            parts.append(f"'{column}': {shown}")
+        more = f" (+{len(data.missing_tokens) - 10} more columns)" if len(data.missing_tokens) > 10 else ""
+        checks.append(CheckResult(
+            name="values that mean missing", severity="warning", success=False,
+            message="read as gaps: " + "; ".join(parts) + more + " (training.missing_tokens)",
+        ))
     return checks
 
 

@@ -166,6 +166,11 @@ class Family:
         """Each holdout row's loss under the task's proper score, for the gate."""
         raise NotImplementedError
 
+    def no_skill(self, y_train: np.ndarray, rows: int, class_names: list[str]) -> tuple[np.ndarray, str]:
+        """What a model that learnt nothing from the features answers on
+        `rows` rows, and that baseline in words: a first model must beat it."""
+        raise NotImplementedError
+
     def holdout_figure(self, y_true: np.ndarray, scored: dict[str, Any], class_names: list[str], folder: Path) -> Path:
         raise NotImplementedError
 
@@ -224,6 +229,13 @@ class Classification:
         from lockgate.stats import brier_losses
 
         return brier_losses(y_true, outputs)
+
+    def no_skill(self, y_train: np.ndarray, rows: int, class_names: list[str]) -> tuple[np.ndarray, str]:
+        """The training rows' class shares, answered for every row."""
+        counts = np.bincount(y_train.astype("int64"), minlength=len(class_names)).astype("float64")
+        shares = counts / max(counts.sum(), 1.0)
+        top = ", ".join(f"{class_names[i]!s} {shares[i]:.1%}" for i in np.argsort(-shares)[:3])
+        return np.tile(shares.astype("float32"), (rows, 1)), f"always the training class shares ({top})"
 
     def decide(self, scores: "HoldoutScores", gate: "GateSettings") -> GateDecision:
         from lockgate.gate import decide_classification
@@ -297,6 +309,11 @@ class Regression:
 
         predicted = outputs[:, 0]
         return {"metrics": regression_metrics(y_true, predicted), "per_class": {}, "predictions": predicted}
+
+    def no_skill(self, y_train: np.ndarray, rows: int, class_names: list[str]) -> tuple[np.ndarray, str]:
+        """The training rows' mean, answered for every row."""
+        mean = float(np.mean(y_train)) if len(y_train) else 0.0
+        return np.full((rows, 1), mean, dtype="float32"), f"always the training mean ({mean:.4g})"
 
     def decide(self, scores: "HoldoutScores", gate: "GateSettings") -> GateDecision:
         from lockgate.gate import decide_regression

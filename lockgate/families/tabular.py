@@ -37,8 +37,9 @@ class TableFamily(Family):
         return encode(data.frame, data.contract)
 
     def feature_expectations(self, data: "LoadedData", settings: "ValidationSettings") -> list["gxe.Expectation"]:
-        """At least one feature, duplicates warned about, and gaps allowed per
-        column up to the settings' share."""
+        """At least one feature, duplicates warned about, and gaps blocked
+        only where settings set a share (sparse columns are warned about by
+        the contract checks, and the model imputes them)."""
         from great_expectations import expectations as gxe
 
         from lockgate.expectations import BLOCKING, WARNING, check
@@ -52,6 +53,8 @@ class TableFamily(Family):
         ]
         for spec in data.contract.used:
             allowed = settings.missing_share.get(spec.name, settings.max_missing_share)
+            if allowed is None:
+                continue
             suite.append(
                 gxe.ExpectColumnValuesToNotBeNull(
                     column=spec.name, mostly=1.0 - allowed, **check("missing values within limits", BLOCKING)

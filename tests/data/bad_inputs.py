@@ -32,7 +32,23 @@ def unknown_labels(folder: Path, frame: pd.DataFrame) -> Path:
 def mostly_nulls(folder: Path, frame: pd.DataFrame) -> Path:
     path = folder / "nulls.csv"
     bad = frame.copy()
-    bad.loc[bad.index[:107], "magnesium"] = np.nan  # 60%: more than max_missing_share
+    bad.loc[bad.index[:107], "magnesium"] = np.nan  # 60%, never missing in the champion's data
+    bad.to_csv(path, index=False)
+    return path
+
+
+def fifth_now_empty(folder: Path, frame: pd.DataFrame) -> Path:
+    path = folder / "fifth_empty.csv"
+    bad = frame.copy()
+    bad.loc[bad.index[::5], "magnesium"] = np.nan  # 36 of 178 rows: 20.2%
+    bad.to_csv(path, index=False)
+    return path
+
+
+def fifth_written_na(folder: Path, frame: pd.DataFrame) -> Path:
+    path = folder / "fifth_na.csv"
+    bad = frame.copy().astype({"magnesium": object})
+    bad.loc[bad.index[::5], "magnesium"] = "n/a"  # the same gaps, as a spreadsheet writes them
     bad.to_csv(path, index=False)
     return path
 
@@ -97,7 +113,13 @@ def shifted_distribution(folder: Path, frame: pd.DataFrame) -> Path:
 CASES: dict[str, tuple[BadCase, bool, str]] = {
     "missing target column": (missing_target, False, "column 'target' is missing"),
     "unknown labels": (unknown_labels, True, "'banana'"),
-    "mostly nulls": (mostly_nulls, False, "column 'magnesium' has 107 null values (60.11%); at most 50% may be missing"),
+    "mostly nulls": (mostly_nulls, True, "column 'magnesium' was 0.0% missing in the champion's data and is 60.1% missing now"),
+    "a never-missing column now 20% empty": (
+        fifth_now_empty, True, "column 'magnesium' was 0.0% missing in the champion's data and is 20.2% missing now: up 20.2 points"
+    ),
+    "the same gaps written as n/a": (
+        fifth_written_na, True, "column 'magnesium' was 0.0% missing in the champion's data and is 20.2% missing now: up 20.2 points"
+    ),
     "text in a numeric column": (text_in_numeric, False, "column 'ash' is numeric in the contract but holds text in 1 rows"),
     "header-only file": (header_only, False, "only 0 rows"),
     "a handful of rows": (handful_of_rows, False, "only 6 rows"),
@@ -105,5 +127,5 @@ CASES: dict[str, tuple[BadCase, bool, str]] = {
     "not a CSV": (not_a_csv, False, "binary file, not a CSV"),
     "ragged rows": (ragged_rows, False, "not a well-formed table"),
     "dropped feature column": (dropped_feature, True, "missing columns ['alcohol']"),
-    "shifted distribution": (shifted_distribution, True, "column 'proline' mean"),
+    "shifted distribution": (shifted_distribution, True, "column 'proline' mean 2241 is outside [589.9, 903.9] around the champion's mean 746.9"),
 }

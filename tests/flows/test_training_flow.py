@@ -71,8 +71,9 @@ def test_second_run_is_judged_against_the_first(digits_champion):
     _, worst = second.gate.difference_ci
     metrics, gate = second.evaluation.metrics, settings.gate
     assert second.gate.metric == "brier_score" and second.gate.margin == gate.score_margin
-    assert second.gate.promote == (worst <= gate.score_margin and metrics["accuracy"] >= gate.min_accuracy
-                                   and metrics["macro_f1"] >= gate.min_macro_f1)
+    floors_met = all(metrics[key] >= floor for key, floor in (("accuracy", gate.min_accuracy), ("macro_f1", gate.min_macro_f1))
+                     if floor is not None)
+    assert second.gate.promote == (worst <= gate.score_margin and floors_met)
     if second.gate.promote:
         assert second.status == "promoted" and champion_version(name) == second.registered.version != before
         assert _pointer()["model_name"] == name and _pointer()["version"] == second.registered.version
@@ -81,11 +82,10 @@ def test_second_run_is_judged_against_the_first(digits_champion):
 
 
 def test_weaker_challenger_is_rejected_by_the_comparison_and_the_champion_stays(digits_champion):
-    """Thresholds at zero, so only the paired comparison with the champion can reject."""
+    """No thresholds (the default), so only the paired comparison with the champion can reject."""
     name = digits_champion.name
     before_champion, before_versions = champion_version(name), len(model_versions(name))
     weak = pipeline_settings(1, learning_rate=1e-4)
-    weak.gate.min_accuracy = weak.gate.min_macro_f1 = 0.0
     result = run_pipeline("digits", None, name, weak)
     assert result.status == "rejected" and not result.gate.promote
     assert result.gate.reasons and all("below the required" not in r for r in result.gate.reasons)
@@ -186,7 +186,6 @@ def test_deterministic_failure_is_not_retried_and_the_champion_stays(wine_champi
     before_champion, before_versions, pointer_before = champion_version(name), len(model_versions(name)), _pointer()
     StepFaults(monkeypatch).deterministic(tasks.package, "build_bento", "the Bento build failed (simulated)")
     settings = pipeline_settings(3)
-    settings.gate.min_accuracy = settings.gate.min_macro_f1 = 0.0
     settings.gate.score_margin = 2.0  # any Brier score passes: registered, then fails in packaging
     state = run_pipeline(wine_champion.data, "target", name, settings, return_state=True)
     assert state.is_failed()

@@ -274,8 +274,11 @@ def test_the_run_form_parameters_are_typed_bounded_and_enforced(stack, deployed)
         schema = deployment.parameter_openapi_schema["properties"]
         assert schema["epochs"]["type"] == "integer"
         assert (schema["epochs"]["minimum"], schema["epochs"]["maximum"]) == (1, 1000)
-        assert schema["min_accuracy"]["type"] == "number" and schema["min_accuracy"]["maximum"] == 1.0
-        assert "holdout accuracy" in schema["min_accuracy"]["description"]
+        # An optional floor: a number up to 1, or null (the default: no floor).
+        floor = schema["min_accuracy"]
+        number = next(option for option in floor["anyOf"] if option.get("type") == "number")
+        assert number["maximum"] == 1.0 and {"type": "null"} in floor["anyOf"] and floor.get("default") is None
+        assert "holdout accuracy" in floor["description"]
         assert deployment.enforce_parameter_schema
         from prefect.exceptions import PrefectHTTPStatusError
 

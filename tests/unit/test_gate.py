@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from lockgate.gate import HoldoutScores, decide, decide_classification, decide_regression
-from lockgate.metrics import regression_metrics
+from lockgate.metrics import classification_metrics, regression_metrics
 from lockgate.records import EvaluationReport
 from lockgate.settings import GateSettings
-from lockgate.stats import macro_f1
+from lockgate.stats import brier_losses, macro_f1
 from tests.generated import predictions_with_accuracy, three_class_labels
 
 
@@ -40,10 +40,12 @@ def _classification_metrics(y, pred):
     return {"accuracy": float(np.mean(pred == y)), "macro_f1": macro_f1(y, pred, int(max(y.max(), pred.max())) + 1)}
 
 
-def _scores(score, champion_version: str):
-    """A maker of holdout scores whose metrics come from `score(y, pred)`."""
+def _scores(score, champion_version: str, losses):
+    """A maker of holdout scores whose metrics come from `score(y, pred)` and
+    per-row losses (the challenger's and no skill's) from `losses(y, pred)`."""
 
     def make(y, challenger, champion=None, metrics=None) -> HoldoutScores:
+        challenger_loss, baseline_loss = losses(y, challenger)
         return HoldoutScores(
             y_true=y,
             challenger_pred=challenger,
@@ -51,12 +53,25 @@ def _scores(score, champion_version: str):
             champion_version=None if champion is None else champion_version,
             champion_pred=champion,
             champion_metrics=None if champion is None else score(y, champion),
+            challenger_loss=challenger_loss,
+            baseline_loss=baseline_loss,
         )
 
     return make
 
 
-_classification = _scores(_classification_metrics, "1")
+def _label_losses(y, pred):
+    """Brier losses of hard labels (0 right, 2 wrong), and of the class shares."""
+    shares = np.bincount(y, minlength=int(max(y.max(), pred.max())) + 1) / len(y)
+    return np.where(pred == y, 0.0, 2.0), brier_losses(y, np.tile(shares, (len(y), 1)))
+
+
+def _value_losses(y, pred):
+    """Squared errors of the predictions, and of the holdout mean."""
+    return (pred - y) ** 2, (y - y.mean()) ** 2
+
+
+_classification = _scores(_classification_metrics, "1", _label_losses)
 
 
 # --- regression scores --------------------------------------------------- #
@@ -70,31 +85,114 @@ def _errors(n=400, sd=30.0, seed=1):
     return np.random.default_rng(seed).normal(0, sd, n)
 
 
-_regression = _scores(regression_metrics, "3")
+_regression = _scores(regression_metrics, "3", _value_losses)
 
 
 def _metrics_only(metrics) -> HoldoutScores:
-    """A first model (no champion): only its metrics matter."""
-    return HoldoutScores(y_true=np.zeros(10), challenger_pred=np.zeros(10), metrics=metrics)
+    """A first model (no champion) clearly better than no skill: only its
+    thresholds can reject it."""
+    noise = np.random.default_rng(0).uniform(0, 0.1, 40)
+    return HoldoutScores(y_true=np.zeros(40), challenger_pred=np.zeros(40), metrics=metrics,
+                         challenger_loss=0.1 + noise, baseline_loss=0.8 + noise[::-1])
 
 
 # --- absolute thresholds ------------------------------------------------- #
 
 
-def test_first_model_is_judged_on_thresholds():
+def test_a_set_floor_is_named_in_the_decision():
     y = three_class_labels()
-    decision = decide_classification(_classification(y, predictions_with_accuracy(y, 0.95, 1)), MetricGate())
+    decision = decide_classification(_classification(y, predictions_with_accuracy(y, 0.95, 1)), MetricGate(min_accuracy=0.8))
     assert decision.promote is True and decision.metric == "accuracy" and decision.higher_is_better
     assert decision.champion is None and decision.difference_ci is None
     assert decision.reasons[0] == "accuracy 0.9500 meets the required 0.8000"
-    assert decision.reasons[-1] == "no champion yet: judged on absolute thresholds only"
+    assert decision.reasons[-1].startswith("no champion yet, so judged against no skill")
 
 
-def test_below_threshold_is_rejected_with_reason():
+def test_below_a_set_floor_is_rejected_with_reason():
     y = three_class_labels()
-    decision = decide_classification(_classification(y, predictions_with_accuracy(y, 0.6, 1)), MetricGate())
+    decision = decide_classification(_classification(y, predictions_with_accuracy(y, 0.6, 1)), MetricGate(min_accuracy=0.8))
     assert decision.promote is False
     assert "accuracy 0.6000 is below the required 0.8000" in decision.reasons
+
+
+# --- a first model against no skill -------------------------------------- #
+
+
+def _imbalanced(rows=1000, minority=0.05, seed=0):
+    """A 95/5 holdout, the training rows' class shares and a feature that
+    tells the minority apart most of the time."""
+    rng = np.random.default_rng(seed)
+    y = (rng.uniform(size=rows) < minority).astype("int64")
+    return y, np.array([1 - minority, minority])
+
+
+def _first(y, proba, shares, gate=GateSettings()):
+    """The decision on a first model whose class probabilities are `proba`."""
+    scores = HoldoutScores(
+        y_true=y, challenger_pred=proba.argmax(axis=1), metrics=classification_metrics(y, proba, ["no", "yes"])["metrics"],
+        challenger_loss=brier_losses(y, proba), baseline_loss=brier_losses(y, np.tile(shares, (len(y), 1))),
+        baseline="always the training class shares (no 95.0%, yes 5.0%)",
+    )
+    return decide_classification(scores, gate)
+
+
+def test_a_majority_class_model_on_a_95_5_table_is_rejected_against_the_class_shares():
+    y, shares = _imbalanced()
+    always_no = np.tile([0.99, 0.01], (len(y), 1))  # confident, and right on 95% of rows
+    decision = _first(y, always_no, shares)
+    assert decision.imbalance["accuracy"] > 0.93 and decision.imbalance["balanced_accuracy"] == 0.5
+    assert decision.promote is False
+    assert decision.no_skill.model_score > decision.no_skill.baseline_score
+    assert "not shown to be better than no skill" in decision.reasons[-1]
+    assert "always the training class shares" in decision.reasons[-1]
+
+
+def test_a_model_that_only_repeats_the_class_shares_is_rejected():
+    y, shares = _imbalanced()
+    decision = _first(y, np.tile(shares, (len(y), 1)), shares)
+    assert decision.promote is False and decision.no_skill.improvement_low <= 0
+
+
+def test_a_useful_model_on_the_same_table_is_promoted():
+    y, shares = _imbalanced()
+    rng = np.random.default_rng(1)
+    # Right about the minority most of the time, with honest uncertainty.
+    p_yes = np.clip(np.where(y == 1, rng.uniform(0.5, 0.95, len(y)), rng.uniform(0.0, 0.2, len(y))), 0, 1)
+    decision = _first(y, np.column_stack([1 - p_yes, p_yes]), shares)
+    assert decision.promote is True, decision.reasons
+    assert decision.no_skill.improvement_low > 0 and decision.no_skill.baseline_score > decision.no_skill.model_score
+    assert decision.reasons[-1].endswith("better than no skill")
+
+
+def test_no_floor_applies_unless_set():
+    y, shares = _imbalanced()
+    rng = np.random.default_rng(1)
+    # Useful, yet its macro-F1 and accuracy sit far under the old fixed floors.
+    p_yes = np.where(y == 1, rng.uniform(0.3, 0.6, len(y)), rng.uniform(0.0, 0.1, len(y)))
+    proba = np.column_stack([1 - p_yes, p_yes])
+    metrics = classification_metrics(y, proba, ["no", "yes"])["metrics"]
+    assert metrics["macro_f1"] < 0.75
+    default = _first(y, proba, shares)
+    assert default.promote is True, default.reasons
+    assert not any("required" in reason for reason in default.reasons)
+    floored = _first(y, proba, shares, GateSettings(min_macro_f1=0.75))
+    assert floored.promote is False
+    assert f"macro_f1 {metrics['macro_f1']:.4f} is below the required 0.7500" in floored.reasons
+
+
+def test_a_first_regression_must_beat_the_training_mean():
+    y = _values()
+    useful = decide_regression(_regression(y, y + _errors(sd=30)), GateSettings())
+    assert useful.promote is True and useful.no_skill.score == "mse"
+    mean_only = decide_regression(_regression(y, np.full(len(y), y.mean()) + _errors(sd=1)), GateSettings())
+    assert mean_only.promote is False and "not shown to be better than no skill" in mean_only.reasons[-1]
+
+
+def test_a_first_model_without_the_baseline_losses_fails_closed():
+    y = three_class_labels()
+    scores = replace(_classification(y, predictions_with_accuracy(y, 0.95, 1)), baseline_loss=None)
+    decision = decide_classification(scores, GateSettings())
+    assert decision.promote is False and "cannot tell whether it beats no skill" in decision.reasons[-1]
 
 
 CLASSIFICATION_METRICS = {"accuracy": 0.9, "macro_f1": 0.9}
@@ -126,10 +224,10 @@ def test_absolute_thresholds_hold_at_their_limit(metric, settings, at_limit, bey
 @pytest.mark.parametrize(
     ("rule", "metrics", "settings", "missing"),
     [
-        (decide_classification, {"accuracy": 1.0}, MetricGate(), "macro_f1"),
-        (decide_classification, {"accuracy": float("nan"), "macro_f1": 1.0}, MetricGate(), "accuracy"),
-        (decide_regression, {"rmse": 10.0}, MetricGate(), "r2"),
-        (decide_regression, {"r2": float("nan"), "rmse": 10.0}, MetricGate(), "r2"),
+        (decide_classification, {"accuracy": 1.0}, MetricGate(min_macro_f1=0.5), "macro_f1"),
+        (decide_classification, {"accuracy": float("nan"), "macro_f1": 1.0}, MetricGate(min_accuracy=0.5), "accuracy"),
+        (decide_regression, {"rmse": 10.0}, MetricGate(min_r2=0.2), "r2"),
+        (decide_regression, {"r2": float("nan"), "rmse": 10.0}, MetricGate(min_r2=0.2), "r2"),
         # Without rmse the decision still names it: the challenger's value is NaN.
         (decide_regression, {"r2": 0.9}, MetricGate(max_rmse=30), "rmse"),
     ],
@@ -287,7 +385,7 @@ def test_regression_is_judged_on_r2_and_an_optional_rmse_ceiling():
     y = _values()
     good = decide_regression(_regression(y, y + _errors(sd=40)), MetricGate())
     assert good.promote is True and good.metric == "rmse" and not good.higher_is_better
-    poor = decide_regression(_regression(y, y + _errors(sd=90)), MetricGate())
+    poor = decide_regression(_regression(y, y + _errors(sd=90)), MetricGate(min_r2=0.2))
     assert poor.promote is False and any("r2" in r and "below the required 0.2000" in r for r in poor.reasons)
     capped = decide_regression(_regression(y, y + _errors(sd=40)), MetricGate(max_rmse=30))
     assert capped.promote is False and any("above the allowed 30.0000" in r for r in capped.reasons)

@@ -9,6 +9,7 @@ import pytest
 from lockgate.families.tables import (
     MISSING_CODE,
     UNSEEN_CODE,
+    ContractLimits,
     RecordError,
     TableContract,
     check_against_contract,
@@ -147,5 +148,5 @@ def test_contract_checks_name_the_column(penguins):
 def test_unseen_categories_can_be_a_warning(penguins):
     champion = infer_contract(penguins, "species")
     changed = penguins.assign(island="Atlantis")
-    findings = check_against_contract(changed, champion, champion, unseen_blocking=False)
+    findings = check_against_contract(changed, champion, champion, ContractLimits(unseen_blocking=False))
     assert [f.blocking for f in findings if "never saw" in f.message] == [False]
