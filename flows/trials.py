@@ -33,11 +33,12 @@ class TrialResult(BaseModel):
 
 @task(name="trial", cache_policy=NO_CACHE, persist_result=False)
 def run_trial(snapshot_folder: str, training: TrainingSettings) -> TrialResult:
-    """Train one configuration and report its best validation scores."""
+    """Train one configuration of the network and report its best validation
+    scores (a learning rate is a network's; a table's forest is not tried)."""
     from lockgate.data import read_snapshot
-    from lockgate.training import fit
+    from lockgate.training import fit_network
 
-    outcome = fit(read_snapshot(snapshot_folder), training)
+    outcome = fit_network(read_snapshot(snapshot_folder), training)
     return TrialResult(
         learning_rate=training.learning_rate,
         val_accuracy=max(outcome.history["val_accuracy"]),

@@ -137,10 +137,11 @@ def _mlp_head(x, architecture: str, units: tuple[int, int], width: float):
 
 
 def table_encoder(contract: "TableContract", x_train: np.ndarray, architecture: str, width: float = 1.0):
-    """Encoded rows (numbers with NaN gaps, category codes) into the table's
-    features: gaps imputed with the training mean plus a missing indicator,
-    numbers standardised, each category column embedded with a width that
-    grows with its number of categories; then an MLP (or nothing: linear)."""
+    """Encoded rows (numbers with NaN gaps, category codes, a text column's
+    word codes) into the table's features: gaps imputed with the training
+    mean plus a missing indicator, numbers standardised, each category column
+    embedded with a width that grows with its number of categories, each text
+    column's words embedded and averaged; then an MLP (or nothing: linear)."""
     import keras
 
     layout = contract.layout()
@@ -153,9 +154,13 @@ def table_encoder(contract: "TableContract", x_train: np.ndarray, architecture: 
     table = _table_features()(
         numeric=layout["numeric"], mean=mean.tolist(), std=std.tolist(),
         categorical=layout["categorical"], cardinalities=layout["cardinalities"],
+        texts=[[group["positions"], group["cardinality"]] for group in layout.get("texts", [])],
         name="table_features", dtype="float32",
     )
     return inputs, _mlp_head(table(inputs), architecture, (128, 64), width)
+
+
+TEXT_EMBEDDING = 16  # width of a table's word embeddings
 
 
 def embedding_width(cardinality: int) -> int:
@@ -173,18 +178,24 @@ def _table_features():
         """Numbers and category codes of a table row into one feature vector.
 
         NaN is found as ``x != x`` (TFLite has no IsNan op), so the exports
-        impute exactly as Keras does."""
+        impute exactly as Keras does. A text column's word codes (0 padding)
+        are embedded and averaged over the words present: a bag of words
+        that every export format runs."""
 
-        def __init__(self, numeric, mean, std, categorical, cardinalities, **kwargs):
+        def __init__(self, numeric, mean, std, categorical, cardinalities, texts=(), **kwargs):
             super().__init__(**kwargs)
             self.numeric, self.mean, self.std = list(numeric), list(mean), list(std)
             self.categorical, self.cardinalities = list(categorical), list(cardinalities)
+            self.texts = [[list(positions), int(cardinality)] for positions, cardinality in texts]
             self.embeddings = [
                 layers.Embedding(c, embedding_width(c), name=f"category_{i}") for i, c in enumerate(self.cardinalities)
             ]
+            self.word_embeddings = [
+                layers.Embedding(c, TEXT_EMBEDDING, name=f"words_{i}") for i, (_, c) in enumerate(self.texts)
+            ]
 
         def build(self, input_shape):
-            for embedding in self.embeddings:
+            for embedding in self.embeddings + self.word_embeddings:
                 embedding.build((None,))
             super().build(input_shape)
 
@@ -198,12 +209,18 @@ def _table_features():
             for column, cardinality, embedding in zip(self.categorical, self.cardinalities, self.embeddings):
                 code = ops.clip(ops.take(x, [column], axis=1)[:, 0], 0, cardinality - 1)
                 parts.append(embedding(ops.cast(code, "int32")))
+            for (positions, cardinality), embedding in zip(self.texts, self.word_embeddings):
+                codes = ops.clip(ops.take(x, positions, axis=1), 0, cardinality - 1)
+                present = ops.cast(ops.greater(codes, 0.5), "float32")[:, :, None]
+                words = embedding(ops.cast(codes, "int32")) * present
+                count = ops.maximum(ops.sum(present, axis=1), 1.0)
+                parts.append(ops.sum(words, axis=1) / count)
             return ops.concatenate(parts, axis=1)
 
         def get_config(self):
             return super().get_config() | {
                 "numeric": self.numeric, "mean": self.mean, "std": self.std,
-                "categorical": self.categorical, "cardinalities": self.cardinalities,
+                "categorical": self.categorical, "cardinalities": self.cardinalities, "texts": self.texts,
             }
 
     _LAYERS["table"] = TableFeatures
@@ -287,6 +304,9 @@ def _token_and_position_embedding():
 
 def register_custom_layers() -> None:
     """Make Lockgate's own layers known before a saved model is deserialised."""
+    from lockgate.forest import register_forest_layer  # keras is imported only when a model is
+
+    register_forest_layer()
     _token_and_position_embedding()
     _table_features()
 

@@ -43,7 +43,7 @@ BENTO_CODE = [
     "lockgate/preprocessing.py", "lockgate/families/*.py",
 ]
 # Keras runs only the models no export could serve; they need it and its layers.
-KERAS_CODE = ["lockgate/models.py"]
+KERAS_CODE = ["lockgate/models.py", "lockgate/forest.py"]
 SERVE_LOCKS = {"onnx": "requirements-serve.lock", "keras": "requirements-serve-keras.lock"}
 
 

@@ -163,6 +163,8 @@ class TrainingResult(BaseModel):
     processes: int = 1  # that trained this model together
     global_batch: int | None = None
     note: str | None = None  # what training could not do as configured, and why
+    architecture: str = ""  # e.g. mlp, forest, small_cnn
+    choice: str = ""  # why that architecture: asked for, the default, or chosen on the validation split
 
 
 class EvaluationReport(BaseModel):

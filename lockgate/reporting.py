@@ -112,7 +112,13 @@ def training_sentence(training: TrainingResult) -> str:
     together = f" by {training.processes} processes together" if training.processes > 1 else ""
     batch = f", global batch {training.global_batch}" if training.global_batch else ""
     resumed = f", resumed after epoch {training.resumed_from_epoch}" if training.resumed_from_epoch else ""
-    sentence = f"Trained{together} for {training.epochs_run} epochs in {training.seconds:.1f} s{batch}{resumed}: {training.device}."
+    if training.architecture == "forest":
+        length = f"a forest of {training.epochs_run} boosting iterations"
+    else:
+        length = f"for {training.epochs_run} epochs"
+    sentence = f"Trained{together} {length} in {training.seconds:.1f} s{batch}{resumed}: {training.device}."
+    if training.choice:
+        sentence += f" Model: {training.choice}."
     return sentence + (f" {training.note[:1].upper()}{training.note[1:]}." if training.note else "")
 
 

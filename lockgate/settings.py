@@ -50,8 +50,13 @@ class TrainingSettings(BaseModel):
     # a numeric target with many values, else table classification).
     family: Literal["auto", "image", "text", "tabular", "regression"] = "auto"
     # "auto" picks per family: a small CNN (digits), "mnist" (28x28x1) or
-    # "cifar" (32x32x3) by image size; "lstm" for text; "mlp" for tables.
-    architecture: Literal["auto", "small_cnn", "mnist", "cifar", "lstm", "transformer", "mlp", "linear"] = "auto"
+    # "cifar" (32x32x3) by image size; "lstm" for text; for tables it trains
+    # both "mlp" and "forest" (gradient-boosted trees) and keeps the one with
+    # the better proper score on the validation split.
+    architecture: Literal["auto", "small_cnn", "mnist", "cifar", "lstm", "transformer", "mlp", "linear", "forest"] = "auto"
+    # "balanced" weights each class by n / (classes x its count) in training
+    # (networks and forests), so a rare class counts as much as a common one.
+    class_weight: Literal["none", "balanced"] = "none"
     augment: bool = False  # random flips/shifts/rotations of training images
     text_column: str | None = None  # default: the table's one text column
     # Tables: a role per column name (numeric, categorical, datetime, text,

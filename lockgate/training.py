@@ -20,7 +20,8 @@ import numpy as np
 from lockgate.checkpoints import resumable_epoch, whole_checkpoints
 from lockgate.data import Snapshot, split_for
 from lockgate.families import family_for
-from lockgate.models import build_model, trainable_model
+from lockgate.forest import FOREST
+from lockgate.models import build_model, predict_outputs, trainable_model
 from lockgate.process_group import ProcessGroup
 from lockgate.settings import DistillationSettings, TrainingSettings
 
@@ -122,12 +123,17 @@ def input_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, shu
 class FitOutcome:
     model: Any
     history: dict[str, list[float]]
-    epochs_run: int
+    epochs_run: int  # epochs of a network; boosting iterations of a forest
     resumed_from_epoch: int
     seconds: float
     placement: Placement
     global_batch: int
     examples_per_epoch: int  # training rows one epoch feeds the model (all ranks together)
+    architecture: str = ""
+    validation_outputs: np.ndarray | None = None  # a forest's, from before its refit on the validation rows
+    # Why this architecture: asked for, or chosen among candidates on the
+    # validation split (never the holdout), with both scores.
+    choice: str = ""
 
 
 def distillation_targets(
@@ -148,7 +154,124 @@ def fit(
     distillation: DistillationSettings | None = None,
     group: ProcessGroup | None = None,
 ) -> FitOutcome:
-    """Train the family's model on the snapshot's training split; given a
+    """Train the family's model: the architecture asked for, or, where the
+    family offers several (a table: a network and a forest), each of them,
+    keeping the one with the better proper score on the validation split.
+    A distillation student and a process group train a network only."""
+    family = family_for(snapshot.meta.family)
+    if teacher_outputs is not None or group is not None:
+        candidates = (family.architecture(snapshot.meta, settings.architecture),)
+        candidates = tuple(a for a in candidates if a != FOREST) or (family.architectures[0],)
+    else:
+        candidates = family.candidates(snapshot.meta, settings.architecture)
+    outcomes = []
+    for architecture in candidates:
+        if architecture == FOREST:
+            outcomes.append(fit_forest_model(snapshot, settings))
+        else:
+            outcomes.append(fit_network(
+                snapshot, settings.model_copy(update={"architecture": architecture}), backup_dir, callbacks, verbose,
+                teacher_outputs, distillation, group,
+            ))
+    if len(outcomes) == 1:
+        outcomes[0].choice = f"{outcomes[0].architecture}, " + (
+            "as asked" if settings.architecture != "auto" else f"the {family.name} family's default")
+        return outcomes[0]
+    return choose_on_validation(outcomes, snapshot, settings)
+
+
+BLEND = "mlp+forest"
+
+
+def choose_on_validation(outcomes: list[FitOutcome], snapshot: Snapshot, settings: TrainingSettings) -> FitOutcome:
+    """The candidate with the lowest mean proper score (Brier score, squared
+    error) on the validation split, which none of them was fitted on and the
+    gate never sees; the candidates include the average of them all (a blend
+    often beats each part, as networks and trees err on different rows). The
+    choice names every candidate's score."""
+    family = family_for(snapshot.meta.family)
+    rows = split_for(snapshot.y, settings)["validation"]
+    x, y = snapshot.x[rows], snapshot.y[rows]
+    score = "squared error" if family.task == "regression" else "Brier score"
+    outputs = [o.validation_outputs if o.validation_outputs is not None else predict_outputs(o.model, x) for o in outcomes]
+    scored = [(float(family.example_losses(y, out).mean()), o) for out, o in zip(outputs, outcomes)]
+    blended = float(family.example_losses(y, np.mean(outputs, axis=0)).mean())
+    scored.sort(key=lambda item: item[0])
+    seconds = sum(o.seconds for o in outcomes)
+    if blended < scored[0][0]:
+        best = blend(outcomes, snapshot)
+        scored.insert(0, (blended, best))
+    best_score, best = scored[0]
+    others = ", ".join(f"{o.architecture} {s:.4f}" for s, o in scored[1:])
+    best.choice = (f"{best.architecture}, chosen on the validation split ({len(rows)} rows): mean {score} "
+                   f"{best_score:.4f} against {others}" + ("" if best.architecture == BLEND else f", {BLEND} {blended:.4f}"))
+    best.seconds = seconds
+    return best
+
+
+def blend(outcomes: list[FitOutcome], snapshot: Snapshot) -> FitOutcome:
+    """One Keras model that averages the candidates' outputs on the same
+    input: it saves, exports and serves as one model."""
+    import keras
+
+    family = family_for(snapshot.meta.family)
+    inputs = keras.Input(shape=tuple(snapshot.meta.input_shape), name="features", dtype="float32")
+    output = "value" if family.task == "regression" else "probabilities"
+    average = keras.layers.Average(name=output, dtype="float32")([o.model(inputs) for o in outcomes])
+    model = keras.Model(inputs, average, name=f"lockgate_{family.name}_blend")
+    first = outcomes[0].model
+    model.compile(optimizer=keras.optimizers.Adam(), loss=first.loss, metrics=["accuracy"] if family.task != "regression" else [])
+    network = next((o for o in outcomes if o.architecture != FOREST), outcomes[0])
+    return FitOutcome(
+        model, network.history, network.epochs_run, network.resumed_from_epoch, sum(o.seconds for o in outcomes),
+        network.placement, network.global_batch, network.examples_per_epoch, architecture=BLEND,
+    )
+
+
+def fit_forest_model(snapshot: Snapshot, settings: TrainingSettings) -> FitOutcome:
+    """Gradient-boosted trees on the table's encoded rows (lockgate/forest.py),
+    as a Keras model that exports and serves like the networks."""
+    from lockgate.forest import fit_forest, forest_model
+
+    family = family_for(snapshot.meta.family)
+    split = split_for(snapshot.y, settings)
+    layout = snapshot.meta.table_contract().layout()
+    n_classes = len(snapshot.class_names)
+    # A text column's word codes are positions in a sentence, not quantities:
+    # the forest is fitted without them (gaps everywhere: no split uses them),
+    # and the network reads the words.
+    words = [p for group in layout.get("texts", []) for p in group["positions"]]
+    x_train, x_val = snapshot.x[split["train"]].copy(), snapshot.x[split["validation"]].copy()
+    x_train[:, words], x_val[:, words] = np.nan, np.nan
+    forest = fit_forest(
+        x_train, snapshot.y[split["train"]], x_val, snapshot.y[split["validation"]], layout, family.task, n_classes,
+        settings.seed, settings.class_weight,
+    )
+    model = forest_model(forest, layout, family.task, n_classes, name=f"lockgate_{family.name}_forest")
+    return FitOutcome(
+        model, {}, forest.iterations, 0, forest.seconds, Placement("CPU (scikit-learn)", contextlib.nullcontext, 1, False),
+        0, len(split["train"]) + len(split["validation"]), architecture=FOREST, validation_outputs=forest.validation_outputs,
+    )
+
+
+def class_weights(y_train: np.ndarray, classes: int) -> dict[int, float]:
+    """Each class weighted by n / (classes * its count), so every class counts
+    as much in the loss as the others (scikit-learn's "balanced")."""
+    counts = np.bincount(y_train.astype("int64"), minlength=classes).astype("float64")
+    return {i: float(len(y_train) / (classes * c)) if c else 1.0 for i, c in enumerate(counts)}
+
+
+def fit_network(
+    snapshot: Snapshot,
+    settings: TrainingSettings,
+    backup_dir: Path | None = None,
+    callbacks: list[Any] | None = None,
+    verbose: int = 0,
+    teacher_outputs: np.ndarray | None = None,
+    distillation: DistillationSettings | None = None,
+    group: ProcessGroup | None = None,
+) -> FitOutcome:
+    """Train the family's network on the snapshot's training split; given a
     teacher's outputs on every row, train a narrower student on them instead.
     As a member of a process `group` (JAX backend), train one model together
     with the group's other processes, `settings.batch_size` rows per global batch."""
@@ -212,6 +335,8 @@ def fit(
     # Caller's callbacks run last, after the epoch's checkpoint is written.
     all_callbacks += list(callbacks or [])
     fit_kwargs: dict[str, Any] = {"epochs": settings.epochs, "callbacks": all_callbacks, "verbose": verbose}
+    if settings.class_weight == "balanced" and family.task == "classification" and teacher_outputs is None:
+        fit_kwargs["class_weight"] = class_weights(snapshot.y[split["train"]], len(snapshot.class_names))
     if isinstance(train_data, tuple):
         fit_kwargs.update(batch_size=global_batch, shuffle=True, validation_data=val_data)
         started = time.perf_counter()
@@ -222,4 +347,6 @@ def fit(
         history = trainer.fit(train_data, **fit_kwargs)
     seconds = time.perf_counter() - started
     epochs_run = resumed + len(history.history.get("loss", []))
-    return FitOutcome(model, history.history, epochs_run, resumed, seconds, placement, global_batch, examples_per_epoch)
+    architecture = family.architecture(snapshot.meta, settings.architecture)
+    return FitOutcome(model, history.history, epochs_run, resumed, seconds, placement, global_batch, examples_per_epoch,
+                      architecture=architecture)

@@ -61,8 +61,11 @@ def train_model(
         )
     model_path = out_dir / "model.keras"
     outcome.model.save(model_path)
-    figure_path = training_curves(outcome.history, out_dir / "training_curves.png", outcome.resumed_from_epoch)
-    mlflow_client.log_artifact(run_id, str(figure_path), artifact_path="plots")
+    if outcome.history:  # a forest has no epochs to draw
+        figure_path = training_curves(outcome.history, out_dir / "training_curves.png", outcome.resumed_from_epoch)
+        mlflow_client.log_artifact(run_id, str(figure_path), artifact_path="plots")
+    mlflow_client.log_param(run_id, "architecture", outcome.architecture)
+    mlflow_client.set_tag(run_id, "lockgate.architecture_choice", outcome.choice[:5000])
     mlflow_client.log_param(run_id, "device", outcome.placement.description[:500])
     mlflow_client.log_param(run_id, "training.processes", processes)
     mlflow_client.log_param(run_id, "training.global_batch", outcome.global_batch)
@@ -80,8 +83,10 @@ def train_model(
         seconds=round(outcome.seconds, 3),
         device=outcome.placement.description + f", keras {keras.__version__}",
         processes=processes,
-        global_batch=outcome.global_batch,
+        global_batch=outcome.global_batch or None,
         note=note,
+        architecture=outcome.architecture,
+        choice=outcome.choice,
     )
 
 

@@ -105,6 +105,11 @@ class Family:
     def default_architecture(self, meta: DatasetMeta) -> str:
         return self.architectures[0]
 
+    def candidates(self, meta: DatasetMeta, requested: str) -> tuple[str, ...]:
+        """The architectures a run trains; with several, the one with the
+        better validation score is kept (lockgate.training.fit)."""
+        return (self.architecture(meta, requested),)
+
     def model_inputs(
         self, meta: DatasetMeta, x_train: np.ndarray, architecture: str, settings: "TrainingSettings", width: float
     ) -> tuple[Any, Any]:

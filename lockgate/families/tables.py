@@ -27,6 +27,7 @@ import functools
 import hashlib
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Literal
 
@@ -35,7 +36,10 @@ import pandas as pd
 
 Role = Literal["numeric", "categorical", "datetime", "text", "identifier", "constant", "dropped"]
 # Roles that feed the model; the others are excluded with a reason.
-MODEL_ROLES = ("numeric", "categorical", "datetime")
+MODEL_ROLES = ("numeric", "categorical", "datetime", "text")
+TEXT_VOCABULARY = 2000  # words kept per text column, most frequent first
+TEXT_MAX_TOKENS = 64  # tokens kept per text cell (the 95th percentile of the training texts, at most this)
+_WORD = re.compile(r"\w+", re.UNICODE)
 DATETIME_PARTS = ("year", "month", "day", "dayofweek", "hour")
 MISSING_CODE, UNSEEN_CODE, FIRST_CODE = 0, 1, 2
 
@@ -56,15 +60,20 @@ class ColumnSpec:
     # numeric (and each datetime part): statistics of the training rows
     stats: dict[str, float] = field(default_factory=dict)
     parts: list[str] = field(default_factory=list)  # datetime: the numeric parts used
+    tokens: int = 0  # text: tokens kept per cell (the vocabulary holds its words)
 
     @property
     def used(self) -> bool:
-        return self.role in MODEL_ROLES
+        """Whether the model reads it (a text column of a contract saved before
+        tables read text has no tokens, and was not read)."""
+        return self.role in MODEL_ROLES and not (self.role == "text" and self.tokens == 0)
 
     def model_columns(self) -> list[str]:
         """The model's input columns this column becomes."""
         if self.role == "datetime":
             return [f"{self.name}.{part}" for part in self.parts]
+        if self.role == "text":
+            return [f"{self.name}.token{i}" for i in range(self.tokens)]
         return [self.name] if self.used else []
 
     @property
@@ -105,9 +114,14 @@ class TableContract:
 
     def layout(self) -> dict[str, Any]:
         """What the model's input layer needs: which inputs are numbers, which
-        are category codes, and how many codes each category column has."""
-        numeric, categorical, cardinalities, position = [], [], [], 0
+        are category codes, and how many codes each category column has; a
+        text column's token codes are one group (positions and vocabulary size)."""
+        numeric, categorical, cardinalities, texts, position = [], [], [], [], 0
         for spec in self.used:
+            if spec.role == "text":
+                texts.append({"positions": list(range(position, position + spec.tokens)), "cardinality": spec.cardinality})
+                position += spec.tokens
+                continue
             for _ in spec.model_columns():
                 if spec.role == "categorical":
                     categorical.append(position)
@@ -115,7 +129,8 @@ class TableContract:
                 else:
                     numeric.append(position)
                 position += 1
-        return {"numeric": numeric, "categorical": categorical, "cardinalities": cardinalities, "width": position}
+        return {"numeric": numeric, "categorical": categorical, "cardinalities": cardinalities, "texts": texts,
+                "width": position}
 
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "columns": [asdict(c) for c in self.columns], "rows": self.rows}
@@ -141,6 +156,8 @@ class TableContract:
                 detail += f"; {c.stats['min']:.4g} to {c.stats['max']:.4g}, mean {c.stats['mean']:.4g}"
             elif c.role == "datetime":
                 detail += f"; parts {', '.join(c.parts)}"
+            elif c.role == "text":
+                detail += f"; {len(c.vocabulary)} words, {c.tokens} tokens a cell"
             note = f" — {c.reason}" if c.reason and not c.used else ""
             lines.append(f"{c.name}: {c.role} ({c.dtype}; {detail}){note}")
         return lines
@@ -215,7 +232,7 @@ def infer_role(values: pd.Series, max_integer_categories: int = 5) -> tuple[Role
     words = strings.str.split().str.len().mean()
     text = (words >= 5 or (words >= 3 and distinct != rows)) and distinct / rows > 0.5
     if text:  # sentences; a short unique string (a name) is an identifier
-        return "text", "free text (table models use categories and numbers only), excluded"
+        return "text", "free text: its words, embedded and averaged beside the other columns"
     if distinct == rows and rows >= 20:
         return "identifier", "a different value in every row (a name or an ID), excluded"
     return "categorical", "strings"
@@ -267,7 +284,35 @@ def _profile(name: str, values: pd.Series, role: Role, reason: str, max_categori
         parts = datetime_parts(values)
         spec.parts = [p for p in DATETIME_PARTS if parts[p].nunique(dropna=True) > 1]
         spec.stats = {}
+    elif role == "text":
+        words = tokenise(values)
+        counts: dict[str, int] = {}
+        for cell in words:
+            for word in set(cell):  # document frequency: a word repeated in one cell counts once
+                counts[word] = counts.get(word, 0) + 1
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TEXT_VOCABULARY]
+        spec.vocabulary = [w for w, _ in ranked]
+        spec.frequencies = [round(n / max(len(values), 1), 6) for _, n in ranked]
+        lengths = [len(cell) for cell in words if cell]
+        spec.tokens = int(min(TEXT_MAX_TOKENS, max(1, np.percentile(lengths, 95) if lengths else 1)))
     return spec
+
+
+def tokenise(values: pd.Series) -> list[list[str]]:
+    """Each cell's words, in lower case (a gap has none): the same pure
+    function in training, evaluation, the exports and the service."""
+    return [_WORD.findall(v.lower()) if isinstance(v, str) else [] for v in values.astype(object)]
+
+
+def token_codes(values: pd.Series, vocabulary: list[str], tokens: int) -> np.ndarray:
+    """Each cell's first `tokens` words as codes in the vocabulary (0 padding,
+    1 a word it does not hold, 2.. its words), one row per cell."""
+    index = {word: i + FIRST_CODE for i, word in enumerate(vocabulary)}
+    codes = np.zeros((len(values), tokens), dtype="float32")
+    for row, words in enumerate(tokenise(values)):
+        ids = [index.get(word, UNSEEN_CODE) for word in words[:tokens]]
+        codes[row, : len(ids)] = ids
+    return codes
 
 
 def _stats(numbers: pd.Series) -> dict[str, float]:
@@ -332,6 +377,8 @@ def encode(frame: pd.DataFrame, contract: TableContract) -> np.ndarray:
             blocks.append(numeric_values(values).to_numpy()[:, None])
         elif spec.role == "datetime":
             blocks.append(datetime_parts(values)[spec.parts].to_numpy())
+        elif spec.role == "text":
+            blocks.append(token_codes(values, spec.vocabulary, spec.tokens))
         else:
             blocks.append(category_codes(values, spec.vocabulary)[:, None])
     if not blocks:
@@ -419,6 +466,10 @@ def _request_value(i: int, name: str, spec: ColumnSpec, value: Any) -> Any:
         if isinstance(value, float) and not math.isfinite(value):
             raise RecordError(f"record {i}: column '{name}' must be finite, got {value!r}")
         return value
+    if spec.role == "text":
+        if not isinstance(value, str):
+            raise RecordError(f"record {i}: column '{name}' must be text or null, got {value!r}"[:300])
+        return value
     if not isinstance(value, str):
         raise RecordError(f"record {i}: column '{name}' must be a date string or null, got {value!r}"[:300])
     return value
@@ -435,6 +486,8 @@ def record_schema(contract: TableContract) -> dict[str, Any]:
             if len(spec.vocabulary) <= 50:
                 schema["examples"] = spec.vocabulary[:10]
             properties[spec.name] = schema
+        elif spec.role == "text":
+            properties[spec.name] = {"type": ["string", "null"], "description": "free text"}
         else:
             properties[spec.name] = {"type": ["string", "null"], "format": "date-time"}
     return {"type": "object", "properties": properties, "additionalProperties": False}

@@ -25,8 +25,13 @@ if TYPE_CHECKING:
 class TableFamily(Family):
     """Rows of a table with a data contract; the task mixin decides the rest."""
 
-    architectures = ("mlp", "linear")
+    architectures = ("mlp", "linear", "forest")
     endpoints = "/predict_records, or /predict with arrays"
+
+    def candidates(self, meta: DatasetMeta, requested: str) -> tuple[str, ...]:
+        """By default a network and a forest: on some tables boosted trees
+        win clearly, on others the network; the validation split decides."""
+        return ("mlp", "forest") if requested == "auto" else (self.architecture(meta, requested),)
 
     def profile_columns(self, data: "LoadedData") -> list[str]:
         return [c.name for c in data.contract.used if c.role == "numeric"]

@@ -117,6 +117,29 @@ def test_bad_data_stops_at_validation(case, wine_champion, data_dir, wine_frame)
     assert len(model_versions(name)) == before_versions
 
 
+def test_a_first_model_no_better_than_the_class_shares_is_rejected(data_dir):
+    """A 95/5 table whose features say nothing about the label: whatever is
+    trained cannot beat always answering 95/5, so it is rejected with that
+    reason, however high its accuracy, and nothing is registered."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(7)
+    rows = 1200
+    frame = pd.DataFrame({"a": rng.normal(size=rows), "b": rng.normal(size=rows), "c": rng.choice(list("xyz"), rows)})
+    frame["label"] = np.where(rng.uniform(size=rows) < 0.05, "rare", "common")
+    path = data_dir / "noise_95_5.csv"
+    frame.to_csv(path, index=False)
+    name = unique_name("noise")
+    result = run_pipeline(str(path), "label", name, pipeline_settings(10))
+    assert result.status == "rejected" and not result.gate.promote
+    assert result.evaluation.metrics["accuracy"] >= 0.9 and result.evaluation.metrics["majority_class_rate"] >= 0.9
+    assert result.gate.no_skill.baseline.startswith("always the training class shares (common 95")
+    assert "not shown to be better than no skill" in result.gate.reasons[-1], result.gate.reasons
+    assert result.evaluation.metrics["no_skill_brier_score"] == pytest.approx(result.gate.no_skill.baseline_score)
+    assert result.registered is None and champion_version(name) is None and not model_versions(name)
+
+
 def test_faults_after_each_step_s_side_effect_are_retried_without_doubles(
     prefect_harness, breast_cancer_csv, monkeypatch
 ):
@@ -206,11 +229,12 @@ def test_on_a_small_table_a_better_scoring_challenger_is_promoted_and_a_weak_one
     itself), then a challenger trained 30 that is no worse in accuracy and
     clearly better in Brier score: promoted, with the holdout's power stated.
     A challenger trained one epoch with a tiny learning rate: rejected, and
-    the champion stays."""
+    the champion stays. The network only: a forest does not depend on epochs
+    or learning rate, and would make every run as good as the last."""
     name = unique_name("wine-power")
-    first = run_pipeline(str(wine_csv), "target", name, pipeline_settings(5, learning_rate=3e-4))
+    first = run_pipeline(str(wine_csv), "target", name, pipeline_settings(5, learning_rate=3e-4, architecture="mlp"))
     assert first.status == "promoted", first.gate.reasons
-    better = run_pipeline(str(wine_csv), "target", name, pipeline_settings(30))
+    better = run_pipeline(str(wine_csv), "target", name, pipeline_settings(30, architecture="mlp"))
     metrics, champion = better.evaluation.metrics, better.evaluation.champion_metrics
     assert better.evaluation.champion_version == first.registered.version
     assert metrics["accuracy"] >= champion["accuracy"], "the challenger this test needs: no worse in accuracy"
@@ -219,7 +243,7 @@ def test_on_a_small_table_a_better_scoring_challenger_is_promoted_and_a_weak_one
     assert better.gate.detectable is not None and "holdout rows detect a difference of" in better.gate.reasons[-1]
     assert champion_version(name) == better.registered.version
 
-    weak = run_pipeline(str(wine_csv), "target", name, pipeline_settings(1, learning_rate=1e-5))
+    weak = run_pipeline(str(wine_csv), "target", name, pipeline_settings(1, learning_rate=1e-5, architecture="mlp"))
     assert weak.status == "rejected" and not weak.gate.promote, weak.gate.reasons
     assert champion_version(name) == better.registered.version
 

@@ -4,6 +4,7 @@ survives a save and reload unchanged."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from lockgate.data import read_snapshot, split_for
@@ -70,6 +71,34 @@ def test_architecture_follows_the_data_or_settings():
     assert resolve_architecture(_meta("regression", [3]), "linear") == "linear"
     with pytest.raises(ValueError, match="does not fit text data; choose one of lstm, transformer"):
         resolve_architecture(_meta("text", []), "cifar")
+
+
+def test_a_text_column_in_a_table_is_read_by_the_network(tmp_path):
+    """The label hides in the words of a free-text column (the numbers are
+    noise): a network that reads the words learns it; without them it could
+    not beat a coin."""
+    rng = np.random.default_rng(0)
+    n = 600
+    label = rng.integers(0, 2, n)
+    words = np.array(["smooth landing on runway", "engine struck on climb", "bird seen near the gear"])
+    filler = [f"w{i}" for i in range(60)]  # so each remark is its own sentence, as in a real log
+    remarks = [f"{words[rng.integers(0, 3)]} {' '.join(rng.choice(filler, 3))} {'smoke' if y else 'calm'} reported"
+               for y in label]
+    frame = pd.DataFrame({"remarks": remarks, "noise": rng.normal(size=n), "label": np.where(label, "yes", "no")})
+    path = tmp_path / "remarks.csv"
+    frame.to_csv(path, index=False)
+    snapshot, model, x, y = _train(str(path), "label", epochs=15, architecture="mlp")
+    assert snapshot.meta.table_contract().column("remarks").role == "text"
+    accuracy = float((predict_outputs(model, x).argmax(axis=1) == y).mean())
+    assert accuracy >= 0.95, accuracy
+    reloaded = load_keras_model(_saved(model, tmp_path))
+    np.testing.assert_allclose(predict_outputs(reloaded, x), predict_outputs(model, x), atol=1e-6)
+
+
+def _saved(model, folder):
+    path = folder / "model.keras"
+    model.save(path)
+    return path
 
 
 def test_mnist_architecture_on_28_by_28_images():

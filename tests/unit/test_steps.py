@@ -23,6 +23,7 @@ from tasks.validate import validate_task
 def trained(wine_csv):
     settings = get_settings().model_copy(deep=True)
     settings.training.epochs = 4
+    settings.training.architecture = "mlp"  # the network's steps: epochs, curves, checkpoints
     summary = validate_task.fn(str(wine_csv), "target", None, settings)
     name = f"unit-{uuid.uuid4().hex[:6]}"
     run_id = open_run_task.fn(summary, name, f"pipeline-{uuid.uuid4().hex}", settings)
@@ -56,13 +57,36 @@ def test_train_logs_model_metrics_and_plot(trained):
     assert loaded.output_shape[-1] == 3
 
 
+def test_a_table_keeps_the_candidate_with_the_better_validation_score(trained):
+    """By default a table trains a network and a forest (and their average),
+    and keeps the lowest validation Brier score; the run says which and why."""
+    import re
+
+    import mlflow
+
+    settings, summary, name, _ = trained
+    settings = settings.model_copy(deep=True)
+    settings.training.architecture = "auto"
+    run_id = open_run_task.fn(summary, name, f"pipeline-{uuid.uuid4().hex}", settings)
+    training = train_task.fn(run_id, summary.snapshot, settings)
+    kept = re.match(r"(\S+), chosen on the validation split \(\d+ rows\): mean Brier score (\d\.\d{4}) against (.*)", training.choice)
+    assert kept, training.choice
+    scores = {kept[1]: kept[2]} | dict(re.findall(r"(mlp\+forest|mlp|forest) (\d\.\d{4})", kept[3]))
+    assert set(scores) == {"mlp", "forest", "mlp+forest"}, training.choice
+    assert training.architecture == min(scores, key=lambda k: float(scores[k])), training.choice
+    assert training.choice.startswith(f"{training.architecture}, chosen on the validation split")
+    run = mlflow.MlflowClient().get_run(run_id)
+    assert run.data.params["architecture"] == training.architecture
+    assert run.data.tags["lockgate.architecture_choice"] == training.choice
+
+
 def test_training_resumes_from_the_last_checkpoint(tmp_path, wine_csv):
     import keras
 
     from lockgate.data import read_snapshot
     from lockgate.training import fit
 
-    settings = get_settings().training.model_copy(update={"epochs": 5, "early_stopping_patience": 50})
+    settings = get_settings().training.model_copy(update={"epochs": 5, "early_stopping_patience": 50, "architecture": "mlp"})
     snapshot = read_snapshot(validate_task.fn(str(wine_csv), "target").snapshot)
 
     class Crash(keras.callbacks.Callback):

@@ -59,6 +59,36 @@ def test_roles_of_mixed_columns():
     }
 
 
+def test_a_text_column_becomes_word_codes_from_the_contracts_vocabulary():
+    texts = ["Bird struck the left engine on climb", "no damage seen", None, "Engine shut down, engine fire"]
+    frame = pd.DataFrame({
+        "remarks": [None if t is None else f"{t} at gate {i}" for i, t in enumerate(texts * 10)],
+        "speed": [120.5, 80.2, None, 140.7] * 10,
+        "label": ["a", "b", "a", "b"] * 10,
+    })
+    contract = infer_contract(frame, "label")
+    remarks = contract.column("remarks")
+    assert remarks.role == "text" and remarks.used
+    # Lower case, by document frequency: 'engine' twice in a cell counts once.
+    assert remarks.vocabulary[:3] == ["at", "gate", "engine"]
+    assert remarks.tokens == 10  # the 95th percentile of the word counts
+    tokens = remarks.tokens
+    layout = contract.layout()
+    assert layout["texts"] == [{"positions": list(range(tokens)), "cardinality": len(remarks.vocabulary) + 2}]
+    assert layout["numeric"] == [tokens] and layout["width"] == tokens + 1
+    x = encode(pd.DataFrame({"remarks": ["ENGINE fire, unknown word", None], "speed": [100.0, None]}), contract)
+    engine, fire = remarks.vocabulary.index("engine") + 2, remarks.vocabulary.index("fire") + 2
+    np.testing.assert_array_equal(x[0, :tokens], [engine, fire, UNSEEN_CODE, UNSEEN_CODE] + [0] * (tokens - 4))
+    np.testing.assert_array_equal(x[1, :tokens], np.zeros(tokens))
+    assert np.isnan(x[1, tokens])
+    # A request sends the text as it is; anything but a string or null is refused.
+    rows = records_frame([{"remarks": "engine fire", "speed": 90}], contract)
+    assert encode(rows, contract)[0, 0] == engine
+    with pytest.raises(RecordError, match="'remarks' must be text or null"):
+        records_frame([{"remarks": 3, "speed": 90}], contract)
+    assert record_schema(contract)["properties"]["remarks"]["type"] == ["string", "null"]
+
+
 def test_settings_override_and_drop_roles(penguins):
     contract = infer_contract(penguins, "species", {"body_mass_g": "categorical", "island": "drop"})
     assert contract.column("body_mass_g").role == "categorical"
