@@ -77,7 +77,8 @@ def run(
     epochs: Optional[int] = typer.Option(None, min=1, help="maximum training epochs (early stopping may end sooner)"),
     family: Optional[str] = typer.Option(None, help="image, text, tabular or regression (default: decided from the data)"),
     architecture: Optional[str] = typer.Option(
-        None, help="small_cnn, mnist, cifar, lstm, transformer, mlp or linear (default: the family's)"
+        None, help="small_cnn, mnist, cifar, lstm, transformer, mlp, linear or forest (default: the family's; "
+        "a table trains mlp and forest and keeps the better on the validation split)"
     ),
     augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="augment training images"),
     workers: Optional[int] = typer.Option(

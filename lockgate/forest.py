@@ -82,14 +82,14 @@ def fit_forest(
     x_stop, y_stop = _stopping_rows(x_val, y_val, y_train, task)
     if len(x_stop):
         probe = _estimator(task, mask, seed, class_weight, MAX_ITERATIONS, early_stopping=True)
-        probe.fit(x_train, y_train, X_val=x_stop, y_val=y_stop)
+        probe.fit(_without_empty_columns(x_train), y_train, X_val=x_stop, y_val=y_stop)
     else:
         probe = _estimator(task, mask, seed, class_weight, FALLBACK_ITERATIONS, early_stopping=False)
-        probe.fit(x_train, y_train)
+        probe.fit(_without_empty_columns(x_train), y_train)
     iterations = int(probe.n_iter_)
     validation_outputs = estimator_outputs(probe, x_val, task, n_classes)
     final = _estimator(task, mask, seed, class_weight, iterations, early_stopping=False)
-    final.fit(np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val]))
+    final.fit(_without_empty_columns(np.concatenate([x_train, x_val])), np.concatenate([y_train, y_val]))
     return ForestFit(final, iterations, validation_outputs, time.perf_counter() - started)
 
 
@@ -144,6 +144,19 @@ def _stopping_rows(x_val: np.ndarray, y_val: np.ndarray, y_train: np.ndarray, ta
         return x_val, y_val
     known = np.isin(y_val, np.unique(y_train))
     return x_val[known], y_val[known]
+
+
+def _without_empty_columns(x: np.ndarray) -> np.ndarray:
+    """The rows with every column that holds no value at all (a sparse
+    column's training rows can all be gaps) set to 0: scikit-learn 1.9 fails
+    to bin an all-NaN column, and a constant one gets no split, as an empty
+    one would not, so the trees and their predictions are the same."""
+    empty = np.isnan(x).all(axis=0) if len(x) else np.zeros(x.shape[1], dtype=bool)
+    if not empty.any():
+        return x
+    x = x.copy()
+    x[:, empty] = 0.0
+    return x
 
 
 def _rows(x: np.ndarray, width: int) -> np.ndarray:

@@ -238,11 +238,11 @@ def fit_forest_model(snapshot: Snapshot, settings: TrainingSettings) -> FitOutco
     layout = snapshot.meta.table_contract().layout()
     n_classes = len(snapshot.class_names)
     # A text column's word codes are positions in a sentence, not quantities:
-    # the forest is fitted without them (gaps everywhere: no split uses them),
-    # and the network reads the words.
+    # the forest is fitted without them (a constant: no split uses them), and
+    # the network reads the words.
     words = [p for group in layout.get("texts", []) for p in group["positions"]]
     x_train, x_val = snapshot.x[split["train"]].copy(), snapshot.x[split["validation"]].copy()
-    x_train[:, words], x_val[:, words] = np.nan, np.nan
+    x_train[:, words], x_val[:, words] = 0.0, 0.0
     forest = fit_forest(
         x_train, snapshot.y[split["train"]], x_val, snapshot.y[split["validation"]], layout, family.task, n_classes,
         settings.seed, settings.class_weight,

@@ -227,3 +227,21 @@ def test_thresholds_round_down_to_float32():
 def test_importing_the_module_does_not_import_keras():
     code = "import sys, lockgate.forest; sys.exit('keras' in sys.modules or 'tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_a_column_with_no_value_in_the_training_rows_is_fitted_and_ignored():
+    """A sparse column can be all gaps in the training rows; scikit-learn
+    cannot bin that, so it is fitted as a constant, which no tree splits on."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(300, 3)).astype("float32")
+    x[:, 1] = np.nan
+    y = (x[:, 0] > 0).astype("int64")
+    layout = {"numeric": [0, 1, 2], "categorical": [], "cardinalities": [], "width": 3}
+    fitted = fit_forest(x[:200], y[:200], x[200:], y[200:], layout, "classification", 2, seed=0)
+    model = forest_model(fitted, layout, "classification", 2)
+    later = x[200:].copy()
+    later[:, 1] = rng.normal(size=100)  # values now: still ignored
+    np.testing.assert_allclose(
+        model.predict_on_batch(later), estimator_outputs(fitted.estimator, np.where(np.isnan(x[200:]), 0, x[200:]), "classification", 2),
+        atol=1e-5,
+    )
