@@ -219,8 +219,8 @@ def blend(outcomes: list[FitOutcome], snapshot: Snapshot) -> FitOutcome:
     output = "value" if family.task == "regression" else "probabilities"
     average = keras.layers.Average(name=output, dtype="float32")([o.model(inputs) for o in outcomes])
     model = keras.Model(inputs, average, name=f"lockgate_{family.name}_blend")
-    first = outcomes[0].model
-    model.compile(optimizer=keras.optimizers.Adam(), loss=first.loss, metrics=["accuracy"] if family.task != "regression" else [])
+    # Not compiled: it is never trained as a whole, and a compiled blend
+    # saves an optimizer whose state does not match its parts' on loading.
     network = next((o for o in outcomes if o.architecture != FOREST), outcomes[0])
     return FitOutcome(
         model, network.history, network.epochs_run, network.resumed_from_epoch, sum(o.seconds for o in outcomes),

@@ -320,7 +320,8 @@ def _reading_checks(data: LoadedData, settings: LockgateSettings) -> list[CheckR
     if data.missing_tokens:
         parts = []
         for column, tokens in list(data.missing_tokens.items())[:10]:
-            shown = ", ".join(f"{n} {token!r}" for token, n in sorted(tokens.items(), key=lambda kv: -kv[1])[:4])
+            shown = ", ".join(f"{n} {token!r}" if token else f"{n} blank"
+                              for token, n in sorted(tokens.items(), key=lambda kv: -kv[1])[:4])
             parts.append(f"'{column}': {shown}")
         more = f" (+{len(data.missing_tokens) - 10} more columns)" if len(data.missing_tokens) > 10 else ""
         checks.append(CheckResult(
