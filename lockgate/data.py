@@ -18,7 +18,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -28,14 +28,11 @@ from lockgate.families.tables import TableContract, encode, infer_contract, type
 from lockgate.locks import atomic_write_text, unique_temporary
 from lockgate.preprocessing import load_image_file
 from lockgate.records import DatasetMeta, FamilyName
-
-if TYPE_CHECKING:
-    from lockgate.settings import TrainingSettings
+from lockgate.settings import TrainingSettings
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 TEXT_SUFFIXES = {".txt"}
 BUILTIN_SOURCES = ("digits", "mnist", "cifar10", "imdb")
-DEFAULT_MISSING_TOKENS = ("", "na", "n/a", "nan", "null", "none", "<na>", "#n/a", "?", "-", "--", ".")
 # A numeric target with more distinct values than this is a regression target.
 REGRESSION_MIN_DISTINCT = 20
 
@@ -141,7 +138,7 @@ def load_source(source: str, target: str | None = None, training: "TrainingSetti
         elif path.suffix.lower() in (".csv", ".tsv", ".txt", ".parquet", ".pq"):
             if not target:
                 raise DataLoadError(f"{path.name} is a table: name its label column with --target COLUMN")
-            tokens = training.missing_tokens if training else DEFAULT_MISSING_TOKENS
+            tokens = (training or TrainingSettings()).missing_tokens
             data = _table_family(_load_table(path, target, tokens), family, training.text_column if training else None)
         else:
             raise DataLoadError(
@@ -335,7 +332,7 @@ def _load_npz(path: Path) -> LoadedData:
     raise DataLoadError(f"{path.name}: x must be 2-D (table) or 3/4-D (images), got shape {x.shape}")
 
 
-def _load_table(path: Path, target: str, missing_tokens: Iterable[str] = DEFAULT_MISSING_TOKENS) -> LoadedData:
+def _load_table(path: Path, target: str, missing_tokens: Iterable[str]) -> LoadedData:
     """A table as read, with the cells that mean "missing" turned into gaps
     (and counted), and the rows without a label left out (and counted)."""
     suffix = path.suffix.lower()
