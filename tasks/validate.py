@@ -153,7 +153,7 @@ def _contract_checks(data: LoadedData, reference: DatasetMeta | None, settings: 
         missing_share_tolerance=rules.missing_share_tolerance, category_share_tolerance=rules.category_share_tolerance,
         change_z=rules.change_z, max_unseen_share=rules.max_unseen_category_share,
         unseen_blocking=rules.unseen_category_severity == "blocking", shift_blocking=rules.drift_severity == "blocking",
-        sparse_share=rules.sparse_column_share,
+        sparse_share=rules.sparse_column_share, max_categories=settings.training.max_categories,
     )
     findings = check_against_contract(data.frame, data.contract, champion, limits)
     return [

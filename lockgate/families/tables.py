@@ -519,6 +519,7 @@ class ContractLimits:
     shift_blocking: bool = True
     sparse_share: float = 0.5  # first-run warning: a column emptier than this
     many_categories: int = 100  # first-run warning: a column with more categories than this
+    max_categories: int = 1000  # a vocabulary this long was cut: the rarer categories share the unseen code
 
 
 def check_against_contract(
@@ -583,8 +584,10 @@ def _quality_warnings(contract: TableContract, limits: ContractLimits) -> list[T
     if many:
         findings.append(TableFinding(
             "many categories", False, False,
-            "; ".join(f"'{c.name}' {len(c.vocabulary)} categories" for c in many[:10])
-            + ": rare ones share an embedding with little data behind it",
+            "; ".join(f"'{c.name}' more than {len(c.vocabulary)} categories (the rarer share the unseen code)"
+                      if len(c.vocabulary) >= limits.max_categories else f"'{c.name}' {len(c.vocabulary)} categories"
+                      for c in many[:10])
+            + ": rare ones get an embedding with little data behind it",
         ))
     skewed = [c for c in contract.used if c.role == "numeric" and c.stats and _skew(c.stats) > 10]
     if skewed:

@@ -175,6 +175,24 @@ def test_contract_checks_name_the_column(penguins):
     assert any("'rownames'" in m for m in warnings)
 
 
+def test_a_first_run_reports_the_tables_quality_as_warnings():
+    rng = np.random.default_rng(0)
+    n = 3000
+    frame = pd.DataFrame({
+        "shop": [f"s{i}" for i in rng.integers(0, 150, n)],  # 150 categories
+        "tail": [f"t{i}" for i in rng.integers(0, 2000, n)],  # cut at max_categories below
+        "income": np.where(rng.uniform(size=n) < 0.7, np.nan, rng.lognormal(3, 2, n)),  # 70% empty, skewed
+        "label": rng.choice(["a", "b"], n),
+    })
+    contract = infer_contract(frame, "label", max_categories=500)
+    findings = {f.name: f for f in check_against_contract(frame, contract, None, ContractLimits(max_categories=500))}
+    assert not any(f.blocking for f in findings.values())
+    assert "'income' 70% empty" in findings["sparse columns"].message
+    assert "'shop' 150 categories" in findings["many categories"].message
+    assert "'tail' more than 500 categories (the rarer share the unseen code)" in findings["many categories"].message
+    assert "'income' max" in findings["skewed columns"].message
+
+
 def test_unseen_categories_can_be_a_warning(penguins):
     champion = infer_contract(penguins, "species")
     changed = penguins.assign(island="Atlantis")
