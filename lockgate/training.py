@@ -20,7 +20,7 @@ import numpy as np
 from lockgate.checkpoints import resumable_epoch, whole_checkpoints
 from lockgate.data import Snapshot, split_for
 from lockgate.families import family_for
-from lockgate.forest import FOREST
+from lockgate.forest import FOREST, fit_forest, forest_model
 from lockgate.models import build_model, predict_outputs, trainable_model
 from lockgate.process_group import ProcessGroup
 from lockgate.settings import DistillationSettings, TrainingSettings
@@ -131,8 +131,8 @@ class FitOutcome:
     examples_per_epoch: int  # training rows one epoch feeds the model (all ranks together)
     architecture: str = ""
     validation_outputs: np.ndarray | None = None  # a forest's, from before its refit on the validation rows
-    # Why this architecture: asked for, or chosen among candidates on the
-    # validation split (never the holdout), with both scores.
+    # Why this architecture: asked for, the default, or chosen among
+    # candidates on the validation split (never the holdout), with each score.
     choice: str = ""
 
 
@@ -159,9 +159,11 @@ def fit(
     keeping the one with the better proper score on the validation split.
     A distillation student and a process group train a network only."""
     family = family_for(snapshot.meta.family)
+    why = "as asked" if settings.architecture != "auto" else f"the {family.name} family's default"
     if teacher_outputs is not None or group is not None:
         candidates = (family.architecture(snapshot.meta, settings.architecture),)
-        candidates = tuple(a for a in candidates if a != FOREST) or (family.architectures[0],)
+        if candidates == (FOREST,):
+            candidates, why = (family.architectures[0],), "a distillation student or a multi-process training is a network"
     else:
         candidates = family.candidates(snapshot.meta, settings.architecture)
     outcomes = []
@@ -174,8 +176,7 @@ def fit(
                 teacher_outputs, distillation, group,
             ))
     if len(outcomes) == 1:
-        outcomes[0].choice = f"{outcomes[0].architecture}, " + (
-            "as asked" if settings.architecture != "auto" else f"the {family.name} family's default")
+        outcomes[0].choice = f"{outcomes[0].architecture}, {why}"
         return outcomes[0]
     return choose_on_validation(outcomes, snapshot, settings)
 
@@ -231,8 +232,6 @@ def blend(outcomes: list[FitOutcome], snapshot: Snapshot) -> FitOutcome:
 def fit_forest_model(snapshot: Snapshot, settings: TrainingSettings) -> FitOutcome:
     """Gradient-boosted trees on the table's encoded rows (lockgate/forest.py),
     as a Keras model that exports and serves like the networks."""
-    from lockgate.forest import fit_forest, forest_model
-
     family = family_for(snapshot.meta.family)
     split = split_for(snapshot.y, settings)
     layout = snapshot.meta.table_contract().layout()

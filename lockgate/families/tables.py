@@ -13,7 +13,8 @@ Encoding is pure numpy/pandas and the same everywhere (training, evaluation,
 the champion's scoring, exports, the service): each model column becomes one
 float32 value. Numbers stay numbers, NaN where missing (the model imputes and
 adds a missing indicator itself); a category becomes its integer code in the
-contract's vocabulary (0 missing, 1 unseen, 2.. known). The string lookup is
+contract's vocabulary (0 missing, 1 unseen, 2.. known); a text cell becomes
+its first words' codes in the column's word vocabulary (0 padding). The string lookup is
 done here rather than with a ``StringLookup`` layer so that every export
 format (TFLite and ONNX cannot run TensorFlow's string hash tables) takes the
 same numeric input and is checked for parity on it; everything after the
