@@ -9,9 +9,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from lockgate.locks import workspace_lock
 from lockgate.settings import LockgateSettings
 
 CHAMPION_ALIAS = "champion"
+_OPENED: set[str] = set()  # the workspace stores this process has opened (and so migrated)
 
 
 def connect(settings: LockgateSettings) -> str:
@@ -24,7 +26,15 @@ def connect(settings: LockgateSettings) -> str:
     # settings object would mistake it for the user's override of the store.
     if exported is None:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
-    client = mlflow.MlflowClient()
+    if exported is None and settings.tracking_uri not in _OPENED:
+        # A process's first client of the workspace's SQLite store creates or
+        # migrates its tables; runs started at once on a fresh workspace
+        # raced there and all failed. One migrates while the others wait.
+        with workspace_lock(settings.home, "mlflow-store"):
+            client = mlflow.MlflowClient()
+        _OPENED.add(settings.tracking_uri)
+    else:
+        client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name(settings.experiment_name)
     if experiment is not None:
         return experiment.experiment_id
