@@ -1,7 +1,7 @@
 """One model trained by 1 and 2 processes, side by side in one run.
 
 Each configuration trains the same model on the same global batches through
-the pipeline's own launcher (`lockgate.distributed.train_on_local_processes`,
+the pipeline's own launcher (`lockgate.training.distributed.train_on_local_processes`,
 loopback collectives), so every configuration reaches the same accuracy after
 the same epochs: what differs is time. Reported per configuration: training
 examples per second, the time to the target validation accuracy, the final
@@ -31,7 +31,7 @@ from bench.report import write_section  # noqa: E402
 
 
 def snapshot_of(data: str, root: Path) -> Path:
-    from lockgate.data import load_source, write_snapshot
+    from lockgate.data.datasets import load_source, write_snapshot
 
     folder, _, _ = write_snapshot(load_source(data), root / "snapshots")
     return folder
@@ -47,8 +47,8 @@ def synthetic_npz(rows: int, root: Path) -> str:
 
 
 def holdout_accuracy(model_path: Path, snapshot_folder: Path, settings) -> float:
-    from lockgate.data import read_snapshot, split_for
-    from lockgate.models import load_keras_model, predict_outputs
+    from lockgate.data.datasets import read_snapshot, split_for
+    from lockgate.models.architectures import load_keras_model, predict_outputs
 
     snapshot = read_snapshot(snapshot_folder)
     holdout = split_for(snapshot.y, settings.training)["holdout"]
@@ -64,7 +64,7 @@ def epochs_to(history: dict[str, list[float]], target: float) -> int | None:
 
 
 def run_processes(snapshot: Path, settings, processes: int, out: Path, threads: int | None) -> dict:
-    from lockgate.distributed import MODEL_FILE, WorkerRequest, train_on_local_processes
+    from lockgate.training.distributed import MODEL_FILE, WorkerRequest, train_on_local_processes
 
     if threads:  # XLA's CPU thread pool per process; default: every core in every process
         os.environ["XLA_FLAGS"] = f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} intra_op_parallelism_threads={threads}"
@@ -86,8 +86,8 @@ def run_processes(snapshot: Path, settings, processes: int, out: Path, threads: 
 
 def run_in_process(snapshot: Path, settings, out: Path) -> dict:
     """Today's one-process route: TensorFlow, in this process."""
-    from lockgate.data import read_snapshot
-    from lockgate.training import fit
+    from lockgate.data.datasets import read_snapshot
+    from lockgate.training.fit import fit
 
     started = time.perf_counter()
     outcome = fit(read_snapshot(snapshot), settings.training)
@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.95)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    from lockgate.settings import LockgateSettings
+    from lockgate.core.settings import LockgateSettings
 
     root = Path(tempfile.mkdtemp(prefix="lockgate-bench-dist-"))
     cores = os.cpu_count() or 1

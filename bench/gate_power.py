@@ -28,9 +28,9 @@ import numpy as np
 
 from report import write_section  # bench/ is the script's own folder
 
-from lockgate.gate import HoldoutScores, decide_classification
-from lockgate.settings import GateSettings
-from lockgate.stats import brier_losses, macro_f1
+from lockgate.scoring.gate import HoldoutScores, decide_classification
+from lockgate.core.settings import GateSettings
+from lockgate.scoring.stats import brier_losses, macro_f1
 
 CLASSES = 3
 SIGNAL = 5.0  # spread of the true logits: the best possible accuracy is about 0.89

@@ -1,6 +1,6 @@
 """The training code's GPU path, measured on the Keras JAX backend.
 
-Runs `lockgate.training.fit` (the pipeline's own training function) twice in
+Runs `lockgate.training.fit.fit` (the pipeline's own training function) twice in
 separate processes, once with JAX on the GPU (mixed precision, chosen by
 `choose_placement`) and once with JAX forced onto the CPU, on the same data
 and epochs, and prints the ratio. The TensorFlow backend takes the same code
@@ -36,10 +36,10 @@ def synthetic_images(rows: int):
 def measure(rows: int, epochs: int, batch_size: int) -> dict:
     import keras
 
-    from lockgate.data import Snapshot
-    from lockgate.records import DatasetMeta
-    from lockgate.settings import TrainingSettings
-    from lockgate.training import fit
+    from lockgate.data.datasets import Snapshot
+    from lockgate.core.records import DatasetMeta
+    from lockgate.core.settings import TrainingSettings
+    from lockgate.training.fit import fit
 
     x, y = synthetic_images(rows)
     meta = DatasetMeta(name="synthetic", family="image", target="label", feature_columns=[],
@@ -79,7 +79,7 @@ def main() -> None:
         print(name, results[name], flush=True)
     gpu, cpu = results["GPU"], results["CPU"]
     lines = [
-        f"`lockgate.training.fit` on {args.rows} synthetic 28x28x1 images, {args.epochs} epochs, batch {args.batch_size}, "
+        f"`lockgate.training.fit.fit` on {args.rows} synthetic 28x28x1 images, {args.epochs} epochs, batch {args.batch_size}, "
         f"Keras {gpu['backend']} backend.",
         "",
         "| placement | fit seconds | training examples/s | final val accuracy |",

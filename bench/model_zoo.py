@@ -52,7 +52,7 @@ def make_source(entry: Entry, folder: Path) -> tuple[str, str | None]:
     """Write the entry's data set to `folder`; return (source, target)."""
     import numpy as np
 
-    from lockgate.samples import make_colour_images, make_reviews
+    from lockgate.data.samples import make_colour_images, make_reviews
 
     if entry.name == "image-small-cnn":
         return "digits", None
@@ -84,11 +84,12 @@ def make_source(entry: Entry, folder: Path) -> tuple[str, str | None]:
 
 
 def measure(entry: Entry, folder: Path) -> dict:
-    from lockgate.data import load_source, split_for, write_snapshot, read_snapshot
-    from lockgate.evaluation import measure_latency, score
-    from lockgate.exporting import export_model
-    from lockgate.settings import get_settings
-    from lockgate.training import fit
+    from lockgate.data.datasets import load_source, split_for, write_snapshot, read_snapshot
+    from lockgate.families import family_for
+    from lockgate.training.evaluation import measure_latency
+    from lockgate.export import export_model
+    from lockgate.core.settings import get_settings
+    from lockgate.training.fit import fit
 
     settings = get_settings().model_copy(deep=True)
     settings.training = settings.training.model_copy(
@@ -100,14 +101,16 @@ def measure(entry: Entry, folder: Path) -> dict:
     outcome = fit(snapshot, settings.training)
     split = split_for(snapshot.y, settings.training)
     x, y = snapshot.x[split["holdout"]], snapshot.y[split["holdout"]]
-    from lockgate.models import predict_outputs
+    from lockgate.models.architectures import predict_outputs
 
-    metrics = score(snapshot.meta.family, y, predict_outputs(outcome.model, x), snapshot.class_names)["metrics"]
+    metrics = family_for(snapshot.meta.family).target.score(y, predict_outputs(outcome.model, x), snapshot.class_names)["metrics"]
     keras_path = folder / "model.keras"
     outcome.model.save(keras_path)
     started = time.perf_counter()
+    family = family_for(snapshot.meta.family)
     exports = export_model(outcome.model, snapshot.meta.family, folder / "exports", x, y,
-                           snapshot.x[split["train"]][: settings.export.representative_examples], settings.export)
+                           snapshot.x[split["train"]][: settings.export.representative_examples], settings.export,
+                           task=family.task, int8_quantisation=family.int8_quantisation)
     student = distil(outcome.model, snapshot, settings, x, y) if entry.name in DISTILLED else None
     return {
         "entry": entry, "family": snapshot.meta.family, "rows": len(snapshot.y), "metrics": metrics, "student": student,
@@ -122,13 +125,14 @@ DISTILLED = ("image-small-cnn", "image-cifar", "text-lstm", "regression-mlp")
 
 def distil(teacher, snapshot, settings, x, y) -> dict:
     """A student a quarter as wide, trained on the teacher's softened predictions."""
-    from lockgate.evaluation import measure_latency, saved_size_bytes, score
-    from lockgate.models import predict_outputs
-    from lockgate.training import fit
+    from lockgate.families import family_for
+    from lockgate.training.evaluation import measure_latency, saved_size_bytes
+    from lockgate.models.architectures import predict_outputs
+    from lockgate.training.fit import fit
 
     teacher_outputs = predict_outputs(teacher, snapshot.x)
     outcome = fit(snapshot, settings.training, teacher_outputs=teacher_outputs, distillation=settings.distillation)
-    metrics = score(snapshot.meta.family, y, predict_outputs(outcome.model, x), snapshot.class_names)["metrics"]
+    metrics = family_for(snapshot.meta.family).target.score(y, predict_outputs(outcome.model, x), snapshot.class_names)["metrics"]
     return {"metrics": metrics, "parameters": outcome.model.count_params(), "size": saved_size_bytes(outcome.model),
             "latency": measure_latency(outcome.model, x)["latency_ms_p50"], "train_seconds": outcome.seconds}
 
@@ -196,7 +200,7 @@ def main() -> None:
     entries = [e for e in ENTRIES if not args.only or e.name in args.only]
     with tempfile.TemporaryDirectory(prefix="lockgate-zoo-") as tmp:
         os.environ["LOCKGATE_HOME"] = str(Path(tmp) / "home")
-        from lockgate.settings import apply_environment, get_settings
+        from lockgate.core.settings import apply_environment, get_settings
 
         apply_environment(get_settings())
         rows = []

@@ -180,7 +180,7 @@ def serve(target: str, env: dict[str, str], probe: tuple[str, bytes]) -> tuple[s
     """Start `bentoml serve`; return (process, url, seconds to the first answered prediction)."""
     import httpx
 
-    from lockgate import bento_server
+    from lockgate.registry import bento_server
 
     port = bento_server.free_port()
     command = [str(Path(sys.executable).with_name("bentoml")), "serve", target, "--host", "127.0.0.1",
@@ -206,9 +206,11 @@ def serve(target: str, env: dict[str, str], probe: tuple[str, bytes]) -> tuple[s
 def in_process_ceiling(folder: Path, meta, x: np.ndarray, seconds: float) -> float:
     """Examples/s of the served runtime called directly on full batches, with
     every core's thread: what the machine does without HTTP."""
-    from lockgate.runtimes import load_runtime
+    from lockgate.export.runtimes import load_runtime
+    from lockgate.families import family_for
 
-    predict = load_runtime(folder, meta, threads=os.cpu_count() or 1)
+    predict = load_runtime(folder, meta, threads=os.cpu_count() or 1,
+                           warm_up=family_for(meta.family).requests.warm_up_input(meta))
     batches = [x[i : i + NPY_BATCH] for i in range(0, len(x) - NPY_BATCH + 1, NPY_BATCH)]
     rows, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
@@ -221,9 +223,10 @@ def in_process_ceiling(folder: Path, meta, x: np.ndarray, seconds: float) -> flo
 def single_call_ms(folder: Path, meta, x: np.ndarray) -> float:
     """Median milliseconds of one call on one example, one thread: what
     batching can save per request at most."""
-    from lockgate.runtimes import load_runtime
+    from lockgate.export.runtimes import load_runtime
+    from lockgate.families import family_for
 
-    predict = load_runtime(folder, meta, threads=1)
+    predict = load_runtime(folder, meta, threads=1, warm_up=family_for(meta.family).requests.warm_up_input(meta))
     times = []
     for i in range(300):
         started = time.perf_counter()
@@ -236,7 +239,7 @@ def keras_copy(model_tag: str) -> str:
     """The same Bento model recorded for the Keras runtime, under its own tag."""
     import bentoml
 
-    from lockgate.records import ServedMeta, ServedRuntime
+    from lockgate.core.records import ServedMeta, ServedRuntime
 
     source = bentoml.models.get(model_tag)
     tag = f"{source.tag.name}-keras:{source.tag.version}"
@@ -254,7 +257,7 @@ def keras_copy(model_tag: str) -> str:
 
 def train_champion() -> str:
     from flows.training import training_pipeline
-    from lockgate.settings import get_settings
+    from lockgate.core.settings import get_settings
 
     settings = get_settings().model_copy(deep=True)
     settings.export.formats = ["saved_model", "onnx"]
@@ -275,15 +278,15 @@ def main() -> None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
     home = args.home or Path(tempfile.mkdtemp(prefix="lockgate-bench-serving-"))
     os.environ.update(LOCKGATE_HOME=str(home.resolve()), LOCKGATE_TRAINING__EPOCHS=str(args.epochs))
-    from lockgate.settings import apply_environment, get_settings
+    from lockgate.core.settings import apply_environment, get_settings
 
     settings = get_settings()
     apply_environment(settings)
     import bentoml
 
-    from lockgate.data import read_snapshot
-    from lockgate.packaging import bento_size
-    from lockgate.records import ServedMeta
+    from lockgate.data.datasets import read_snapshot
+    from lockgate.registry.packaging import bento_size
+    from lockgate.core.records import ServedMeta
 
     bento = args.bento or train_champion()
     model_tag = str(bentoml.get(bento).info.models[0].tag)
@@ -334,7 +337,7 @@ def main() -> None:
                 cells.append(load(f"JSON, 1 example ({label})", url, "/predict", one, json_type, 1, 32, s, script,
                                   process))
         finally:
-            from lockgate import bento_server
+            from lockgate.registry import bento_server
 
             bento_server.stop(process)
     ceiling = in_process_ceiling(folder, meta, x, s)
@@ -347,7 +350,7 @@ def main() -> None:
 
 
 def write_report(args, bento, meta, cells, cold, ceiling, ceiling_keras, size, settings, call_ms) -> None:
-    from lockgate.runtimes import AUTO_CALLS
+    from lockgate.export.runtimes import AUTO_CALLS
 
     def find(prefix: str, connections: int) -> Cell:
         return next(c for c in cells if c.name.startswith(prefix) and c.connections == connections)

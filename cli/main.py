@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from lockgate.core.settings import apply_environment, get_settings, reset_settings
+from lockgate.families import FAMILIES
+from lockgate.orchestration.console import print_result, print_validation_failure
+from lockgate.orchestration.prefect_server import ServerStartFailed, ensure_server, running_server, stop_server
+from lockgate.orchestration.reporting import pipeline_markdown, validation_markdown
+from lockgate.registry.tracking import champion_version
+
+# The choices in --help, from the family registry.
+FAMILY_NAMES = ", ".join(FAMILIES)
+ARCHITECTURE_NAMES = ", ".join(dict.fromkeys(a for f in FAMILIES.values() for a in f.architectures))
 
 app = typer.Typer(
     add_completion=False,
@@ -53,10 +67,6 @@ def _prepare(home: Optional[Path], config: Optional[Path], overrides: dict[str, 
         os.environ["LOCKGATE_CONFIG"] = str(config)
     for key, value in overrides.items():
         os.environ[key] = value
-    from lockgate.settings import apply_environment, get_settings, reset_settings
-
-    from pydantic import ValidationError
-
     reset_settings()
     try:
         settings = get_settings()
@@ -75,9 +85,9 @@ def run(
     ),
     target: Optional[str] = typer.Option(None, help="label (or value, for regression) column of a table"),
     epochs: Optional[int] = typer.Option(None, min=1, help="maximum training epochs (early stopping may end sooner)"),
-    family: Optional[str] = typer.Option(None, help="image, text, tabular or regression (default: decided from the data)"),
+    family: Optional[str] = typer.Option(None, help=f"{FAMILY_NAMES} (default: decided from the data)"),
     architecture: Optional[str] = typer.Option(
-        None, help="small_cnn, mnist, cifar, lstm, transformer, mlp, linear or forest (default: the family's; "
+        None, help=f"{ARCHITECTURE_NAMES} (default: the family's; "
         "a table trains mlp and forest and keeps the better on the validation split)"
     ),
     augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="augment training images"),
@@ -99,14 +109,11 @@ def run(
     overrides = {f"LOCKGATE_TRAINING__{key}": str(value).lower() if isinstance(value, bool) else str(value)
                  for key, value in chosen.items() if value is not None}
     settings = _prepare(home, config, overrides)
-    from rich.console import Console
-
     console = Console()
     console.rule(f"[bold]Lockgate[/]  data={data}  workspace={settings.home}")
     _use_local_prefect_server(settings, console)
+    # deferred: the flows import Prefect, seconds that the other commands do not need
     from flows.training import ValidationFailed, training_pipeline
-    from lockgate.console import print_result, print_validation_failure
-
     try:
         result = training_pipeline(
             data=data, target=target, model_name=model_name, settings=settings, distil=distil, force=force
@@ -114,18 +121,14 @@ def run(
     except ValidationFailed as failure:
         print_validation_failure(console, failure.summary)
         if report is not None:
-            from lockgate.reporting import validation_markdown
-
-            report.write_text(validation_markdown(failure.summary) + "\n")
+                    report.write_text(validation_markdown(failure.summary) + "\n")
         raise typer.Exit(2)
     except Exception as exc:  # a step failed after its retries
         console.print(f"\n[bold red]Run failed:[/] {type(exc).__name__}: {exc}")
         console.print("Nothing was promoted; the champion is unchanged.")
         raise typer.Exit(1)
     if report is not None:
-        from lockgate.reporting import pipeline_markdown
-
-        report.write_text(pipeline_markdown(result) + "\n")
+            report.write_text(pipeline_markdown(result) + "\n")
     print_result(console, result, settings)
 
 
@@ -135,8 +138,6 @@ def _use_local_prefect_server(settings, console) -> None:
     temporary server; if it cannot start, fall back to the temporary one."""
     if os.environ.get("PREFECT_API_URL") or settings.prefect_server != "local":
         return
-    from lockgate.orchestration import ServerStartFailed, ensure_server, running_server
-
     fresh = running_server(settings) is None
     if fresh:
         console.print("Starting the workspace's Prefect server (once; `lockgate server stop` ends it) ...")
@@ -156,8 +157,6 @@ app.add_typer(server_app, name="server")
 @server_app.command("start", help="Start the workspace's Prefect server (or show the running one).")
 def server_start(home: Optional[Path] = typer.Option(None, help="workspace folder")) -> None:
     settings = _prepare(home, None, {})
-    from lockgate.orchestration import ServerStartFailed, ensure_server
-
     try:
         server = ensure_server(settings)
     except ServerStartFailed as exc:
@@ -170,16 +169,12 @@ def server_start(home: Optional[Path] = typer.Option(None, help="workspace folde
 @server_app.command("stop", help="Stop the workspace's Prefect server.")
 def server_stop(home: Optional[Path] = typer.Option(None, help="workspace folder")) -> None:
     settings = _prepare(home, None, {})
-    from lockgate.orchestration import stop_server
-
     typer.echo("stopped" if stop_server(settings) else "no Prefect server was running for this workspace")
 
 
 @server_app.command("status", help="Say whether the workspace's Prefect server is up; exit 1 if not.")
 def server_status(home: Optional[Path] = typer.Option(None, help="workspace folder")) -> None:
     settings = _prepare(home, None, {})
-    from lockgate.orchestration import running_server
-
     server = running_server(settings)
     if server is None:
         typer.echo("no Prefect server is running for this workspace")
@@ -209,12 +204,14 @@ def deploy(
     config: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="YAML settings file"),
 ) -> None:
     settings = _prepare(home, config, {})
+    # deferred: Prefect takes seconds to import; code that does not orchestrate skips it
     from prefect.settings import PREFECT_API_URL
 
     api_url = PREFECT_API_URL.value()
     if not api_url:
         typer.echo("Deployments live on a Prefect server: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api).")
         raise typer.Exit(2)
+    # deferred: the flows import Prefect, seconds that the other commands do not need
     from flows.deployments import FLOW_NAME, register_deployments
 
     pool_name = pool or settings.deploy.work_pool
@@ -228,6 +225,7 @@ def deploy(
 
 def _ensure_process_pool(name: str) -> bool:
     """Create a process work pool unless one of that name exists; True if created."""
+    # deferred: Prefect takes seconds to import; code that does not orchestrate skips it
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectNotFound
@@ -261,8 +259,6 @@ def serve(
 
 def _champion_bento(home: Path) -> str:
     """The Bento the last promotion built, as recorded beside the alias."""
-    import json
-
     pointer = home / "champion.json"
     if not pointer.is_file():
         typer.echo(f"no champion in {home}: run `lockgate run` first, or pass --bento TAG")
@@ -280,8 +276,6 @@ def champion(
     home: Optional[Path] = typer.Option(None, help="workspace folder"),
 ) -> None:
     settings = _prepare(home, None, {})
-    from lockgate.tracking import champion_version
-
     version = champion_version(settings, model_name)
     if version is None:
         typer.echo(f"{model_name} has no champion yet")

@@ -16,8 +16,9 @@ from prefect import flow
 from pydantic import Field
 
 from flows.training import training_pipeline
-from lockgate.records import PipelineResult
-from lockgate.settings import LockgateSettings, apply_environment, get_settings
+from lockgate.families import FAMILIES
+from lockgate.core.records import PipelineResult
+from lockgate.core.settings import LockgateSettings, apply_environment, get_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FLOW_NAME = "lockgate-retrain"
@@ -26,6 +27,8 @@ SCHEDULED = "scheduled"
 ON_DEMAND = "on-demand"
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+# The run form's choice of family, from the registry: "auto" or a family's name.
+FamilyChoice = Literal[("auto", *FAMILIES)]  # type: ignore[valid-type]
 
 
 @flow(name=FLOW_NAME, log_prints=True)
@@ -37,7 +40,7 @@ def retrain(
     min_macro_f1: Fraction | None = None,
     score_margin: Annotated[float, Field(ge=0.0, le=2.0)] = 0.03,
     model_name: str | None = None,
-    family: Literal["auto", "image", "text", "tabular", "regression"] = "auto",
+    family: FamilyChoice = "auto",
     distil: bool = False,
     force: bool = False,
 ) -> PipelineResult:
@@ -88,11 +91,12 @@ def register_deployments(settings: LockgateSettings, work_pool: str | None = Non
                             "epochs": settings.training.epochs, "min_accuracy": settings.gate.min_accuracy,
                             "min_macro_f1": settings.gate.min_macro_f1,
                             "score_margin": settings.gate.score_margin}
+    # deferred: Prefect takes seconds to import; code that does not orchestrate skips it
     from prefect.client.schemas.schedules import CronSchedule
 
     # One run of each deployment at a time; runs that still overlap (the
     # schedule and a UI trigger, or a CLI run) are made safe by the champion's
-    # compare-and-swap (lockgate/promotion.py).
+    # compare-and-swap (lockgate/registry/promotion.py).
     shared: dict[str, Any] = {"work_pool_name": pool, "job_variables": job_variables, "concurrency_limit": 1,
                               "build": False, "push": False, "print_next_steps": False}
     ids = {

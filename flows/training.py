@@ -7,7 +7,7 @@ from __future__ import annotations
 from prefect import flow
 from prefect.runtime import flow_run
 
-from lockgate.records import (
+from lockgate.core.records import (
     ChampionRef,
     CheckResult,
     ModelChoice,
@@ -17,8 +17,8 @@ from lockgate.records import (
     TrainingResult,
     ValidationSummary,
 )
-from lockgate.reporting import pipeline_markdown, publish_markdown, validation_markdown
-from lockgate.settings import LockgateSettings, get_settings
+from lockgate.orchestration.reporting import pipeline_markdown, publish_markdown, validation_markdown
+from lockgate.core.settings import LockgateSettings, get_settings
 from tasks.champion import choose_model_task, find_champion_task
 from tasks.distil import compare_task
 from tasks.evaluate import evaluate_task
@@ -84,10 +84,12 @@ def training_pipeline(
     )
     with finish_run(run_id, settings):
         training = result.training = train_task(run_id, summary.snapshot, settings, champion if distil else None)
-        result.evaluation = evaluate_task(training, summary.snapshot, champion, settings)
+        # The holdout scores go to the gate in memory; the flow's result keeps the report.
+        evaluation = evaluate_task(training, summary.snapshot, champion, settings)
+        result.evaluation = evaluation.report
         if distil:
             result.distillation = compare_task(training, result.evaluation, champion, summary.snapshot, settings)
-        result.gate = gate_task(result.evaluation, settings)
+        result.gate = gate_task(evaluation.report, evaluation.scores, settings)
         if result.gate.promote:
             result.exports = export_task(training, summary.snapshot, settings)
             registered = register_task(training, result.gate, summary, name, settings, result.exports)
@@ -118,8 +120,9 @@ def _package_and_promote(
                 break
             print(f"The champion moved to v{outcome.champion_version} while this run was judged; judging again")
             champion = find_champion_task(registered.name, settings)
-            result.evaluation = evaluate_task(training, summary.snapshot, champion, settings)
-            result.gate = gate_task(result.evaluation, settings)
+            evaluation = evaluate_task(training, summary.snapshot, champion, settings)
+            result.evaluation = evaluation.report
+            result.gate = gate_task(evaluation.report, evaluation.scores, settings)
             if result.gate.promote:
                 outcome = promote_task(registered, package, result.evaluation.champion_version, result.gate, settings)
     except Exception as failure:

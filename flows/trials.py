@@ -18,7 +18,9 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from flows.training import ValidationFailed
-from lockgate.settings import LockgateSettings, TrainingSettings, get_settings
+from lockgate.core.settings import LockgateSettings, TrainingSettings, get_settings
+from lockgate.data.datasets import read_snapshot
+from lockgate.training.fit import fit_network
 from tasks.validate import validate_task
 
 
@@ -35,9 +37,6 @@ class TrialResult(BaseModel):
 def run_trial(snapshot_folder: str, training: TrainingSettings) -> TrialResult:
     """Train one configuration of the network and report its best validation
     scores (a learning rate is a network's; a table's forest is not tried)."""
-    from lockgate.data import read_snapshot
-    from lockgate.training import fit_network
-
     outcome = fit_network(read_snapshot(snapshot_folder), training)
     return TrialResult(
         learning_rate=training.learning_rate,
@@ -71,6 +70,7 @@ def trials_flow(
 def task_runner_for(settings: LockgateSettings) -> Any:
     """The task runner the settings ask for: Dask for parallel trials, else sequential."""
     if settings.deploy.trials_runner == "dask":
+        # deferred: Dask's task runner loads only when trials run on a Dask cluster
         from prefect_dask import DaskTaskRunner
 
         if settings.deploy.dask_address:
@@ -81,6 +81,7 @@ def task_runner_for(settings: LockgateSettings) -> Any:
             cluster_kwargs={"n_workers": settings.deploy.dask_workers, "threads_per_worker": 1,
                             "processes": True, "dashboard_address": None},
         )
+    # deferred: Prefect takes seconds to import; code that does not orchestrate skips it
     from prefect.task_runners import ThreadPoolTaskRunner
 
     return ThreadPoolTaskRunner(max_workers=1)

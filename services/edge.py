@@ -15,7 +15,7 @@ The binary route, ``POST /predict_npy`` with ``Content-Type:
 application/x-npy``, takes a batch as a NumPy ``.npy`` file (no pickles) and
 answers the model's outputs as ``.npy`` float32, with the model's identity in
 ``Lockgate-*`` headers: a large batch skips JSON both ways
-(``lockgate.client.predict_npy`` is a client for it).
+(``lockgate.serving.client.predict_npy`` is a client for it).
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ from typing import Any, Awaitable, Callable
 
 import numpy as np
 import orjson
+
+from lockgate.serving.requests import RequestError
+from lockgate.core.settings import get_settings
 
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/docs", "/docs.json"})
 NPY_ROUTE = "/predict_npy"
@@ -94,8 +97,6 @@ class Edge:
 
     def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
-        from lockgate.settings import get_settings
-
         settings = get_settings()
         self.keys, self.anonymous = settings.api_key_list(), settings.serving.allow_anonymous
         self.too_large = f"request body over the limit of {max_bytes} bytes"
@@ -170,8 +171,6 @@ class Edge:
         await self.app(scope, receive, send)
 
     async def _npy(self, content_type: bytes, receive: Receive, send: Send) -> None:
-        from lockgate.families import RequestError
-
         if content_type.split(b";")[0].strip().lower() != NPY_TYPE.encode():
             await send_error(send, 415, f"send the batch as a .npy file with 'Content-Type: {NPY_TYPE}'")
             return

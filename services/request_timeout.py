@@ -20,14 +20,14 @@ import asyncio
 import logging
 from typing import Any
 
+from starlette.responses import JSONResponse
+
 logger = logging.getLogger(__name__)
 
 
 async def _timed_call(self: Any, scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] not in ("http", "websocket"):
         return await self.app(scope, receive, send)
-    from starlette.responses import JSONResponse
-
     loop = asyncio.get_running_loop()
     waiter = loop.create_future()
     timer = loop.call_later(self.timeout, self._set_timer_out, waiter)
@@ -55,6 +55,7 @@ def cancel_timers_of_answered_requests() -> bool:
     """Install the cancelling call on BentoML's TimeoutMiddleware (in this
     process; idempotent). Returns False, and changes nothing, where the class
     no longer looks like the one this replaces."""
+    # deferred: BentoML takes seconds to import; only storing, building or serving a Bento needs it
     from bentoml._internal.server.http import traffic
 
     middleware = getattr(traffic, "TimeoutMiddleware", None)

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from lockgate.families import Family, RequestError, family_for
-from lockgate.records import ServedMeta
-
-if TYPE_CHECKING:
-    from lockgate.families.tables import TableContract
+from lockgate.core.contract import TableContract
+from lockgate.core.records import ServedMeta
+from lockgate.serving.requests import RequestError, Requests, answer, record_schema, requests_for
 
 __all__ = ["ModelSpec", "RequestError"]
 
@@ -25,7 +23,7 @@ __all__ = ["ModelSpec", "RequestError"]
 @dataclass
 class ModelSpec:
     """What a request must look like for one model, and how answers look; the
-    model's family reads each endpoint's requests."""
+    model's kind of input reads each endpoint's requests."""
 
     meta: ServedMeta
 
@@ -35,8 +33,8 @@ class ModelSpec:
         return cls(meta=meta.model_copy(update={"bento_model": bento_model}))
 
     @property
-    def family(self) -> Family:
-        return family_for(self.meta.family)
+    def requests(self) -> Requests:
+        return requests_for(self.meta)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -47,7 +45,7 @@ class ModelSpec:
         return list(self.meta.class_names)
 
     @property
-    def contract(self) -> "TableContract | None":
+    def contract(self) -> TableContract | None:
         """A table model's data contract (roles, categories)."""
         return self.meta.table_contract()
 
@@ -61,8 +59,8 @@ class ModelSpec:
         return {
             "model": self.identity(),
             "family": meta.family,
-            "task": self.family.task,
-            "endpoints": self.family.endpoints,
+            "task": meta.task,
+            "endpoints": self.requests.endpoints,
             "input_shape": meta.input_shape,
             "text_column": meta.text_column,
             "feature_columns": self.contract.source_columns if self.contract else meta.feature_columns,
@@ -79,27 +77,25 @@ class ModelSpec:
         contract = self.contract
         if contract is None:
             return None
-        from lockgate.families.tables import record_schema
-
         return record_schema(contract)
 
     def to_array(self, instances: Any, max_rows: int) -> np.ndarray:
         """/predict: nested lists of numbers (images), or rows of raw values in
         the order of a table's columns."""
-        return self.family.array_input(instances, self.meta, max_rows)
+        return self.requests.array_input(instances, self.meta, max_rows)
 
     def binary_to_array(self, array: np.ndarray, max_rows: int, max_chars: int) -> np.ndarray:
-        """/predict_npy: one decoded .npy array, checked by the family."""
-        return self.family.binary_input(array, self.meta, max_rows, max_chars)
+        """/predict_npy: one decoded .npy array, checked as /predict's rows are."""
+        return self.requests.binary_input(array, self.meta, max_rows, max_chars)
 
     def image_to_array(self, content: bytes) -> np.ndarray:
-        return self.family.image_input(content, self.meta)
+        return self.requests.image_input(content, self.meta)
 
     def records_to_array(self, records: Any, max_rows: int) -> np.ndarray:
-        return self.family.records_input(records, self.meta, max_rows)
+        return self.requests.records_input(records, self.meta, max_rows)
 
     def texts_to_array(self, texts: Any, max_rows: int, max_chars: int) -> np.ndarray:
-        return self.family.text_input(texts, max_rows, max_chars)
+        return self.requests.text_input(texts, self.meta, max_rows, max_chars)
 
     def respond(self, outputs: np.ndarray) -> dict[str, Any]:
-        return {"model": self.identity()} | self.family.answer(outputs, self.meta)
+        return {"model": self.identity()} | answer(outputs, self.meta)

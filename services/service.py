@@ -8,7 +8,7 @@ most ``max_batch_size`` rows and splits a client's large batch into pieces of
 that size.
 
 What runs the model is the runtime recorded with it when it was packaged
-(lockgate/runtimes.py): onnxruntime where the ONNX export passed parity, else
+(lockgate/export/runtimes.py): onnxruntime where the ONNX export passed parity, else
 Keras. On onnxruntime nothing of TensorFlow, Keras, Prefect, MLflow or Great
 Expectations is imported, so a worker starts in about a second.
 
@@ -35,7 +35,9 @@ from bentoml.exceptions import BentoMLException
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from lockgate.settings import get_settings
+from lockgate.export.runtimes import load_runtime, model_calls
+from lockgate.core.settings import get_settings
+from services.batching import AdaptiveBatcher, Overloaded
 from services.edge import Edge, serve_binary_with
 from services.listening import spread_connections
 from services.request_timeout import cancel_timers_of_answered_requests
@@ -121,14 +123,12 @@ def _http_error(error: RequestError) -> BentoMLException:
 )
 class LockgateService:
     def __init__(self) -> None:
-        from lockgate.runtimes import load_runtime, model_calls
-        from services.batching import AdaptiveBatcher
-
         self.settings = get_settings().serving
         bento_model = bentoml.models.get(resolve_model_tag())
         self.spec = ModelSpec.from_folder(bento_model.path, str(bento_model.tag))
         meta = self.spec.meta
-        predict = load_runtime(bento_model.path, meta, self.settings.runtime_threads)
+        predict = load_runtime(bento_model.path, meta, self.settings.runtime_threads,
+                               warm_up=self.spec.requests.warm_up_input(meta))
         self.calls = model_calls(meta.runtime.name, self.settings.batching, self.settings.model_calls)
         self.predictions, batch_sizes = _metrics()
         self.batcher = AdaptiveBatcher(
@@ -166,8 +166,6 @@ class LockgateService:
 
     async def _outputs(self, x: np.ndarray) -> np.ndarray:
         """The model's outputs through the batcher, counted by label."""
-        from services.batching import Overloaded
-
         try:
             outputs = await self.batcher.submit(x)
         except Overloaded as error:
@@ -241,6 +239,7 @@ def _metrics() -> tuple[Any, Any]:
     """Created on first use, after BentoML has set up multiprocess metrics."""
     global _METRICS
     if _METRICS is None:
+        # deferred: metrics are registered when the service starts, not at import
         from prometheus_client import Counter as PrometheusCounter
         from prometheus_client import Histogram
 

@@ -8,14 +8,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lockgate.data import read_snapshot, split_for
-from lockgate.exporting import export_model, folder_size, keras_reference
-from lockgate.models import load_keras_model
-from lockgate.records import ExportReport, ExportResult, TrainingResult
-from lockgate.reporting import export_markdown, publish_markdown
-from lockgate.settings import LockgateSettings, get_settings
-from lockgate.steps import pipeline_task
-from lockgate.tracking import client
+from lockgate.data.datasets import read_snapshot, split_for
+from lockgate.export import export_model, folder_size, keras_reference
+from lockgate.families import family_for
+from lockgate.models.architectures import load_keras_model
+from lockgate.core.records import ExportReport, ExportResult, TrainingResult
+from lockgate.orchestration.reporting import export_markdown, publish_markdown
+from lockgate.core.settings import LockgateSettings, get_settings
+from lockgate.orchestration.steps import pipeline_task
+from lockgate.registry.tracking import client
 
 
 def export_model_formats(
@@ -34,6 +35,7 @@ def export_model_formats(
     if out_dir.exists():  # left by an earlier attempt
         shutil.rmtree(out_dir)
     reference, keras_latency = keras_reference(model, x_holdout, settings.export.latency_repeats)
+    family = family_for(snapshot.meta.family)
     results = export_model(
         model,
         snapshot.meta.family,
@@ -43,6 +45,8 @@ def export_model_formats(
         x_representative,
         settings.export,
         reference_outputs=reference,
+        task=family.task,
+        int8_quantisation=family.int8_quantisation,
     )
     report = ExportReport(
         run_id=training.run_id,
@@ -70,6 +74,7 @@ def export_model_formats(
 
 
 def _metrics(result: ExportResult) -> list[Any]:
+    # deferred: MLflow takes seconds to import; only the steps that talk to the tracking store need it
     from mlflow.entities import Metric
 
     timestamp = int(time.time() * 1000)

@@ -1,24 +1,40 @@
-"""Step 4: the promotion gate. Fails closed, and says why in plain words."""
+"""Step 4: the promotion gate. Fails closed, and says why in plain words.
+
+It decides from the holdout scores the evaluate step computed, in memory; the
+family of the report picks the rule (here, the one place the gate dispatches)."""
 
 from __future__ import annotations
 
 import json
 
-from lockgate.gate import decide
-from lockgate.records import EvaluationReport, GateDecision
-from lockgate.reporting import gate_markdown, publish_markdown
-from lockgate.settings import LockgateSettings, get_settings
-from lockgate.steps import pipeline_task
-from lockgate.tracking import client
+from lockgate.families import family_for
+from lockgate.scoring.gate import HoldoutScores
+from lockgate.core.records import EvaluationReport, GateDecision
+from lockgate.orchestration.reporting import gate_markdown, publish_markdown
+from lockgate.core.settings import GateSettings, LockgateSettings, get_settings
+from lockgate.orchestration.steps import pipeline_task
+from lockgate.registry.tracking import RunRecord, record
 
 
-def gate_model(report: EvaluationReport, settings: LockgateSettings | None = None) -> GateDecision:
+def decide(report: EvaluationReport, scores: HoldoutScores, gate: GateSettings) -> GateDecision:
+    """The rule of the report's family: its task's thresholds, if any are
+    set; then no skill beaten (a first model) or no regression against the
+    champion."""
+    return family_for(report.family).target.decide(scores, gate)
+
+
+def gate_model(
+    report: EvaluationReport, scores: HoldoutScores, settings: LockgateSettings | None = None
+) -> GateDecision:
     settings = settings or get_settings()
-    decision = decide(report, settings.gate)
-    mlflow_client = client(settings)
-    mlflow_client.log_text(report.run_id, json.dumps(decision.model_dump(mode="json"), indent=2), "gate/decision.json")
-    mlflow_client.set_tag(report.run_id, "lockgate.gate", "promote" if decision.promote else "reject")
-    mlflow_client.set_tag(report.run_id, "lockgate.gate_reasons", "; ".join(decision.reasons)[:5000])
+    decision = decide(report, scores, settings.gate)
+    record(report.run_id, settings, RunRecord(
+        texts={"gate/decision.json": json.dumps(decision.model_dump(mode="json"), indent=2)},
+        tags={
+            "lockgate.scoring.gate": "promote" if decision.promote else "reject",
+            "lockgate.gate_reasons": "; ".join(decision.reasons)[:5000],
+        },
+    ))
     publish_markdown("gate-decision", gate_markdown(decision, report), "Promotion gate decision")
     return decision
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import time
 
-from lockgate.faults import DeterministicFailure
-from lockgate.records import ExportReport, GateDecision, RegisteredModel, TrainingResult, ValidationSummary
-from lockgate.settings import LockgateSettings, get_settings
-from lockgate.steps import pipeline_task
-from lockgate.tracking import TABLE_SIGNATURE_TAG, client, code_version
+from lockgate.core.faults import DeterministicFailure
+from lockgate.core.records import ExportReport, GateDecision, RegisteredModel, TrainingResult, ValidationSummary
+from lockgate.core.settings import LockgateSettings, get_settings
+from lockgate.orchestration.steps import pipeline_task
+from lockgate.registry.tracking import TABLE_SIGNATURE_TAG, client, code_version
 
 
 def register_model(
@@ -69,6 +69,7 @@ def _existing_version(client, model_name: str, run_id: str):
 
 
 def _ensure_registered_model(client, model_name: str) -> None:
+    # deferred: MLflow takes seconds to import; only the steps that talk to the tracking store need it
     from mlflow.exceptions import MlflowException
 
     try:

@@ -6,16 +6,15 @@ instead of starting a second one.
 
 from __future__ import annotations
 
-import json
 import logging
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterator
 
-from lockgate.records import ValidationSummary
-from lockgate.settings import LockgateSettings, get_settings
-from lockgate.steps import pipeline_task
-from lockgate.tracking import client, code_version, experiment_client
+from lockgate.core.records import ValidationSummary
+from lockgate.core.settings import LockgateSettings, get_settings
+from lockgate.orchestration.steps import pipeline_task
+from lockgate.registry.tracking import client, code_version, experiment_client
+from lockgate.validation.validate import validation_record
 
 
 def open_run(
@@ -41,18 +40,12 @@ def open_run(
             "lockgate.data_hash": summary.data_hash or "",
             "lockgate.config_hash": settings.training_fingerprint(),
             "lockgate.code_version": code_version(),
-            "lockgate.validation": summary.verdict(),
+            "lockgate.validation.validate": summary.verdict(),
         },
     ).info.run_id
-    meta_file = Path(summary.snapshot) / "meta.json"
-    mlflow_client.log_artifact(run_id, str(meta_file), artifact_path="data")
-    if summary.contract:  # the column roles, readable in the MLflow UI
-        mlflow_client.log_text(run_id, "\n".join(summary.contract) + "\n", "data/contract.txt")
-    mlflow_client.log_text(run_id, json.dumps(summary.model_dump(mode="json"), indent=2), "validation/summary.json")
-    mlflow_client.log_param(run_id, "dataset", summary.dataset)
-    mlflow_client.log_param(run_id, "rows", summary.rows)
-    for key, value in settings.training.model_dump(mode="json").items():
-        mlflow_client.log_param(run_id, f"training.{key}", value)
+    opening = validation_record(summary)
+    opening.params |= {f"training.{key}": value for key, value in settings.training.model_dump(mode="json").items()}
+    opening.log(mlflow_client, run_id)
     return run_id
 
 

@@ -29,7 +29,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["PREFECT_HOME"] = str(SESSION_HOME / "prefect")
     os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
     os.environ["PREFECT_LOGGING_TO_API_BATCH_INTERVAL"] = "0.3"
-    from lockgate.settings import apply_environment, get_settings, reset_settings
+    from lockgate.core.settings import apply_environment, get_settings, reset_settings
 
     reset_settings()
     apply_environment(get_settings())
@@ -55,7 +55,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.fixture
 def settings():
     """The session's settings; tests change copies, never the shared object."""
-    from lockgate.settings import get_settings
+    from lockgate.core.settings import get_settings
 
     return get_settings().model_copy(deep=True)
 
@@ -155,7 +155,7 @@ def diabetes_csv(data_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def reviews_csv(data_dir: Path) -> Path:
-    from lockgate.samples import make_reviews
+    from lockgate.data.samples import make_reviews
 
     path = data_dir / "reviews.csv"
     make_reviews().to_csv(path, index=False)
@@ -173,7 +173,7 @@ def reviews_folder(data_dir: Path) -> Path:
 def colour_images_npz(data_dir: Path) -> Path:
     import numpy as np
 
-    from lockgate.samples import make_colour_images
+    from lockgate.data.samples import make_colour_images
 
     x, y = make_colour_images()
     path = data_dir / "shapes.npz"

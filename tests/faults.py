@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from lockgate.faults import DeterministicFailure, TransientFault
+from lockgate.core.faults import DeterministicFailure, TransientFault
 
 
 def current_step() -> str | None:

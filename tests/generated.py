@@ -1,4 +1,4 @@
-"""Data made by the tests: the sample reviews of `lockgate.samples` in the
+"""Data made by the tests: the sample reviews of `lockgate.data.samples` in the
 IMDB archive's layout, and labels and predictions for the gate's statistics."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lockgate.samples import make_reviews
+from lockgate.data.samples import make_reviews
 
 
 def write_review_folder(root: Path, rows: int = 200, seed: int = 1) -> Path:

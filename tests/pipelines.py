@@ -14,8 +14,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from lockgate.records import PipelineResult
-from lockgate.settings import LockgateSettings
+from lockgate.core.records import PipelineResult
+from lockgate.core.settings import LockgateSettings
 
 
 def pipeline_settings(
@@ -23,7 +23,7 @@ def pipeline_settings(
 ) -> LockgateSettings:
     """A copy of the session's settings for one run: every export format with
     `exports`, else `formats` (default: the SavedModel only)."""
-    from lockgate.settings import get_settings
+    from lockgate.core.settings import get_settings
 
     settings = get_settings().model_copy(deep=True)
     settings.training = settings.training.model_copy(update={"epochs": epochs, **training})
@@ -63,8 +63,8 @@ def promote(data: str, target: str | None, prefix: str, settings: LockgateSettin
 
 
 def champion_version(name: str) -> str | None:
-    from lockgate.settings import get_settings
-    from lockgate.tracking import champion_version as lookup
+    from lockgate.core.settings import get_settings
+    from lockgate.registry.tracking import champion_version as lookup
 
     version = lookup(get_settings(), name)
     return str(version.version) if version else None

@@ -1,18 +1,18 @@
-"""Model families. Each is one module holding what varies with the family:
-how its data becomes model input, what validation expects of it, the input
-end of its model, its metrics and gate rule (through its task), which exports
-it offers and how the service reads its requests. `tables` holds the data
-contract that table classification and regression share.
+"""Model families. Each is one module: which columns its data gives the
+model and how, what validation expects of that data, and the input end of
+its model, paired with what it predicts (lockgate.families.targets) and the kind of
+request its service reads (lockgate.serving.requests).
 
-Adding a family means one new module and one line in `FAMILIES`.
+Adding a family means one new module and one line in `FAMILIES`; the names
+that settings, the command line and deployments offer come from here.
 """
 
 from __future__ import annotations
 
-from lockgate.families.base import Family, RequestError
+from lockgate.families.base import Family
 from lockgate.families.image import ImageFamily
 from lockgate.families.regression import RegressionFamily
-from lockgate.families.tabular import TabularFamily
+from lockgate.families.tabular import TableFamily, TabularFamily
 from lockgate.families.text import TextFamily
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (ImageFamily(), TextFamily(), TabularFamily(), RegressionFamily())}
@@ -26,4 +26,4 @@ def family_for(name: str) -> Family:
         raise ValueError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}") from None
 
 
-__all__ = ["FAMILIES", "Family", "RequestError", "family_for"]
+__all__ = ["FAMILIES", "Family", "TableFamily", "family_for"]

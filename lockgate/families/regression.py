@@ -3,9 +3,10 @@ side is shared with table classification."""
 
 from __future__ import annotations
 
-from lockgate.families.base import Regression
 from lockgate.families.tabular import TableFamily
+from lockgate.families.targets import Regression
 
 
-class RegressionFamily(Regression, TableFamily):
+class RegressionFamily(TableFamily):
     name = "regression"
+    target = Regression()

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lockgate.data import DataLoadError, load_source
-from lockgate.records import DatasetMeta
-from lockgate.settings import TrainingSettings
+from lockgate.data.datasets import DataLoadError, load_source
+from lockgate.core.records import DatasetMeta
+from lockgate.core.settings import TrainingSettings
 from tasks.validate import validate_task
 
 
@@ -124,7 +124,7 @@ def test_a_champion_of_another_family_is_not_challenged(diabetes_csv, wine_csv):
 
 
 def _regression_settings():
-    from lockgate.settings import get_settings
+    from lockgate.core.settings import get_settings
 
     settings = get_settings().model_copy(deep=True)
     settings.training.family = "regression"
@@ -132,7 +132,7 @@ def _regression_settings():
 
 
 def test_imdb_word_ids_become_text():
-    from lockgate.data import imdb_texts
+    from lockgate.data.datasets import imdb_texts
 
     index = {"the": 1, "film": 2, "was": 3, "superb": 4}  # ids as keras.datasets.imdb.get_word_index gives them
     texts, labels = imdb_texts([[1, 4, 5, 6, 7], [1, 2, 9999]], [1, 0], index)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lockgate.records import DatasetMeta
+from lockgate.core.records import DatasetMeta
 from tasks.validate import validate_task
 from tests.data.bad_inputs import CASES
 

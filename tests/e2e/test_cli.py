@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from lockgate import bento_server
+from lockgate.registry import bento_server
 
 
 LOCKGATE = str(Path(sys.executable).with_name("lockgate"))

@@ -83,7 +83,7 @@ def test_regression_family(prefect_harness, diabetes_csv, tmp_path):
 def test_cifar_style_image_family(prefect_harness, colour_images_npz, tmp_path):
     from PIL import Image
 
-    from lockgate.samples import make_colour_images
+    from lockgate.data.samples import make_colour_images
 
     settings = pipeline_settings(8, exports=True, verify_bento=True, augment=True)
     result, exports = _checked(promote(str(colour_images_npz), None, "shapes", settings))

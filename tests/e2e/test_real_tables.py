@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lockgate.settings import get_settings
+from lockgate.core.settings import get_settings
 from tests.pipelines import Champion, champion_version, pipeline_settings, unique_name
 from tests.services.conftest import describe, in_process
 
@@ -92,7 +92,7 @@ def test_real_table_runs_end_to_end(prefect_harness, tmp_path, key):
         assert result.package.verified_examples == len(served.x) and result.package.max_abs_difference <= 1e-3
         import bentoml
 
-        from lockgate.records import ServedMeta
+        from lockgate.core.records import ServedMeta
 
         runtime = ServedMeta.read(bentoml.models.get(result.package.model_tag).path).runtime
         assert runtime.name == "onnx", runtime.reason

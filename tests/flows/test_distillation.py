@@ -7,19 +7,19 @@ import numpy as np
 import pytest
 
 from flows.training import NoChampionToDistil
-from lockgate.settings import DistillationSettings
-from lockgate.training import distillation_targets
+from lockgate.core.settings import DistillationSettings
+from lockgate.families import family_for
 from tests.pipelines import champion_version, pipeline_settings, run_pipeline, unique_name
 
 
 def test_targets_blend_softened_teacher_with_truth():
     teacher = np.array([[0.9, 0.1], [0.2, 0.8]])
-    targets = distillation_targets(teacher, np.array([0, 0]), "image", DistillationSettings(temperature=2, alpha=0.5))
+    targets = family_for("image").target.distillation_targets(teacher, np.array([0, 0]), DistillationSettings(temperature=2, alpha=0.5))
     softened = np.sqrt(teacher) / np.sqrt(teacher).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(targets, 0.5 * softened + 0.5 * np.eye(2)[[0, 0]], rtol=1e-6)
     np.testing.assert_allclose(targets.sum(axis=1), 1.0, rtol=1e-6)
-    values = distillation_targets(np.array([[10.0], [20.0]]), np.array([12.0, 18.0]), "regression",
-                                  DistillationSettings(alpha=0.25))
+    values = family_for("regression").target.distillation_targets(np.array([[10.0], [20.0]]), np.array([12.0, 18.0]),
+                                                                  DistillationSettings(alpha=0.25))
     np.testing.assert_allclose(values, [11.5, 18.5])
 
 

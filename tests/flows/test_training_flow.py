@@ -11,8 +11,8 @@ from uuid import UUID
 import pytest
 
 from flows.training import ValidationFailed
-from lockgate.faults import DeterministicFailure
-from lockgate.settings import get_settings
+from lockgate.core.faults import DeterministicFailure
+from lockgate.core.settings import get_settings
 from tests.data.bad_inputs import CASES
 from tests.faults import StepFaults
 from tests.pipelines import champion_version, model_versions, pipeline_settings, run_pipeline, unique_name
@@ -148,15 +148,15 @@ def test_faults_after_each_step_s_side_effect_are_retried_without_doubles(
     import bentoml
     import mlflow
 
+    import lockgate.validation.validate
     import tasks.champion
     import tasks.package
-    import tasks.validate
-    from lockgate.callbacks import EpochReporter
+    from lockgate.training.callbacks import EpochReporter
 
     client = mlflow.MlflowClient
     faults = StepFaults(monkeypatch)
     faults.after(tasks.champion, "champion_version", "find champion")
-    faults.after(tasks.validate, "write_snapshot", "validate data")
+    faults.after(lockgate.validation.validate, "write_snapshot", "validate data")
     faults.after(client, "create_run", "open tracking run")  # the run exists, its tags and params not yet
     faults.after(EpochReporter, "on_epoch_end", "train model", times=2)  # epoch logged and checkpointed
     faults.after(client, "log_batch", "evaluate model")
@@ -256,7 +256,7 @@ def test_an_unchanged_rerun_trains_nothing_and_any_change_retrains(wine_csv, tmp
     import mlflow
     import pandas as pd
 
-    import tasks.validate
+    import lockgate.validation.validate
 
     name = unique_name("unchanged")
     settings = pipeline_settings(2)
@@ -286,7 +286,7 @@ def test_an_unchanged_rerun_trains_nothing_and_any_change_retrains(wine_csv, tmp
     one_row = tmp_path / "wine.csv"  # same file name: the same model
     changed.to_csv(one_row, index=False)
     assert trains(run_pipeline(str(one_row), "target", name, settings))
-    monkeypatch.setattr(tasks.validate, "code_version", lambda: "other-code")
+    monkeypatch.setattr(lockgate.validation.validate, "code_version", lambda: "other-code")
     assert trains(run_pipeline(str(wine_csv), "target", name, settings))
 
 

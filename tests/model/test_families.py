@@ -7,12 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lockgate.data import read_snapshot, split_for
-from lockgate.metrics import regression_metrics
-from lockgate.models import load_keras_model, predict_outputs, resolve_architecture
-from lockgate.records import DatasetMeta
-from lockgate.settings import get_settings
-from lockgate.training import fit
+from lockgate.data.datasets import read_snapshot, split_for
+from lockgate.families import family_for
+from lockgate.scoring.metrics import regression_metrics
+from lockgate.models.architectures import build_model, load_keras_model, predict_outputs
+from lockgate.core.records import DatasetMeta
+from lockgate.core.settings import get_settings
+from lockgate.training.fit import fit
 from tasks.validate import validate_task
 
 
@@ -64,13 +65,13 @@ def _meta(family: str, input_shape: list[int], **fields) -> DatasetMeta:
 
 
 def test_architecture_follows_the_data_or_settings():
-    assert resolve_architecture(_meta("image", [8, 8, 1]), "auto") == "small_cnn"
-    assert resolve_architecture(_meta("image", [28, 28, 1]), "auto") == "mnist"
-    assert resolve_architecture(_meta("image", [32, 32, 3]), "auto") == "cifar"
-    assert resolve_architecture(_meta("text", []), "auto") == "lstm"
-    assert resolve_architecture(_meta("regression", [3]), "linear") == "linear"
+    assert family_for("image").architecture(_meta("image", [8, 8, 1]), "auto") == "small_cnn"
+    assert family_for("image").architecture(_meta("image", [28, 28, 1]), "auto") == "mnist"
+    assert family_for("image").architecture(_meta("image", [32, 32, 3]), "auto") == "cifar"
+    assert family_for("text").architecture(_meta("text", []), "auto") == "lstm"
+    assert family_for("regression").architecture(_meta("regression", [3]), "linear") == "linear"
     with pytest.raises(ValueError, match="does not fit text data; choose one of lstm, transformer"):
-        resolve_architecture(_meta("text", []), "cifar")
+        family_for("text").architecture(_meta("text", []), "cifar")
 
 
 def test_a_text_column_in_a_table_is_read_by_the_network(tmp_path):
@@ -99,7 +100,7 @@ def test_balanced_class_weights_raise_the_rare_class_recall(tmp_path):
     """On a 95/5 table with a weak signal the plain network answers the
     majority; weighting each class by n / (classes x its count) makes the
     rare class count, and its recall rises (at some cost in accuracy)."""
-    from lockgate.training import class_weights
+    from lockgate.training.fit import class_weights
 
     assert class_weights(np.array([0] * 95 + [1] * 5), 2) == {0: 100 / 190, 1: 100 / 10}
     rng = np.random.default_rng(1)
@@ -125,10 +126,9 @@ def _saved(model, folder):
 
 
 def test_mnist_architecture_on_28_by_28_images():
-    from lockgate.models import build_model
-    from lockgate.settings import TrainingSettings
+    from lockgate.core.settings import TrainingSettings
 
     meta = _meta("image", [28, 28, 1], pixel_scale=255.0, class_names=list("0123456789"))
     x = np.random.default_rng(0).uniform(0, 255, (16, 28, 28, 1)).astype("float32")
-    model = build_model(meta, x, np.arange(16) % 10, TrainingSettings())
+    model = build_model(family_for("image"), meta, x, np.arange(16) % 10, TrainingSettings())
     assert model.name == "lockgate_image_mnist" and predict_outputs(model, x).shape == (16, 10)

@@ -25,8 +25,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lockgate import bento_server
-from lockgate.records import DatasetMeta
+from lockgate.registry import bento_server
+from lockgate.core.records import DatasetMeta
+from lockgate.serving.requests import requests_for
 from tests.pipelines import Champion
 
 API_KEY = "test-key-" + uuid.uuid4().hex
@@ -51,14 +52,12 @@ class Served:
 
     def records(self, rows: int | None = None) -> list[dict]:
         """Holdout rows as the packaging step sends them: strings, numbers and nulls."""
-        from lockgate.families import family_for
-
         assert self.raw is not None, "not a table model"
         frame = self.raw.head(rows) if rows else self.raw
-        return family_for(self.meta.family).example_request(self.meta, frame)[1]["records"]
+        return requests_for(self.meta).example_request(self.meta, frame)[1]["records"]
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        from lockgate.models import load_keras_model, predict_outputs
+        from lockgate.models.architectures import load_keras_model, predict_outputs
 
         return predict_outputs(load_keras_model(self.model_file), x)
 
@@ -74,8 +73,8 @@ def start_server(target: str, log: Path, extra_env: dict[str, str] | None = None
 
 def describe(champion: Champion, url: str = "", log: Path | None = None) -> Served:
     """The champion's holdout and what the model in process answers for it."""
-    from lockgate.data import read_snapshot, split_for
-    from lockgate.models import load_keras_model, predict_outputs
+    from lockgate.data.datasets import read_snapshot, split_for
+    from lockgate.models.architectures import load_keras_model, predict_outputs
 
     result = champion.result
     snapshot = read_snapshot(result.validation.snapshot)
@@ -106,7 +105,7 @@ def in_process(model_tag: str, key: str | None = API_KEY) -> Iterator[httpx.Clie
 
     import uvicorn
 
-    from lockgate.settings import reset_settings
+    from lockgate.core.settings import reset_settings
 
     saved = {k: os.environ.get(k) for k in ("LOCKGATE_MODEL_TAG", "LOCKGATE_API_KEYS")}
     os.environ.update(LOCKGATE_MODEL_TAG=model_tag, LOCKGATE_API_KEYS=f"{API_KEY},{OLD_KEY}")

@@ -32,7 +32,7 @@ def test_an_onnx_worker_imports_no_training_stack(digits_champion):
     probe = json.loads(done.stdout.strip().splitlines()[-1])
     # The collector thresholds and the request timeout's timers are set up
     # once the model is loaded (see LockgateService).
-    from lockgate.settings import ServingSettings
+    from lockgate.core.settings import ServingSettings
 
     assert probe == {"runtime": "onnx", "imported": [], "gc": list(ServingSettings().gc_thresholds),
                      "request_timeout": "services.request_timeout"}
@@ -43,9 +43,9 @@ def test_the_bento_holds_only_the_serving_code_and_lock(digits_champion):
 
     bento = Path(bentoml.get(digits_champion.result.package.bento_tag).path)
     code = sorted(str(p.relative_to(bento / "src")) for p in (bento / "src").rglob("*.py"))
-    assert "services/service.py" in code and "lockgate/runtimes.py" in code
+    assert "services/service.py" in code and "lockgate/export/runtimes.py" in code
     assert not [p for p in code if p.startswith(("flows/", "tasks/", "cli/"))], code
-    assert not {"lockgate/models.py", "lockgate/tracking.py", "lockgate/expectations.py", "lockgate/training.py"} & set(code)
+    assert not {"lockgate/models/architectures.py", "lockgate/registry/tracking.py", "lockgate/validation/expectations.py", "lockgate/training/fit.py"} & set(code)
     requirements = (bento / "env" / "python" / "requirements.txt").read_text()
     pinned = {line.split("==")[0] for line in requirements.splitlines() if "==" in line}
     assert {"bentoml", "onnxruntime", "orjson"} <= pinned
@@ -68,7 +68,7 @@ def test_every_lockgate_import_of_the_bento_s_code_is_in_the_bento(digits_champi
             names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else (
                 [a.name for a in node.names] if isinstance(node, ast.Import) else [])
             for name in names:
-                if name.split(".")[0] not in ("lockgate", "services") or name in KERAS_ONLY | TRAINING_ONLY:
+                if name.split(".")[0] not in ("lockgate", "services") or name in KERAS_ONLY:
                     continue
                 path = src / Path(*name.split("."))
                 if not (path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()):
@@ -76,9 +76,6 @@ def test_every_lockgate_import_of_the_bento_s_code_is_in_the_bento(digits_champi
     assert not missing, missing
 
 
-# Imported only by the Keras runtime, which Bentos of Keras models carry; the
-# rest are training-time imports of the families' other methods, never reached
-# by a request.
-KERAS_ONLY = {"lockgate.models"}
-TRAINING_ONLY = {"lockgate.data", "lockgate.expectations", "lockgate.gate", "lockgate.stats", "lockgate.metrics",
-                 "lockgate.plots"}
+# Imported only by the Keras runtime, which Bentos of Keras models carry
+# (lockgate/models/); nothing else of training is imported by the serving side.
+KERAS_ONLY = {"lockgate.models.architectures"}

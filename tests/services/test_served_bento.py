@@ -133,7 +133,7 @@ def test_thirty_two_concurrent_clients(digits_service):
 def test_image_upload_is_prepared_as_in_training(digits_service):
     from PIL import Image
 
-    from lockgate.preprocessing import load_image_file
+    from lockgate.serving.preprocessing import load_image_file
 
     pixels = (digits_service.x[0, :, :, 0] * 255 / 16).round().astype("uint8")
     buffer = io.BytesIO()
@@ -158,7 +158,7 @@ def test_metadata_by_get(digits_service):
     assert body["model"]["version"] == digits_service.version
     assert body["input_shape"] == [8, 8, 1] and body["classes"] == [str(i) for i in range(10)]
     assert body["metrics"]["accuracy"] > 0.9
-    from lockgate.runtimes import AUTO_CALLS
+    from lockgate.export.runtimes import AUTO_CALLS
 
     # How the model is called, as chosen for its runtime (no settings override here).
     listening = body["serving"].pop("listening_on")
@@ -211,7 +211,7 @@ def test_the_onnx_export_serves_and_says_so(digits_service):
 
 
 def test_binary_batches_answer_like_json(digits_service):
-    from lockgate.client import ServiceError, predict_npy
+    from lockgate.serving.client import ServiceError, predict_npy
 
     answer = predict_npy(digits_service.url, digits_service.x, key=API_KEY)
     np.testing.assert_allclose(answer.outputs, digits_service.expected, atol=1e-5)

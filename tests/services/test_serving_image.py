@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
-from lockgate import bento_server
+from lockgate.registry import bento_server
 from tests.services.conftest import API_KEY, describe
 
 ROOT = Path(__file__).resolve().parents[2]

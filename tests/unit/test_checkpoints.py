@@ -1,4 +1,4 @@
-"""Per-epoch checkpoints that are always whole (lockgate/checkpoints.py): a
+"""Per-epoch checkpoints that are always whole (lockgate/training/checkpoints.py): a
 training that dies at any point of writing one resumes from the last whole
 epoch, and ends where an uninterrupted training ends."""
 
@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from lockgate import checkpoints
-from lockgate.checkpoints import checkpoint_weights, resumable_epoch
+from lockgate.training import checkpoints
+from lockgate.training.checkpoints import checkpoint_weights, resumable_epoch
 
 
 class Died(Exception):
@@ -21,7 +21,7 @@ class Died(Exception):
 
 @pytest.fixture(scope="module")
 def wine(wine_csv):
-    from lockgate.data import read_snapshot
+    from lockgate.data.datasets import read_snapshot
     from tasks.validate import validate_task
 
     return read_snapshot(validate_task.fn(str(wine_csv), "target").snapshot)
@@ -55,7 +55,7 @@ def recorder():
 
 def test_a_death_between_the_weights_and_the_metadata_resumes_from_the_last_whole_epoch(
         wine, training, tmp_path, monkeypatch):
-    from lockgate.training import fit
+    from lockgate.training.fit import fit
 
     written = checkpoints.atomic_write_text
 
@@ -87,7 +87,7 @@ def test_a_death_between_the_weights_and_the_metadata_resumes_from_the_last_whol
 def test_a_death_while_the_weights_are_written_leaves_the_last_checkpoint(wine, training, tmp_path, monkeypatch):
     import keras
 
-    from lockgate.training import fit
+    from lockgate.training.fit import fit
 
     save = keras.Model.save_weights
 
@@ -122,7 +122,7 @@ def test_early_stopping_s_best_epoch_survives_a_resume(tmp_path):
     its epoch and weights, and the epochs already waited."""
     import keras
 
-    from lockgate.checkpoints import whole_checkpoints
+    from lockgate.training.checkpoints import whole_checkpoints
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 3)).astype("float32")

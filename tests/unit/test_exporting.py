@@ -6,14 +6,24 @@ about how good the model is.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from lockgate.exporting import describe_exception, export_model, float32_model, judge_parity, keras_reference
-from lockgate.records import ExportResult
-from lockgate.settings import ExportSettings
+from lockgate.export import (
+    FORMATS,
+    ExportFormat,
+    Produced,
+    describe_exception,
+    export_model,
+    float32_model,
+    judge_parity,
+    keras_reference,
+)
+from lockgate.core.records import ExportResult
+from lockgate.core.settings import ExportSettings
 
 
 ALL_FORMATS = ["saved_model", "tflite_dynamic", "tflite_float16", "tflite_int8", "onnx"]
@@ -50,7 +60,8 @@ def digits_exports(tmp_path_factory) -> dict[str, ExportResult]:
     model.fit(x_train, y_train, epochs=10, batch_size=64, verbose=0)
     out_dir = tmp_path_factory.mktemp("digits") / "exports"
     results = export_model(
-        model, "image", out_dir, x_holdout, y_holdout, x_train[:100], fast_export_settings(formats=ALL_FORMATS)
+        model, "image", out_dir, x_holdout, y_holdout, x_train[:100], fast_export_settings(formats=ALL_FORMATS),
+        task="classification", int8_quantisation=True,
     )
     return by_format(results)
 
@@ -99,7 +110,8 @@ def diabetes_exports(tmp_path_factory) -> dict[str, ExportResult]:
     model.fit(x_train, y_train, epochs=2, batch_size=64, verbose=0)
     out_dir = tmp_path_factory.mktemp("diabetes") / "exports"
     results = export_model(
-        model, "regression", out_dir, x_holdout, y_holdout, x_train, fast_export_settings(formats=ALL_FORMATS)
+        model, "regression", out_dir, x_holdout, y_holdout, x_train, fast_export_settings(formats=ALL_FORMATS),
+        task="regression", int8_quantisation=False,
     )
     return by_format(results)
 
@@ -122,7 +134,7 @@ def test_label_disagreement_is_reported_not_shipped():
     exported[:20] = np.roll(exported[:20], 1, axis=1)  # 10% of rows: a different label
     changed = keras_outputs[:20].argmax(axis=1) != exported[:20].argmax(axis=1)
     assert changed.all()
-    result = judge_parity("tflite_int8", "image", keras_outputs, exported, np.zeros(200), ExportSettings())
+    result = judge_parity("tflite_int8", "classification", keras_outputs, exported, np.zeros(200), ExportSettings())
     assert result.status == "failed_parity" and not result.shipped
     assert result.agreement == pytest.approx(0.9)
     assert "90.0% of 200 holdout examples" in result.reason
@@ -144,7 +156,7 @@ def test_non_finite_outputs_fail_parity():
     keras_outputs = np.full((10, 2), 0.5, dtype="float32")
     exported = keras_outputs.copy()
     exported[3, 1] = np.nan
-    result = judge_parity("tflite_float16", "tabular", keras_outputs, exported, np.zeros(10), ExportSettings())
+    result = judge_parity("tflite_float16", "classification", keras_outputs, exported, np.zeros(10), ExportSettings())
     assert result.status == "failed_parity"
     assert "not finite" in result.reason
 
@@ -210,7 +222,7 @@ def text_exports(tmp_path_factory) -> dict[str, ExportResult]:
     formats = ["saved_model", "tflite_dynamic", "tflite_int8", "onnx"]
     results = export_model(
         model, "text", out_dir, x[:40], y[:40], x[:10], fast_export_settings(formats=formats),
-        reference_outputs=outputs,
+        reference_outputs=outputs, task="classification", int8_quantisation=False,
     )
     return by_format(results)
 
@@ -233,8 +245,8 @@ def test_text_model_reports_unsupported_formats_without_raising(text_exports):
 
 
 def test_export_markdown_lists_keras_first_and_every_format(digits_exports):
-    from lockgate.records import ExportReport
-    from lockgate.reporting import export_markdown
+    from lockgate.core.records import ExportReport
+    from lockgate.orchestration.reporting import export_markdown
 
     report = ExportReport(
         run_id="abc", keras_size_bytes=123_456, keras_latency_ms_p50=1.5, examples=360,
@@ -245,3 +257,75 @@ def test_export_markdown_lists_keras_first_and_every_format(digits_exports):
     assert rows[0].startswith("| format | status |")
     assert rows[1].startswith("| keras |")
     assert len(rows) == 2 + len(ALL_FORMATS)
+
+
+# --------------------------------------------------------------------------- #
+# Adding a format: one class and one line in FORMATS
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class KerasCopy(ExportFormat):
+    """A test-only format: the model saved again as a .keras file, run by Keras."""
+
+    def produce(self, model, target, sources):
+        model.save(target)
+        return Produced(target)
+
+    def load(self, path, threads=None):
+        import keras
+
+        loaded = keras.models.load_model(path)
+        return lambda x: loaded.predict_on_batch(x)
+
+
+@dataclass(frozen=True)
+class ReversedCopy(KerasCopy):
+    """The same, with a converter bug: the classes come out in reverse order."""
+
+    def load(self, path, threads=None):
+        predict = super().load(path)
+        return lambda x: predict(x)[:, ::-1]
+
+
+def test_a_new_format_is_one_class_and_one_line_and_is_checked_like_the_others(monkeypatch, tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(200, 4)).astype("float32")
+    y = (x[:, 0] + x[:, 1] > 0).astype("int64")
+    inputs = keras.Input(shape=(4,))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Dense(8, "relu")(inputs)))
+    model.compile(keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=5, batch_size=32, verbose=0)
+
+    monkeypatch.setitem(FORMATS, "keras_copy", KerasCopy(name="keras_copy", artifact="copy.keras"))
+    monkeypatch.setitem(FORMATS, "keras_reversed", ReversedCopy(name="keras_reversed", artifact="reversed.keras"))
+    results = by_format(export_model(
+        model, "tabular", tmp_path, x[:100], y[:100], x[:10],
+        fast_export_settings(formats=["keras_copy", "keras_reversed"]), task="classification", int8_quantisation=False,
+    ))
+
+    copy = results["keras_copy"]
+    assert copy.status == "passed" and copy.shipped, copy.reason
+    assert copy.agreement == 1.0 and copy.max_abs_difference < 1e-5
+    assert Path(copy.path) == tmp_path / "copy.keras" and copy.size_bytes > 0 and copy.latency_ms_p50 > 0
+    reversed_ = results["keras_reversed"]
+    assert reversed_.status == "failed_parity" and not reversed_.shipped
+    assert "labels agree on" in reversed_.reason and reversed_.agreement < 0.1
+
+
+def test_an_unknown_format_is_refused_before_anything_is_produced(tmp_path):
+    out_dir = tmp_path / "exports"
+    with pytest.raises(ValueError, match=r"unknown export format 'onnx2'; known: saved_model, tflite_dynamic, "):
+        export_model(
+            object(), "image", out_dir, np.zeros((1, 2)), np.zeros(1), np.zeros((1, 2)),
+            fast_export_settings(formats=["saved_model", "onnx2"]), reference_outputs=np.zeros((1, 2)),
+            task="classification", int8_quantisation=True,
+        )
+    assert not out_dir.exists()
+
+
+def test_parity_refuses_a_family_name_for_a_task():
+    with pytest.raises(ValueError, match="unknown task 'image'"):
+        judge_parity("onnx", "image", np.zeros((1, 2)), np.zeros((1, 2)), np.zeros(1), ExportSettings())

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from lockgate.faults import DeterministicFailure, TransientFault, is_transient
+from lockgate.core.faults import DeterministicFailure, TransientFault, is_transient
 
 
 class _HttpError(Exception):

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from lockgate.forest import (
+from lockgate.models.forest import (
     FALLBACK_ITERATIONS,
     ensemble_config,
     estimator_outputs,
@@ -24,7 +24,7 @@ from lockgate.forest import (
     native_categorical_mask,
     register_forest_layer,
 )
-from lockgate.models import load_keras_model
+from lockgate.models.architectures import load_keras_model
 
 LAYOUT = {"numeric": [0, 1, 3], "categorical": [2, 4, 5], "cardinalities": [8, 12, 300], "width": 6}
 UNSEEN_IN_TRAINING = 7  # a known code of column 2 that no training row has
@@ -225,7 +225,7 @@ def test_thresholds_round_down_to_float32():
 
 
 def test_importing_the_module_does_not_import_keras():
-    code = "import sys, lockgate.forest; sys.exit('keras' in sys.modules or 'tensorflow' in sys.modules)"
+    code = "import sys, lockgate.models.forest; sys.exit('keras' in sys.modules or 'tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 

@@ -1,8 +1,10 @@
 """The gate's rules on arrays: absolute thresholds, then no regression against
 the champion, judged on an interval's lower bound: on per-example proper
 scores with a paired t-interval (the default), or on a whole-holdout metric
-with a paired bootstrap (`comparison="metric"`); and the adapter that reads
-the evaluation's predictions file."""
+with a paired bootstrap (`comparison="metric"`); and the scores put together
+from the evaluation's arrays in memory, or read back from its predictions
+file, which are the same scores. (Which rule a family takes is the gate step's
+choice: tests/unit/test_steps.py.)"""
 
 from __future__ import annotations
 
@@ -12,11 +14,11 @@ from functools import partial
 import numpy as np
 import pytest
 
-from lockgate.gate import HoldoutScores, decide, decide_classification, decide_regression
-from lockgate.metrics import classification_metrics, regression_metrics
-from lockgate.records import EvaluationReport
-from lockgate.settings import GateSettings
-from lockgate.stats import brier_losses, macro_f1
+from lockgate.scoring.gate import HoldoutScores, decide_classification, decide_regression, holdout_scores, read_holdout_scores
+from lockgate.scoring.metrics import classification_metrics, regression_metrics
+from lockgate.core.records import EvaluationReport
+from lockgate.core.settings import GateSettings
+from lockgate.scoring.stats import brier_losses, macro_f1
 from tests.generated import predictions_with_accuracy, three_class_labels
 
 
@@ -481,7 +483,7 @@ def test_a_regression_champion_not_scored_on_every_row_fails_closed(unscored):
     assert decision.reasons[-1] == "champion v3 could not be scored on this holdout: rejecting"
 
 
-# --- the adapter: a report and its predictions file ---------------------- #
+# --- the scores: in memory, or read back from the predictions file ------- #
 
 
 def _report(tmp_path, family, scores: HoldoutScores) -> EvaluationReport:
@@ -497,17 +499,27 @@ def _report(tmp_path, family, scores: HoldoutScores) -> EvaluationReport:
     )
 
 
+def _rule(report: EvaluationReport):
+    """The rule of the report's task (the gate step picks it by family)."""
+    return decide_regression if report.family == "regression" else decide_classification
+
+
+def _decide_from_file(report: EvaluationReport, gate: GateSettings):
+    """The decision on the scores read back from the report's file."""
+    return _rule(report)(read_holdout_scores(report), gate)
+
+
 def test_decide_reads_the_report_and_applies_its_family_rule(tmp_path):
     y = three_class_labels()
     strong, weak = predictions_with_accuracy(y, 0.97, 1), predictions_with_accuracy(y, 0.88, 2)
-    rejected = decide(_report(tmp_path, "tabular", _classification(y, weak, strong)), MetricGate())
+    rejected = _decide_from_file(_report(tmp_path, "tabular", _classification(y, weak, strong)), MetricGate())
     assert rejected.promote is False and rejected.metric == "accuracy" and rejected.difference_ci[1] < 0
-    promoted = decide(_report(tmp_path, "image", _classification(y, strong, weak)), MetricGate())
+    promoted = _decide_from_file(_report(tmp_path, "image", _classification(y, strong, weak)), MetricGate())
     assert promoted.promote is True and promoted.champion == pytest.approx(0.88)
 
     values = _values()
     small, large = values + _errors(sd=35, seed=1), values + _errors(sd=50, seed=2)
-    better = decide(_report(tmp_path, "regression", _regression(values, small, large)), MetricGate())
+    better = _decide_from_file(_report(tmp_path, "regression", _regression(values, small, large)), MetricGate())
     assert better.promote is True and better.metric == "rmse" and better.difference_ci[1] < 0
 
 
@@ -515,7 +527,7 @@ def test_decide_without_champion_predictions_in_the_file_fails_closed(tmp_path):
     y = three_class_labels()
     report = _report(tmp_path, "tabular", _classification(y, y.copy(), y.copy()))
     np.savez(report.predictions_file, y_true=y, challenger_pred=y, champion_pred=np.array([], dtype="int64"))
-    decision = decide(report, MetricGate())
+    decision = _decide_from_file(report, MetricGate())
     assert decision.promote is False
     assert any("could not be scored" in r for r in decision.reasons)
 
@@ -728,9 +740,41 @@ def test_decide_reads_the_per_example_losses_from_the_file(tmp_path):
     with np.load(report.predictions_file) as saved:
         arrays = dict(saved)
     np.savez(report.predictions_file, **arrays, challenger_loss=challenger, champion_loss=champion)
-    assert decide(report, GateSettings()).promote is True
+    assert _decide_from_file(report, GateSettings()).promote is True
     np.savez(report.predictions_file, **arrays, challenger_loss=champion, champion_loss=challenger)
-    assert decide(report, GateSettings()).promote is False
+    assert _decide_from_file(report, GateSettings()).promote is False
+
+
+@pytest.mark.parametrize("family", ["tabular", "regression"])
+@pytest.mark.parametrize("champion", [True, False])
+def test_the_scores_in_memory_decide_as_the_file_read_back_does(tmp_path, family, champion):
+    """The evaluation hands the gate the arrays it writes to the predictions
+    file; deciding from them in memory is deciding from the file."""
+    rng = np.random.default_rng(3)
+    y = three_class_labels() if family == "tabular" else _values()
+    n = len(y)
+    challenger, champion_loss = _paired_losses(n, worse_by=-0.05, spread=0.1)
+    predictions = {
+        "y_true": y,
+        "challenger_pred": y.copy(),
+        "champion_pred": y.copy() if champion else np.array([], dtype=y.dtype),
+        "challenger_loss": challenger,
+        "champion_loss": champion_loss if champion else np.array([], dtype="float64"),
+        "baseline_loss": challenger + rng.uniform(0.0, 0.2, n),
+    }
+    score = "brier_score" if family == "tabular" else "mse"
+    report = EvaluationReport(
+        run_id="r", family=family, metrics={score: float(challenger.mean()), "accuracy": 0.9, "r2": 0.9},
+        per_class={"0": {"recall": 0.9}} if family == "tabular" else {},
+        champion_version="2" if champion else None,
+        champion_metrics={score: float(champion_loss.mean()), "accuracy": 0.9} if champion else None,
+        predictions_file=str(tmp_path / "holdout_predictions.npz"), baseline="always the mean",
+    )
+    np.savez(report.predictions_file, **predictions)
+    in_memory, read_back = holdout_scores(report, predictions), read_holdout_scores(report)
+    rule = _rule(report)
+    for gate in (GateSettings(), MetricGate(bootstrap_samples=200)):
+        assert rule(in_memory, gate).model_dump_json() == rule(read_back, gate).model_dump_json()
 
 
 def test_a_margin_equal_to_the_detectable_difference_is_resolved():

@@ -226,7 +226,7 @@ def _env(container: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_a_rendered_training_job_is_valid_and_wires_every_rank_to_rank_zero(tmp_path):
-    from lockgate.kubernetes import render_training_job
+    from lockgate.training.kubernetes import render_training_job
 
     request = tmp_path / "runs" / "abc" / "workers" / "worker-request.json"
     documents = render_training_job(
@@ -251,7 +251,7 @@ def test_a_rendered_training_job_is_valid_and_wires_every_rank_to_rank_zero(tmp_
         "fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}
     }
     assert {p["containerPort"] for p in container["ports"]} == {1234}
-    assert container["command"] == ["python", "-m", "lockgate.distributed", str(request)]
+    assert container["command"] == ["python", "-m", "lockgate.training.rank", str(request)]
     assert container["image"] == "registry.example.com/lockgate-pipeline:0.2.0"
     [mount] = container["volumeMounts"]
     assert mount["mountPath"] == env["LOCKGATE_HOME"] == str(tmp_path)
@@ -259,7 +259,7 @@ def test_a_rendered_training_job_is_valid_and_wires_every_rank_to_rank_zero(tmp_
 
 
 def test_a_training_request_outside_the_shared_workspace_is_refused(tmp_path):
-    from lockgate.kubernetes import render_training_job
+    from lockgate.training.kubernetes import render_training_job
 
     with pytest.raises(ValueError, match="must be in the workspace"):
         render_training_job(TRAINING_JOB.read_text(), "t", 2, "i:1", tmp_path / "elsewhere.json",
@@ -290,7 +290,7 @@ def test_the_work_pool_job_manifest_with_its_defaults_follows_the_kubernetes_sch
 
 
 def test_pods_stopped_by_the_cluster_are_told_from_pods_that_failed_on_their_own():
-    from lockgate.kubernetes import killed_from_outside
+    from lockgate.training.kubernetes import killed_from_outside
 
     def pod(name, reason=None, terminated=None):
         status = {"phase": "Failed", **({"reason": reason} if reason else {})}

@@ -9,14 +9,15 @@ import json
 import numpy as np
 import pytest
 
-from lockgate.distributed import (
+from lockgate.families import family_for
+from lockgate.training.distributed import (
     DistributedTrainingError,
     RankOutcome,
     agree_on_resume_epoch,
     outcome_path,
     read_outcomes,
 )
-from lockgate.process_group import (
+from lockgate.training.process_group import (
     ProcessGroup,
     ProcessGroupError,
     batch_rows,
@@ -137,7 +138,7 @@ def test_a_rank_that_reported_nothing_fails_the_training(tmp_path):
 
 
 def _checkpoint(folder, epoch, weights=True):
-    """A checkpoint as lockgate.checkpoints writes it: the metadata names the epoch's weights file."""
+    """A checkpoint as lockgate.training.checkpoints writes it: the metadata names the epoch's weights file."""
     import h5py
 
     folder.mkdir(parents=True)
@@ -151,7 +152,7 @@ def _checkpoint(folder, epoch, weights=True):
 def _epoch_in(folder):
     import h5py
 
-    from lockgate.checkpoints import checkpoint_weights
+    from lockgate.training.checkpoints import checkpoint_weights
 
     with h5py.File(checkpoint_weights(folder), "r") as file:
         return int(file["epoch"][()])
@@ -191,14 +192,14 @@ def test_without_a_readable_checkpoint_every_rank_starts_over(tmp_path):
 
 @pytest.mark.parametrize("family", ["image", "tabular", "regression"])
 def test_families_that_train_on_jax_use_every_worker(family):
-    from lockgate.training import training_processes
+    from lockgate.training.fit import training_processes
 
-    assert training_processes(family, 4) == (4, None)
+    assert training_processes(family_for(family), 4) == (4, None)
 
 
 def test_text_models_train_in_one_process_and_say_why():
-    from lockgate.training import training_processes
+    from lockgate.training.fit import training_processes
 
-    processes, note = training_processes("text", 4)
+    processes, note = training_processes(family_for("text"), 4)
     assert processes == 1 and "not 4" in note and "TextVectorization" in note
-    assert training_processes("text", 1) == (1, None)
+    assert training_processes(family_for("text"), 1) == (1, None)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lockgate.records import ExportReport, ExportResult, ServedMeta
-from lockgate.runtimes import choose_runtime
+from lockgate.core.records import ExportReport, ExportResult, ServedMeta
+from lockgate.export.runtimes import choose_runtime
 
 SHIPPED = {"onnx": "exports/model.onnx", "saved_model": "exports/saved_model", "tflite_float16": "exports/m.tflite"}
 
@@ -40,7 +40,7 @@ def test_models_packaged_before_runtimes_were_recorded_are_served_by_keras():
 
 
 def test_each_runtime_is_called_as_measured_fastest_unless_settings_say_otherwise():
-    from lockgate.runtimes import AUTO_CALLS, model_calls
+    from lockgate.export.runtimes import AUTO_CALLS, model_calls
 
     for runtime in ("onnx", "keras"):
         assert model_calls(runtime) == AUTO_CALLS[runtime]
@@ -50,3 +50,12 @@ def test_each_runtime_is_called_as_measured_fastest_unless_settings_say_otherwis
     assert "serving.batching=False" in off.reason
     inline = model_calls("keras", where="inline")
     assert (inline.batching, inline.model_calls) == (AUTO_CALLS["keras"].batching, "inline")
+
+
+def test_each_runtime_and_its_lock_come_from_the_formats():
+    from lockgate.export.runtimes import serve_locks, servable_exports
+    from lockgate.registry.packaging import REPO_ROOT, SERVE_LOCKS
+
+    assert set(servable_exports()) == {"onnx"}
+    assert serve_locks() == SERVE_LOCKS == {"onnx": "requirements-serve.lock", "keras": "requirements-serve-keras.lock"}
+    assert all((REPO_ROOT / lock).is_file() for lock in SERVE_LOCKS.values())

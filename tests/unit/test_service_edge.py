@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lockgate.families.tables import infer_contract
-from lockgate.records import ServedMeta
+from lockgate.core.contract import infer_contract
+from lockgate.core.records import ServedMeta
 from services import edge
 from services.edge import Edge, key_is_valid, presented_key
 from services.runtime import ModelSpec, RequestError
@@ -21,9 +21,10 @@ from services.runtime import ModelSpec, RequestError
 def _settings_as_the_environment_is_now(monkeypatch):
     """An Edge reads its keys from settings when it is made; here settings are
     read afresh each time, so a test can change the environment between Edges."""
-    from lockgate import settings
+    from lockgate.core.settings import LockgateSettings
+    from services import edge
 
-    monkeypatch.setattr(settings, "get_settings", settings.LockgateSettings)
+    monkeypatch.setattr(edge, "get_settings", LockgateSettings)
 
 
 def _table_contract() -> dict:
@@ -33,11 +34,11 @@ def _table_contract() -> dict:
 
 IMAGE_META = ServedMeta(name="d", family="image", target="label", input_shape=[8, 8, 1], pixel_scale=16.0,
                         class_names=["a", "b"], feature_columns=[], model_name="m", model_version="3", run_id="r" * 32)
-TABLE_META = IMAGE_META.model_copy(update={"family": "tabular", "input_shape": [2], "feature_columns": ["x", "y"],
+TABLE_META = IMAGE_META.model_copy(update={"family": "tabular", "inputs": "tables", "input_shape": [2], "feature_columns": ["x", "y"],
                                            "contract": _table_contract()})
-TEXT_META = IMAGE_META.model_copy(update={"family": "text", "input_shape": [], "text_column": "review",
+TEXT_META = IMAGE_META.model_copy(update={"family": "text", "inputs": "texts", "input_shape": [], "text_column": "review",
                                           "class_names": ["neg", "pos"]})
-VALUE_META = TABLE_META.model_copy(update={"family": "regression", "class_names": [], "target": "price"})
+VALUE_META = TABLE_META.model_copy(update={"family": "regression", "task": "regression", "class_names": [], "target": "price"})
 
 
 def _status(call) -> tuple[int, str]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lockgate.settings import LockgateSettings
+from lockgate.core.settings import LockgateSettings
 
 
 def test_environment_and_yaml(tmp_path, monkeypatch):
@@ -44,7 +44,7 @@ def test_missing_config_file_is_named(monkeypatch, tmp_path):
 def test_importing_does_nothing(tmp_path):
     """No directories, no tracking URI, no clients at import time."""
     code = (
-        "import lockgate.settings, lockgate.data, lockgate.packaging, lockgate.samples\n"
+        "import lockgate.core.settings, lockgate.data.datasets, lockgate.registry.packaging, lockgate.data.samples\n"
         "import tasks.package, flows.training, cli.main, services.runtime\n"
         "import mlflow, os\n"
         "assert not os.path.exists('.lockgate'), 'workspace created at import'\n"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lockgate.stats import macro_f1, metric_value, paired_bootstrap_difference, rmse_bootstrap_improvement
+from lockgate.scoring.stats import macro_f1, metric_value, paired_bootstrap_difference, rmse_bootstrap_improvement
 from tests.generated import predictions_with_accuracy, three_class_labels
 
 
@@ -180,7 +180,7 @@ def test_the_same_holdout_gives_the_same_interval(metric):
 
 
 def test_brier_losses_are_the_squared_distance_to_the_one_hot_truth():
-    from lockgate.stats import brier_losses
+    from lockgate.scoring.stats import brier_losses
 
     proba = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.25, 0.25], [1 / 3, 1 / 3, 1 / 3]])
     y = np.array([0, 0, 0, 2])
@@ -189,7 +189,7 @@ def test_brier_losses_are_the_squared_distance_to_the_one_hot_truth():
 
 
 def test_squared_errors_are_per_row():
-    from lockgate.stats import squared_errors
+    from lockgate.scoring.stats import squared_errors
 
     np.testing.assert_allclose(squared_errors(np.array([1.0, 2.0, 3.0]), np.array([[1.5], [2.0], [1.0]])), [0.25, 0.0, 4.0])
 
@@ -197,7 +197,7 @@ def test_squared_errors_are_per_row():
 def test_the_paired_loss_interval_is_student_s_t_on_the_row_differences():
     from scipy import stats
 
-    from lockgate.stats import paired_loss_difference
+    from lockgate.scoring.stats import paired_loss_difference
 
     rng = np.random.default_rng(5)
     champion = rng.uniform(0, 1, 40)
@@ -216,7 +216,7 @@ def test_the_paired_loss_interval_is_student_s_t_on_the_row_differences():
 
 
 def test_a_paired_loss_interval_needs_two_rows():
-    from lockgate.stats import paired_loss_difference
+    from lockgate.scoring.stats import paired_loss_difference
 
     one = paired_loss_difference(np.array([0.1]), np.array([0.2]), 0.95, 0.8)
     assert one.rows == 1
@@ -227,7 +227,7 @@ def test_a_paired_loss_interval_needs_two_rows():
 
 
 def test_rows_to_detect_a_difference():
-    from lockgate.stats import rows_to_detect
+    from lockgate.scoring.stats import rows_to_detect
 
     # One-sided: ((1.644854 + 0.841621) * 0.2 / 0.02)^2 = 618.3
     assert rows_to_detect(0.2, 0.02, 0.95, 0.8) == 619

@@ -7,10 +7,10 @@ import uuid
 import numpy as np
 import pytest
 
-from lockgate.metrics import classification_metrics
-from lockgate.packaging import build_bento, store_model
-from lockgate.records import GateDecision
-from lockgate.settings import get_settings
+from lockgate.scoring.metrics import classification_metrics
+from lockgate.registry.packaging import build_bento, store_model
+from lockgate.core.records import GateDecision
+from lockgate.core.settings import get_settings
 from tasks.evaluate import evaluate_task
 from tasks.promote import promote_task
 from tasks.register import register_task
@@ -39,8 +39,13 @@ def test_open_run_is_idempotent(trained):
     first = open_run_task.fn(summary, name, pipeline_id, settings)
     again = open_run_task.fn(summary, name, pipeline_id, settings)
     assert first == again
-    run = mlflow.MlflowClient().get_run(first)
+    client = mlflow.MlflowClient()
+    run = client.get_run(first)
     assert run.data.tags["lockgate.data_hash"] == summary.data_hash
+    assert run.data.params["dataset"] == summary.dataset and run.data.params["rows"] == str(summary.rows)
+    assert run.data.params["training.epochs"] == "4"
+    assert {a.path for a in client.list_artifacts(first, "data")} == {"data/contract.txt", "data/meta.json"}
+    assert {a.path for a in client.list_artifacts(first, "validation")} == {"validation/summary.json"}
 
 
 def test_train_logs_model_metrics_and_plot(trained):
@@ -83,8 +88,8 @@ def test_a_table_keeps_the_candidate_with_the_better_validation_score(trained):
 def test_training_resumes_from_the_last_checkpoint(tmp_path, wine_csv):
     import keras
 
-    from lockgate.data import read_snapshot
-    from lockgate.training import fit
+    from lockgate.data.datasets import read_snapshot
+    from lockgate.training.fit import fit
 
     settings = get_settings().training.model_copy(update={"epochs": 5, "early_stopping_patience": 50, "architecture": "mlp"})
     snapshot = read_snapshot(validate_task.fn(str(wine_csv), "target").snapshot)
@@ -105,12 +110,20 @@ def test_training_resumes_from_the_last_checkpoint(tmp_path, wine_csv):
 
 def test_evaluate_scores_the_holdout(trained):
     settings, summary, name, training = trained
-    report = evaluate_task.fn(training, summary.snapshot, None, settings)
+    import mlflow
+
+    evaluation = evaluate_task.fn(training, summary.snapshot, None, settings)
+    report = evaluation.report
     assert set(report.per_class) == {"0", "1", "2"}
     assert 0 <= report.metrics["accuracy"] <= 1 and report.metrics["log_loss"] > 0
     assert report.metrics["latency_ms_p50"] > 0
     predictions = np.load(report.predictions_file)
     assert len(predictions["y_true"]) == 36  # 20% of 178, stratified
+    np.testing.assert_array_equal(evaluation.scores.challenger_loss, predictions["challenger_loss"])
+    client = mlflow.MlflowClient()
+    logged = client.get_run(training.run_id).data.metrics
+    assert logged["holdout_accuracy"] == pytest.approx(report.metrics["accuracy"])
+    assert {a.path for a in client.list_artifacts(training.run_id, "evaluation")} == {"evaluation/per_class.json"}
 
 
 def test_classification_metrics_on_known_answers():
@@ -140,7 +153,7 @@ def test_register_is_idempotent_and_tagged(trained):
 
 def test_register_refuses_a_rejected_model(trained):
     settings, summary, name, training = trained
-    from lockgate.faults import DeterministicFailure
+    from lockgate.core.faults import DeterministicFailure
 
     rejected = GateDecision(promote=False, metric="accuracy", challenger=0.1, reasons=["bad"])
     with pytest.raises(DeterministicFailure):
@@ -154,7 +167,7 @@ def test_package_store_and_build_are_idempotent_then_promote(trained):
 
     decision = GateDecision(promote=True, metric="accuracy", challenger=0.9, reasons=["test"])
     registered = register_task.fn(training, decision, summary, name, settings)
-    report = evaluate_task.fn(training, summary.snapshot, None, settings)
+    report = evaluate_task.fn(training, summary.snapshot, None, settings).report
     tag = store_model(registered, training, report, summary.snapshot, summary.data_hash)
     assert store_model(registered, training, report, summary.snapshot, summary.data_hash) == tag
     bento = build_bento(registered, tag, summary.data_hash)
@@ -162,7 +175,7 @@ def test_package_store_and_build_are_idempotent_then_promote(trained):
     info = bentoml.get(bento).info
     assert info.labels["model_version"] == registered.version
     assert info.labels["mlflow_run_id"] == registered.run_id
-    from lockgate.records import PackagedService
+    from lockgate.core.records import PackagedService
 
     package = PackagedService(bento_tag=bento, model_tag=tag, verified_examples=0, max_abs_difference=0.0)
     outcome = promote_task.fn(registered, package, None, decision, settings)
@@ -175,8 +188,8 @@ def test_package_store_and_build_are_idempotent_then_promote(trained):
 def _another_version(trained, name):
     """A further version of `name` from the same trained model (what a second
     run registers), made straight in the registry."""
-    from lockgate.records import RegisteredModel
-    from lockgate.tracking import client
+    from lockgate.core.records import RegisteredModel
+    from lockgate.registry.tracking import client
 
     settings, _, _, training = trained
     version = client(settings).create_model_version(name, source=training.model_uri, run_id=training.run_id,
@@ -190,9 +203,9 @@ def test_promotion_is_a_compare_and_swap_and_the_pointer_follows_the_alias(train
     the alias, written from it; a withdrawn version is marked, never the champion."""
     import json
 
-    from lockgate.promotion import promote_if_unchanged, withdraw_version
-    from lockgate.records import PackagedService
-    from lockgate.tracking import champion_version, client
+    from lockgate.registry.promotion import promote_if_unchanged, withdraw_version
+    from lockgate.core.records import PackagedService
+    from lockgate.registry.tracking import champion_version, client
 
     settings, _, _, _ = trained
     name = f"cas-{uuid.uuid4().hex[:6]}"
@@ -230,9 +243,9 @@ def test_two_promotions_judged_against_the_same_champion_move_the_alias_once(tra
     processes."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from lockgate.promotion import promote_if_unchanged
-    from lockgate.records import PackagedService
-    from lockgate.tracking import client
+    from lockgate.registry.promotion import promote_if_unchanged
+    from lockgate.core.records import PackagedService
+    from lockgate.registry.tracking import client
 
     settings, _, _, _ = trained
     name = f"race-{uuid.uuid4().hex[:6]}"
@@ -246,3 +259,116 @@ def test_two_promotions_judged_against_the_same_champion_move_the_alias_once(tra
     assert sum(o.promoted for o in outcomes) == 1, outcomes
     winner = next(c for c, o in zip(challengers, outcomes) if o.promoted)
     assert all(o.champion_version == winner.version for o in outcomes)
+
+
+# --- the steps' computations, with MLflow out of reach -------------------- #
+
+
+class _NoTracking(Exception):
+    """A computation tried to reach MLflow."""
+
+
+@pytest.fixture(scope="module")
+def computed(wine_csv):
+    """Validation, training and evaluation as library calls, with every way
+    into MLflow closed: they compute and write files, and log nothing."""
+    import mlflow
+
+    from lockgate.training.evaluation import evaluate
+    from lockgate.training.fit import train
+    from lockgate.validation.validate import validate
+
+    def refuse(*args, **kwargs):
+        raise _NoTracking("a computation reached MLflow")
+
+    settings = get_settings().model_copy(deep=True)
+    settings.training.epochs = 2
+    settings.training.architecture = "mlp"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mlflow.MlflowClient, "__init__", refuse)
+        patch.setattr(mlflow, "start_run", refuse)
+        summary = validate(str(wine_csv), "target", None, settings)
+        trained = train(f"compute-{uuid.uuid4().hex[:8]}", summary.snapshot, settings)
+        evaluation = evaluate(trained.result, summary.snapshot, None, settings)
+    return settings, summary, trained, evaluation
+
+
+def test_the_computations_give_their_records_without_tracking(computed):
+    from pathlib import Path
+
+    settings, summary, trained, evaluation = computed
+    assert summary.success and Path(summary.snapshot, "meta.json").is_file()
+    result = trained.result
+    assert Path(result.model_path).is_file() and result.model_uri == "" and result.architecture == "mlp"
+    record = trained.run_record
+    assert set(record.params) == {"architecture", "device", "training.processes", "training.global_batch"}
+    assert set(record.metrics) == {"epochs_run", "train_seconds"} and record.metrics["epochs_run"] == result.epochs_run
+    assert set(record.tags) == {"lockgate.architecture_choice"}
+    assert [folder for _, folder in record.artifacts] == ["plots"] and record.model is not None
+
+    report = evaluation.report
+    assert report.run_id == result.run_id and len(evaluation.scores.y_true) == 36
+    assert evaluation.scores.champion_version is None and evaluation.scores.metrics == report.metrics
+    logged = evaluation.run_record()
+    assert set(logged.metrics) == {f"holdout_{k}" for k in report.metrics}
+    assert logged.artifacts == [(str(evaluation.figure), "plots")] and set(logged.texts) == {"evaluation/per_class.json"}
+
+
+def test_the_gate_decides_from_the_scores_in_memory_as_from_the_file(computed):
+    """The scores the evaluation hands the gate are the predictions file's,
+    array for array, and give the same decision."""
+    from lockgate.scoring.gate import read_holdout_scores
+    from tasks.gate import decide
+
+    settings, _, _, evaluation = computed
+    report, in_memory = evaluation.report, evaluation.scores
+    read_back = read_holdout_scores(report)
+    for field in ("y_true", "challenger_pred", "champion_pred", "challenger_loss", "champion_loss", "baseline_loss"):
+        mine, theirs = getattr(in_memory, field), getattr(read_back, field)
+        assert mine.dtype == theirs.dtype, field
+        np.testing.assert_array_equal(mine, theirs, err_msg=field)
+    decision = decide(report, in_memory, settings.gate)
+    assert decision.model_dump_json() == decide(report, read_back, settings.gate).model_dump_json()
+    assert decision.no_skill is not None
+
+
+def test_a_run_record_logs_files_first_then_values_in_batches():
+    """Texts and files, then metrics, params and tags in batches within
+    MLflow's limits, then the model (none here)."""
+    from lockgate.registry.tracking import RunRecord
+
+    calls = []
+
+    class Client:
+        def log_text(self, run_id, text, path):
+            calls.append(("text", path))
+
+        def log_artifact(self, run_id, local, artifact_path=None):
+            calls.append(("artifact", artifact_path))
+
+        def log_batch(self, run_id, metrics=(), params=(), tags=()):
+            calls.append(("batch", len(metrics), len(params), len(tags)))
+            assert len(metrics) + len(params) + len(tags) <= 1000
+
+    record = RunRecord(
+        metrics={f"m{i}": i for i in range(900)}, params={f"p{i}": i for i in range(150)}, tags={"t": "v"},
+        texts={"a/b.json": "{}"}, artifacts=[("/tmp/x.png", "plots")],
+    )
+    assert record.log(Client(), "run") is None
+    assert calls == [("text", "a/b.json"), ("artifact", "plots"), ("batch", 800, 100, 1), ("batch", 100, 50, 0)]
+
+
+@pytest.mark.parametrize(("family", "metric"), [("tabular", "brier_score"), ("image", "brier_score"),
+                                                ("regression", "mse")])
+def test_the_gate_step_takes_the_rule_of_the_report_s_family(family, metric):
+    from lockgate.scoring.gate import HoldoutScores
+    from lockgate.core.records import EvaluationReport
+    from lockgate.core.settings import GateSettings
+    from tasks.gate import decide
+
+    y = np.zeros(40)
+    scores = HoldoutScores(y_true=y, challenger_pred=y, metrics={metric: 0.1}, challenger_loss=np.full(40, 0.1),
+                           baseline_loss=np.full(40, 0.5))
+    report = EvaluationReport(run_id="r", family=family, metrics={metric: 0.1}, per_class={}, predictions_file="unread")
+    decision = decide(report, scores, GateSettings())
+    assert decision.metric == metric and decision.no_skill.score == metric

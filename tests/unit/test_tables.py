@@ -6,19 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lockgate.families.tables import (
-    MISSING_CODE,
-    UNSEEN_CODE,
-    ContractLimits,
-    RecordError,
-    TableContract,
-    check_against_contract,
-    encode,
-    infer_contract,
-    record_schema,
-    records_frame,
-    typed_frame,
-)
+from lockgate.core.contract import MISSING_CODE, UNSEEN_CODE, TableContract, encode, infer_contract, typed_frame
+from lockgate.serving.requests import RecordError, record_schema, records_frame
+from lockgate.validation.table_checks import ContractLimits, check_against_contract
 
 
 @pytest.fixture(scope="module")

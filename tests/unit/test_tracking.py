@@ -16,8 +16,8 @@ REPO = Path(__file__).resolve().parents[2]
 CONNECT = """
 import sys, time
 import mlflow  # noqa: F401  (imported before the start line, so the race is on the store, not the import)
-from lockgate.settings import LockgateSettings
-from lockgate.tracking import connect
+from lockgate.core.settings import LockgateSettings
+from lockgate.registry.tracking import connect
 start = float(sys.argv[1])
 time.sleep(max(0.0, start - time.time()))
 print(connect(LockgateSettings(home=sys.argv[2])))

@@ -1,0 +1,81 @@
+"""Figures people would rather look at than read: curves, confusion matrices,
+and predicted-against-actual plots for regression."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    # deferred: matplotlib loads only when a figure is drawn
+    import matplotlib
+
+    matplotlib.use("Agg")
+    # deferred: matplotlib loads only when a figure is drawn
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def training_curves(history: dict[str, list[float]], path: Path, first_epoch: int = 0) -> Path:
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    second = "accuracy" if "accuracy" in history else "rmse"
+    for ax, metric in zip(axes, ("loss", second)):
+        for key, style in ((metric, "-"), (f"val_{metric}", "--")):
+            if key in history:
+                epochs = np.arange(first_epoch + 1, first_epoch + len(history[key]) + 1)
+                ax.plot(epochs, history[key], style, marker="o", markersize=3, label=key)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def confusion_matrix_image(matrix: np.ndarray, labels: list[str], path: Path, title: str) -> Path:
+    plt = _pyplot()
+    size = max(4.0, 0.5 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            ax.text(j, i, int(matrix[i, j]), ha="center", va="center",
+                    color="white" if matrix[i, j] > threshold else "black", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def prediction_scatter(actual: np.ndarray, predicted: np.ndarray, path: Path, title: str) -> Path:
+    """Predicted against actual values, and the residuals, for a regression."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    low, high = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
+    axes[0].scatter(actual, predicted, s=8, alpha=0.6)
+    axes[0].plot([low, high], [low, high], "k--", linewidth=1, label="perfect")
+    axes[0].set_xlabel("actual")
+    axes[0].set_ylabel("predicted")
+    axes[0].legend()
+    axes[1].hist(predicted - actual, bins=30)
+    axes[1].set_xlabel("residual (predicted - actual)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
