@@ -28,8 +28,8 @@ import numpy as np
 
 from report import write_section  # bench/ is the script's own folder
 
-from lockgate.scoring.gate import HoldoutScores, decide_classification
 from lockgate.core.settings import GateSettings
+from lockgate.scoring.gate import HoldoutScores, decide_classification
 from lockgate.scoring.stats import brier_losses, macro_f1
 
 CLASSES = 3

@@ -36,9 +36,9 @@ def synthetic_images(rows: int):
 def measure(rows: int, epochs: int, batch_size: int) -> dict:
     import keras
 
-    from lockgate.data.datasets import Snapshot
     from lockgate.core.records import DatasetMeta
     from lockgate.core.settings import TrainingSettings
+    from lockgate.data.datasets import Snapshot
     from lockgate.training.fit import fit
 
     x, y = synthetic_images(rows)

@@ -84,11 +84,11 @@ def make_source(entry: Entry, folder: Path) -> tuple[str, str | None]:
 
 
 def measure(entry: Entry, folder: Path) -> dict:
-    from lockgate.data.datasets import load_source, split_for, write_snapshot, read_snapshot
+    from lockgate.core.settings import get_settings
+    from lockgate.data.datasets import load_source, read_snapshot, split_for, write_snapshot
+    from lockgate.export import export_model
     from lockgate.families import family_for
     from lockgate.training.evaluation import measure_latency
-    from lockgate.export import export_model
-    from lockgate.core.settings import get_settings
     from lockgate.training.fit import fit
 
     settings = get_settings().model_copy(deep=True)
@@ -126,8 +126,8 @@ DISTILLED = ("image-small-cnn", "image-cifar", "text-lstm", "regression-mlp")
 def distil(teacher, snapshot, settings, x, y) -> dict:
     """A student a quarter as wide, trained on the teacher's softened predictions."""
     from lockgate.families import family_for
-    from lockgate.training.evaluation import measure_latency, saved_size_bytes
     from lockgate.models.architectures import predict_outputs
+    from lockgate.training.evaluation import measure_latency, saved_size_bytes
     from lockgate.training.fit import fit
 
     teacher_outputs = predict_outputs(teacher, snapshot.x)

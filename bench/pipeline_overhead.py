@@ -23,10 +23,10 @@ def bare_keras(epochs: int, seed: int) -> tuple[float, float]:
     import numpy as np
     from sklearn.datasets import load_digits
 
-    from lockgate.data.datasets import split_indices
-    from lockgate.models.architectures import build_model
     from lockgate.core.records import DatasetMeta
     from lockgate.core.settings import TrainingSettings
+    from lockgate.data.datasets import split_indices
+    from lockgate.models.architectures import build_model
 
     started = time.perf_counter()
     digits = load_digits()

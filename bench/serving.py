@@ -284,9 +284,9 @@ def main() -> None:
     apply_environment(settings)
     import bentoml
 
+    from lockgate.core.records import ServedMeta
     from lockgate.data.datasets import read_snapshot
     from lockgate.registry.packaging import bento_size
-    from lockgate.core.records import ServedMeta
 
     bento = args.bento or train_champion()
     model_tag = str(bentoml.get(bento).info.models[0].tag)

@@ -73,12 +73,12 @@ def table_file(name: str, folder: Path) -> Path:
 
 
 def run_table(name: str, folder: Path) -> dict:
+    from lockgate.core.settings import get_settings
     from lockgate.data.datasets import load_source, read_snapshot, split_for, write_snapshot
     from lockgate.families import family_for
+    from lockgate.models.architectures import predict_outputs
     from lockgate.scoring.gate import HoldoutScores
     from lockgate.scoring.metrics import classification_metrics
-    from lockgate.models.architectures import predict_outputs
-    from lockgate.core.settings import get_settings
     from lockgate.training.fit import fit
 
     _, _, target, shows = TABLES[name]

@@ -16,9 +16,9 @@ from prefect import flow
 from pydantic import Field
 
 from flows.training import training_pipeline
-from lockgate.families import FAMILIES
 from lockgate.core.records import PipelineResult
 from lockgate.core.settings import LockgateSettings, apply_environment, get_settings
+from lockgate.families import FAMILIES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FLOW_NAME = "lockgate-retrain"

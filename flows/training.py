@@ -17,8 +17,8 @@ from lockgate.core.records import (
     TrainingResult,
     ValidationSummary,
 )
-from lockgate.orchestration.reporting import pipeline_markdown, publish_markdown, validation_markdown
 from lockgate.core.settings import LockgateSettings, get_settings
+from lockgate.orchestration.reporting import pipeline_markdown, publish_markdown, validation_markdown
 from tasks.champion import choose_model_task, find_champion_task
 from tasks.distil import compare_task
 from tasks.evaluate import evaluate_task

@@ -30,8 +30,8 @@ from typing import Any, Awaitable, Callable
 import numpy as np
 import orjson
 
-from lockgate.serving.requests import RequestError
 from lockgate.core.settings import get_settings
+from lockgate.serving.requests import RequestError
 
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/docs", "/docs.json"})
 NPY_ROUTE = "/predict_npy"

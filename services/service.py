@@ -35,8 +35,8 @@ from bentoml.exceptions import BentoMLException
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from lockgate.export.runtimes import load_runtime, model_calls
 from lockgate.core.settings import get_settings
+from lockgate.export.runtimes import load_runtime, model_calls
 from services.batching import AdaptiveBatcher, Overloaded
 from services.edge import Edge, serve_binary_with
 from services.listening import spread_connections

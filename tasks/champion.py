@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from lockgate.data.datasets import dataset_name, table_columns
 from lockgate.core.contract import table_signature
 from lockgate.core.records import ChampionRef, DatasetMeta, ModelChoice, TrainingIdentity
 from lockgate.core.settings import LockgateSettings, get_settings
+from lockgate.data.datasets import dataset_name, table_columns
 from lockgate.orchestration.steps import pipeline_task
-from lockgate.registry.tracking import champion_version, download_json, model_name_for, models_with_table, registered_model_exists
+from lockgate.registry.tracking import (
+    champion_version,
+    download_json,
+    model_name_for,
+    models_with_table,
+    registered_model_exists,
+)
 
 
 def find_champion(model_name: str, settings: LockgateSettings | None = None) -> ChampionRef | None:

@@ -6,18 +6,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lockgate.data.datasets import read_snapshot, split_for
-from lockgate.training.evaluation import load_champion, measure_latency, saved_size_bytes
 from lockgate.core.records import (
     ChampionRef,
     DistillationReport,
     EvaluationReport,
     TrainingResult,
 )
-from lockgate.orchestration.reporting import distillation_markdown, publish_markdown
 from lockgate.core.settings import LockgateSettings, get_settings
+from lockgate.data.datasets import read_snapshot, split_for
+from lockgate.orchestration.reporting import distillation_markdown, publish_markdown
 from lockgate.orchestration.steps import pipeline_task
 from lockgate.registry.tracking import client
+from lockgate.training.evaluation import load_champion, measure_latency, saved_size_bytes
 
 
 def compare_with_teacher(

@@ -7,11 +7,11 @@ is still written, for people and tools."""
 
 from __future__ import annotations
 
-from lockgate.training.evaluation import Evaluation, evaluate
 from lockgate.core.records import ChampionRef, TrainingResult
 from lockgate.core.settings import LockgateSettings, get_settings
 from lockgate.orchestration.steps import pipeline_task
 from lockgate.registry.tracking import record
+from lockgate.training.evaluation import Evaluation, evaluate
 
 
 def evaluate_model(

@@ -8,13 +8,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lockgate.core.records import ExportReport, ExportResult, TrainingResult
+from lockgate.core.settings import LockgateSettings, get_settings
 from lockgate.data.datasets import read_snapshot, split_for
 from lockgate.export import export_model, folder_size, keras_reference
 from lockgate.families import family_for
 from lockgate.models.architectures import load_keras_model
-from lockgate.core.records import ExportReport, ExportResult, TrainingResult
 from lockgate.orchestration.reporting import export_markdown, publish_markdown
-from lockgate.core.settings import LockgateSettings, get_settings
 from lockgate.orchestration.steps import pipeline_task
 from lockgate.registry.tracking import client
 

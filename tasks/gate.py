@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 
-from lockgate.families import family_for
-from lockgate.scoring.gate import HoldoutScores
 from lockgate.core.records import EvaluationReport, GateDecision
-from lockgate.orchestration.reporting import gate_markdown, publish_markdown
 from lockgate.core.settings import GateSettings, LockgateSettings, get_settings
+from lockgate.families import family_for
+from lockgate.orchestration.reporting import gate_markdown, publish_markdown
 from lockgate.orchestration.steps import pipeline_task
 from lockgate.registry.tracking import RunRecord, record
+from lockgate.scoring.gate import HoldoutScores
 
 
 def decide(report: EvaluationReport, scores: HoldoutScores, gate: GateSettings) -> GateDecision:

@@ -4,11 +4,11 @@ prove the Bento answers like the in-process model before anything is promoted.
 
 from __future__ import annotations
 
-from lockgate.data.datasets import read_snapshot, split_for
-from lockgate.registry.packaging import build_bento, served_model_outputs, served_runtime, store_model, verify_bento
 from lockgate.core.records import EvaluationReport, ExportReport, PackagedService, RegisteredModel, TrainingResult
 from lockgate.core.settings import LockgateSettings, get_settings
+from lockgate.data.datasets import read_snapshot, split_for
 from lockgate.orchestration.steps import pipeline_task
+from lockgate.registry.packaging import build_bento, served_model_outputs, served_runtime, store_model, verify_bento
 
 
 def package_model(

@@ -8,10 +8,10 @@ alias stays and the flow judges the challenger again, against the new one.
 
 from __future__ import annotations
 
-from lockgate.registry.promotion import promote_if_unchanged, withdraw_version
 from lockgate.core.records import GateDecision, PackagedService, PromotionOutcome, RegisteredModel
 from lockgate.core.settings import LockgateSettings, get_settings
 from lockgate.orchestration.steps import pipeline_task
+from lockgate.registry.promotion import promote_if_unchanged, withdraw_version
 
 
 def promote_model(

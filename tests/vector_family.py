@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 from great_expectations import expectations as gxe
 
+from lockgate.core.records import DatasetMeta
+from lockgate.core.settings import TrainingSettings, ValidationSettings
 from lockgate.data.datasets import LoadedData
 from lockgate.families.base import Family
 from lockgate.families.checks import BLOCKING, NUMERIC_TYPES, check
-from lockgate.core.records import DatasetMeta
-from lockgate.core.settings import TrainingSettings, ValidationSettings
 from lockgate.families.targets import Classification
 
 

@@ -24,12 +24,12 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from lockgate.families import family_for
 from lockgate.core.contract import TableContract, encode, infer_contract, typed_frame
 from lockgate.core.locks import atomic_write_text, unique_temporary
-from lockgate.serving.preprocessing import load_image_file
 from lockgate.core.records import DatasetMeta, FamilyName
 from lockgate.core.settings import TrainingSettings
+from lockgate.families import family_for
+from lockgate.serving.preprocessing import load_image_file
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 TEXT_SUFFIXES = {".txt"}

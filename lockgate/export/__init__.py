@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from lockgate.core.records import ExportResult
+from lockgate.core.settings import ExportSettings
 from lockgate.export.base import (
     ExportFormat,
     ExportUnavailable,
@@ -38,8 +40,6 @@ from lockgate.export.onnx import ONNX
 from lockgate.export.parity import in_chunks, judge_parity, median_latency_ms
 from lockgate.export.saved_model import SAVED_MODEL, SavedModelSource
 from lockgate.export.tflite import TFLITE_DYNAMIC, TFLITE_FLOAT16, TFLITE_INT8
-from lockgate.core.records import ExportResult
-from lockgate.core.settings import ExportSettings
 
 log = logging.getLogger("lockgate.export")
 

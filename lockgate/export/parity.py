@@ -11,9 +11,9 @@ import time
 
 import numpy as np
 
-from lockgate.export.base import Predict
 from lockgate.core.records import ExportResult
 from lockgate.core.settings import ExportSettings
+from lockgate.export.base import Predict
 
 TASKS = ("classification", "regression")
 

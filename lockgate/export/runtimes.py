@@ -19,10 +19,10 @@ from typing import Literal
 
 import numpy as np
 
+from lockgate.core.records import ExportReport, ModelCalls, RuntimeName, ServedMeta, ServedRuntime
 from lockgate.export import FORMATS
 from lockgate.export.base import ExportFormat, Predict
 from lockgate.export.keras import KERAS
-from lockgate.core.records import ExportReport, ModelCalls, RuntimeName, ServedMeta, ServedRuntime
 
 # How the service calls each runtime unless settings say otherwise: what was
 # fastest for single-example JSON at 32 connections on 2 cores (wrk). onnx,

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from lockgate.families.checks import BLOCKING, WARNING, check
 from lockgate.core.records import DatasetMeta, FamilyName, TaskName
-from lockgate.serving.requests import REQUESTS, Requests
 from lockgate.core.settings import TrainingSettings, ValidationSettings
+from lockgate.families.checks import BLOCKING, WARNING, check
 from lockgate.families.targets import Target
+from lockgate.serving.requests import REQUESTS, Requests
 
 if TYPE_CHECKING:
     import great_expectations.expectations as gxe

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from lockgate.families.checks import BLOCKING, WARNING, check
-from lockgate.families.base import Family
-from lockgate.models.architectures import cnn
 from lockgate.core.records import DatasetMeta
 from lockgate.core.settings import TrainingSettings, ValidationSettings
+from lockgate.families.base import Family
+from lockgate.families.checks import BLOCKING, WARNING, check
 from lockgate.families.targets import Classification
+from lockgate.models.architectures import cnn
 
 if TYPE_CHECKING:
     import great_expectations.expectations as gxe

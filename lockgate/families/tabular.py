@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lockgate.core.contract import encode
-from lockgate.families.checks import BLOCKING, WARNING, check
-from lockgate.families.base import Family
-from lockgate.models.architectures import table_encoder
 from lockgate.core.records import DatasetMeta
 from lockgate.core.settings import TrainingSettings, ValidationSettings
+from lockgate.families.base import Family
+from lockgate.families.checks import BLOCKING, WARNING, check
 from lockgate.families.targets import Classification
+from lockgate.models.architectures import table_encoder
 
 if TYPE_CHECKING:
     import great_expectations.expectations as gxe

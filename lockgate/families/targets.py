@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
+from lockgate.core.records import DatasetMeta, GateDecision
+from lockgate.core.settings import DistillationSettings, GateSettings, ValidationSettings
 from lockgate.families.checks import BLOCKING, NUMERIC_TYPES, check
 from lockgate.scoring.gate import HoldoutScores, decide_classification, decide_regression
 from lockgate.scoring.metrics import classification_metrics, regression_metrics
 from lockgate.scoring.plots import confusion_matrix_image, prediction_scatter
-from lockgate.core.records import DatasetMeta, GateDecision
-from lockgate.core.settings import DistillationSettings, GateSettings, ValidationSettings
 from lockgate.scoring.stats import brier_losses, squared_errors
 
 if TYPE_CHECKING:

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lockgate.core.contract import TableContract
-from lockgate.models.forest import register_forest_layer
 from lockgate.core.records import DatasetMeta
 from lockgate.core.settings import TrainingSettings
+from lockgate.models.forest import register_forest_layer
 
 if TYPE_CHECKING:
     from lockgate.families import Family

@@ -6,8 +6,8 @@ from rich.console import Console
 from rich.table import Table
 
 from lockgate.core.records import PipelineResult, ValidationSummary
-from lockgate.orchestration.reporting import SHOWN_METRICS, recall_line, training_sentence
 from lockgate.core.settings import LockgateSettings
+from lockgate.orchestration.reporting import SHOWN_METRICS, recall_line, training_sentence
 
 
 def print_validation_failure(console: Console, summary: ValidationSummary) -> None:

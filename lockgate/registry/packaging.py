@@ -14,11 +14,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from lockgate.data.datasets import read_snapshot
-from lockgate.registry import bento_server
-from lockgate.export.runtimes import choose_runtime, runtime_outputs, serve_locks
 from lockgate.core.faults import DeterministicFailure
-from lockgate.serving.requests import requests_for
 from lockgate.core.records import (
     DatasetMeta,
     EvaluationReport,
@@ -28,6 +24,10 @@ from lockgate.core.records import (
     ServedRuntime,
     TrainingResult,
 )
+from lockgate.data.datasets import read_snapshot
+from lockgate.export.runtimes import choose_runtime, runtime_outputs, serve_locks
+from lockgate.registry import bento_server
+from lockgate.serving.requests import requests_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVICE = "services.service:LockgateService"

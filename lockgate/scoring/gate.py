@@ -42,10 +42,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lockgate.scoring.metrics import read_predictions
 from lockgate.core.records import EvaluationReport, GateDecision, NoSkillComparison
 from lockgate.core.settings import GateSettings
-from lockgate.scoring.stats import paired_bootstrap_difference, paired_loss_difference, rmse_bootstrap_improvement, rows_to_detect
+from lockgate.scoring.metrics import read_predictions
+from lockgate.scoring.stats import (
+    paired_bootstrap_difference,
+    paired_loss_difference,
+    rmse_bootstrap_improvement,
+    rows_to_detect,
+)
 
 
 @dataclass(frozen=True)

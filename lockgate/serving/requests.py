@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from lockgate.core.contract import ColumnSpec, TableContract, encode
-from lockgate.serving.preprocessing import load_image_file
 from lockgate.core.records import DatasetMeta
+from lockgate.serving.preprocessing import load_image_file
 
 
 class RequestError(Exception):

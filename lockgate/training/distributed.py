@@ -32,10 +32,10 @@ from typing import Any, Callable
 
 from pydantic import BaseModel
 
-from lockgate.registry.bento_server import free_port
-from lockgate.training.checkpoints import checkpoint_weights, resumable_epoch
 from lockgate.core.faults import TransientFault
 from lockgate.core.locks import atomic_write_text
+from lockgate.registry.bento_server import free_port
+from lockgate.training.checkpoints import checkpoint_weights, resumable_epoch
 from lockgate.training.process_group import ProcessGroup
 
 MODEL_FILE = "model.keras"

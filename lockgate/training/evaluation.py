@@ -17,14 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from lockgate.core.records import ChampionRef, EvaluationReport, TrainingResult
+from lockgate.core.settings import LockgateSettings
 from lockgate.data.datasets import read_snapshot, split_for
 from lockgate.export import median_latency_ms
 from lockgate.families import family_for
-from lockgate.scoring.gate import HoldoutScores, holdout_scores
 from lockgate.models.architectures import load_keras_model, predict_outputs, register_custom_layers
-from lockgate.core.records import ChampionRef, EvaluationReport, TrainingResult
-from lockgate.core.settings import LockgateSettings
 from lockgate.registry.tracking import RunRecord
+from lockgate.scoring.gate import HoldoutScores, holdout_scores
 
 
 def measure_latency(model: Any, x: np.ndarray, repeats: int = 30) -> dict[str, float]:

@@ -15,19 +15,19 @@ from typing import Any
 
 import numpy as np
 
-from lockgate.training.checkpoints import resumable_epoch, whole_checkpoints
+from lockgate.core.records import ChampionRef, TrainingResult
+from lockgate.core.settings import DistillationSettings, LockgateSettings, TrainingSettings
 from lockgate.data.datasets import Snapshot, read_snapshot, split_for
-from lockgate.training.evaluation import champion_outputs
 from lockgate.families import Family, family_for
-from lockgate.models.forest import FOREST, fit_forest, forest_model
 from lockgate.models.architectures import build_model, predict_outputs, trainable_model
+from lockgate.models.forest import FOREST, fit_forest, forest_model
+from lockgate.registry.tracking import LoggedModel, RunRecord
 from lockgate.scoring.plots import training_curves
+from lockgate.training.checkpoints import resumable_epoch, whole_checkpoints
+from lockgate.training.evaluation import champion_outputs
 from lockgate.training.placement import FitOutcome, Placement, choose_placement
 from lockgate.training.process_group import ProcessGroup, data_parallel, sharded_batches
 from lockgate.training.scale_out import fit_across_processes
-from lockgate.core.records import ChampionRef, TrainingResult
-from lockgate.core.settings import DistillationSettings, LockgateSettings, TrainingSettings
-from lockgate.registry.tracking import LoggedModel, RunRecord
 
 
 def training_processes(family: Family, workers: int) -> tuple[int, str | None]:

@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from lockgate.data.datasets import read_snapshot
-from lockgate.training.distributed import MODEL_FILE, DistributedTrainingError, RankOutcome, WorkerRequest, outcome_path
 from lockgate.core.locks import atomic_write_text, unique_temporary
-from lockgate.training.process_group import ProcessGroup, weights_digest
 from lockgate.core.settings import LockgateSettings
+from lockgate.data.datasets import read_snapshot
 from lockgate.registry.tracking import client
+from lockgate.training.distributed import MODEL_FILE, DistributedTrainingError, RankOutcome, WorkerRequest, outcome_path
 from lockgate.training.fit import fit
+from lockgate.training.process_group import ProcessGroup, weights_digest
 
 
 def run_worker(request_path: Path) -> RankOutcome:
@@ -46,7 +46,8 @@ def run_worker(request_path: Path) -> RankOutcome:
     snapshot = read_snapshot(request.snapshot_folder)
     callbacks: list[Any] = []
     if group.rank == 0:  # progress for the launcher to relay, and the epochs' metrics for the MLflow run
-        from lockgate.training.callbacks import EpochReporter  # deferred: its classes extend Keras's, and Keras must load after JAX is configured
+        # deferred: its classes extend Keras's, and Keras must load after JAX is configured
+        from lockgate.training.callbacks import EpochReporter
 
         tracking = client(settings) if request.run_id else None
         callbacks.append(EpochReporter(tracking, request.run_id, settings.training.epochs))

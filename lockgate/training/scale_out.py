@@ -10,9 +10,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from lockgate.models.architectures import load_keras_model
 from lockgate.training.distributed import MODEL_FILE, WorkerRequest, train_on_local_processes
 from lockgate.training.kubernetes import train_on_kubernetes
-from lockgate.models.architectures import load_keras_model
 from lockgate.training.placement import FitOutcome, Placement
 
 

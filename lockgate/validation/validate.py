@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lockgate.data.datasets import DataLoadError, LoadedData, dataset_name, load_source, snapshot_digest, write_snapshot
-from lockgate.validation.expectations import build_expectations, describe_failure
-from lockgate.families import family_for
 from lockgate.core.locks import atomic_write_text, workspace_lock
 from lockgate.core.records import CheckResult, DatasetMeta, TrainingIdentity, ValidationSummary
 from lockgate.core.settings import LockgateSettings
-from lockgate.validation.table_checks import ContractLimits, check_against_contract, validation_frame
+from lockgate.data.datasets import DataLoadError, LoadedData, dataset_name, load_source, snapshot_digest, write_snapshot
+from lockgate.families import family_for
 from lockgate.registry.tracking import RunRecord, code_version
+from lockgate.validation.expectations import build_expectations, describe_failure
+from lockgate.validation.table_checks import ContractLimits, check_against_contract, validation_frame
 
 log = logging.getLogger("lockgate.validate")
 

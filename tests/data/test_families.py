@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lockgate.data.datasets import DataLoadError, load_source
 from lockgate.core.records import DatasetMeta
 from lockgate.core.settings import TrainingSettings
+from lockgate.data.datasets import DataLoadError, load_source
 from tasks.validate import validate_task
 
 

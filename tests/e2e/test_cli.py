@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
-import resource
 import tempfile
 from pathlib import Path
 
@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from lockgate.registry import bento_server
-
 
 LOCKGATE = str(Path(sys.executable).with_name("lockgate"))
 

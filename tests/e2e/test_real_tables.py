@@ -25,7 +25,6 @@ from lockgate.core.settings import get_settings
 from tests.pipelines import Champion, champion_version, pipeline_settings, unique_name
 from tests.services.conftest import describe, in_process
 
-
 # Served by `bentoml serve` in the packaging step, after every export.
 FULL_RUN = {"penguins", "diamonds", "hawks"}
 # (R package, data set, target, holdout metric, what the model must at least reach, rows kept in CI).

@@ -16,7 +16,6 @@ import pytest
 
 from tests.integration.stack import REPO_ROOT, clean_env, free_port
 
-
 # Two processes and one process training on the same global batches differ
 # only in the order floating-point sums are taken; measured here: 8e-7 after
 # three epochs of the digits CNN.
@@ -48,8 +47,8 @@ def _request(settings, snapshot: Path, out: Path, backup: Path | None = None):
 def test_two_processes_train_one_model_through_the_pipeline(prefect_harness, model_name, tmp_path):
     import mlflow
 
-    from lockgate.training.distributed import MODEL_FILE, read_outcomes, train_on_local_processes
     from lockgate.orchestration.reporting import pipeline_markdown
+    from lockgate.training.distributed import MODEL_FILE, read_outcomes, train_on_local_processes
     from tests.pipelines import pipeline_settings, run_pipeline
 
     settings = pipeline_settings(3, formats=["saved_model", "onnx"], verify_bento=True, workers=2)
@@ -94,9 +93,9 @@ def test_a_killed_rank_is_retried_and_every_rank_resumes_from_the_same_epoch(set
     weights and the optimizer's state but not the random layers' generator
     state, so a resumed model with dropout is as good, not bit-identical
     (the same on one process)."""
+    from lockgate.core.faults import is_transient
     from lockgate.data.datasets import load_source, write_snapshot
     from lockgate.training.distributed import MODEL_FILE, RankLost, train_on_local_processes
-    from lockgate.core.faults import is_transient
 
     # Epochs of this small table take milliseconds: enough of them that the
     # kill lands while the ranks train; no early stop (its patience restarts on a resume).

@@ -10,8 +10,8 @@ from pathlib import Path
 
 
 def main(snapshot_root: str, epochs: int) -> None:
-    from lockgate.data.datasets import load_source, read_snapshot, write_snapshot
     from lockgate.core.settings import TrainingSettings
+    from lockgate.data.datasets import load_source, read_snapshot, write_snapshot
     from lockgate.training.fit import fit
 
     folder, _, _ = write_snapshot(load_source("digits"), Path(snapshot_root))

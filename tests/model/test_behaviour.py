@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lockgate.core.settings import get_settings
 from lockgate.data.datasets import read_snapshot, split_for
 from lockgate.models.architectures import predict_outputs
-from lockgate.core.settings import get_settings
 from lockgate.training.fit import fit
 from tasks.validate import validate_task
 

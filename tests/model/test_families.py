@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lockgate.data.datasets import read_snapshot, split_for
-from lockgate.families import family_for
-from lockgate.scoring.metrics import regression_metrics
-from lockgate.models.architectures import build_model, load_keras_model, predict_outputs
 from lockgate.core.records import DatasetMeta
 from lockgate.core.settings import get_settings
+from lockgate.data.datasets import read_snapshot, split_for
+from lockgate.families import family_for
+from lockgate.models.architectures import build_model, load_keras_model, predict_outputs
+from lockgate.scoring.metrics import regression_metrics
 from lockgate.training.fit import fit
 from tasks.validate import validate_task
 

@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lockgate.registry import bento_server
 from lockgate.core.records import DatasetMeta
+from lockgate.registry import bento_server
 from lockgate.serving.requests import requests_for
 from tests.pipelines import Champion
 

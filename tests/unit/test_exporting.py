@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lockgate.core.records import ExportResult
+from lockgate.core.settings import ExportSettings
 from lockgate.export import (
     FORMATS,
     ExportFormat,
@@ -22,9 +24,6 @@ from lockgate.export import (
     judge_parity,
     keras_reference,
 )
-from lockgate.core.records import ExportResult
-from lockgate.core.settings import ExportSettings
-
 
 ALL_FORMATS = ["saved_model", "tflite_dynamic", "tflite_float16", "tflite_int8", "onnx"]
 

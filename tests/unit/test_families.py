@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from lockgate.core.contract import infer_contract
-from lockgate.families import FAMILIES, family_for
 from lockgate.core.records import DatasetMeta
-from lockgate.serving.requests import REQUESTS, requests_for
+from lockgate.families import FAMILIES, family_for
 from lockgate.families.targets import TARGETS
+from lockgate.serving.requests import REQUESTS, requests_for
 
 
 def test_each_family_is_registered_under_its_own_name_with_a_task():

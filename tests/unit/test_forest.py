@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 
+from lockgate.models.architectures import load_keras_model
 from lockgate.models.forest import (
     FALLBACK_ITERATIONS,
     ensemble_config,
@@ -24,7 +25,6 @@ from lockgate.models.forest import (
     native_categorical_mask,
     register_forest_layer,
 )
-from lockgate.models.architectures import load_keras_model
 
 LAYOUT = {"numeric": [0, 1, 3], "categorical": [2, 4, 5], "cardinalities": [8, 12, 300], "width": 6}
 UNSEEN_IN_TRAINING = 7  # a known code of column 2 that no training row has

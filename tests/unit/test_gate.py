@@ -14,13 +14,18 @@ from functools import partial
 import numpy as np
 import pytest
 
-from lockgate.scoring.gate import HoldoutScores, decide_classification, decide_regression, holdout_scores, read_holdout_scores
-from lockgate.scoring.metrics import classification_metrics, regression_metrics
 from lockgate.core.records import EvaluationReport
 from lockgate.core.settings import GateSettings
+from lockgate.scoring.gate import (
+    HoldoutScores,
+    decide_classification,
+    decide_regression,
+    holdout_scores,
+    read_holdout_scores,
+)
+from lockgate.scoring.metrics import classification_metrics, regression_metrics
 from lockgate.scoring.stats import brier_losses, macro_f1
 from tests.generated import predictions_with_accuracy, three_class_labels
-
 
 MetricGate = partial(GateSettings, comparison="metric")
 

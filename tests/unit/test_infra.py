@@ -14,7 +14,6 @@ import jsonschema
 import pytest
 import yaml
 
-
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 SCHEMA = ROOT / "infra" / "compose-spec" / "compose-spec.json"

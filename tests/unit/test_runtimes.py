@@ -53,7 +53,7 @@ def test_each_runtime_is_called_as_measured_fastest_unless_settings_say_otherwis
 
 
 def test_each_runtime_and_its_lock_come_from_the_formats():
-    from lockgate.export.runtimes import serve_locks, servable_exports
+    from lockgate.export.runtimes import servable_exports, serve_locks
     from lockgate.registry.packaging import REPO_ROOT, SERVE_LOCKS
 
     assert set(servable_exports()) == {"onnx"}

@@ -7,10 +7,10 @@ import uuid
 import numpy as np
 import pytest
 
-from lockgate.scoring.metrics import classification_metrics
-from lockgate.registry.packaging import build_bento, store_model
 from lockgate.core.records import GateDecision
 from lockgate.core.settings import get_settings
+from lockgate.registry.packaging import build_bento, store_model
+from lockgate.scoring.metrics import classification_metrics
 from tasks.evaluate import evaluate_task
 from tasks.promote import promote_task
 from tasks.register import register_task
@@ -203,8 +203,8 @@ def test_promotion_is_a_compare_and_swap_and_the_pointer_follows_the_alias(train
     the alias, written from it; a withdrawn version is marked, never the champion."""
     import json
 
-    from lockgate.registry.promotion import promote_if_unchanged, withdraw_version
     from lockgate.core.records import PackagedService
+    from lockgate.registry.promotion import promote_if_unchanged, withdraw_version
     from lockgate.registry.tracking import champion_version, client
 
     settings, _, _, _ = trained
@@ -243,8 +243,8 @@ def test_two_promotions_judged_against_the_same_champion_move_the_alias_once(tra
     processes."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from lockgate.registry.promotion import promote_if_unchanged
     from lockgate.core.records import PackagedService
+    from lockgate.registry.promotion import promote_if_unchanged
     from lockgate.registry.tracking import client
 
     settings, _, _, _ = trained
@@ -361,9 +361,9 @@ def test_a_run_record_logs_files_first_then_values_in_batches():
 @pytest.mark.parametrize(("family", "metric"), [("tabular", "brier_score"), ("image", "brier_score"),
                                                 ("regression", "mse")])
 def test_the_gate_step_takes_the_rule_of_the_report_s_family(family, metric):
-    from lockgate.scoring.gate import HoldoutScores
     from lockgate.core.records import EvaluationReport
     from lockgate.core.settings import GateSettings
+    from lockgate.scoring.gate import HoldoutScores
     from tasks.gate import decide
 
     y = np.zeros(40)
