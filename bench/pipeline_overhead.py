@@ -26,6 +26,7 @@ def bare_keras(epochs: int, seed: int) -> tuple[float, float]:
     from lockgate.core.records import DatasetMeta
     from lockgate.core.settings import TrainingSettings
     from lockgate.data.datasets import split_indices
+    from lockgate.families import family_for
     from lockgate.models.architectures import build_model
 
     started = time.perf_counter()
@@ -36,7 +37,7 @@ def bare_keras(epochs: int, seed: int) -> tuple[float, float]:
     split = split_indices(y, 0.2, 0.1, seed)
     meta = DatasetMeta(name="digits", family="image", target="label", feature_columns=[],
                        class_names=[str(i) for i in range(10)], input_shape=[8, 8, 1], pixel_scale=16.0)
-    model = build_model(meta, x[split["train"]], y[split["train"]], TrainingSettings(learning_rate=2e-3))
+    model = build_model(family_for("image"), meta, x[split["train"]], y[split["train"]], TrainingSettings(learning_rate=2e-3))
     model.fit(x[split["train"]], y[split["train"]], validation_data=(x[split["validation"]], y[split["validation"]]),
               epochs=epochs, batch_size=32, verbose=0)
     accuracy = float(np.mean(model(x[split["holdout"]], training=False).numpy().argmax(axis=1) == y[split["holdout"]]))

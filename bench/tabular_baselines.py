@@ -92,17 +92,17 @@ def run_table(name: str, folder: Path) -> dict:
     y = snapshot.y[holdout]
     regression = family.task == "regression"
     names = snapshot.class_names
-    baseline_outputs, baseline_words = family.no_skill(snapshot.y[split["train"]], len(y), names)
-    baseline_loss = family.example_losses(y, baseline_outputs)
+    baseline_outputs, baseline_words = family.target.no_skill(snapshot.y[split["train"]], len(y), names)
+    baseline_loss = family.target.example_losses(y, baseline_outputs)
 
     def judged(outputs: np.ndarray) -> tuple[float, float, bool]:
         """(metric, balanced accuracy or R², promoted by the first-model gate)."""
-        scored = family.score(y, outputs, names)
+        scored = family.target.score(y, outputs, names)
         scores = HoldoutScores(
             y_true=y, challenger_pred=scored["predictions"], metrics=scored["metrics"],
-            challenger_loss=family.example_losses(y, outputs), baseline_loss=baseline_loss, baseline=baseline_words,
+            challenger_loss=family.target.example_losses(y, outputs), baseline_loss=baseline_loss, baseline=baseline_words,
         )
-        decision = family.decide(scores, settings.gate)
+        decision = family.target.decide(scores, settings.gate)
         metrics = scored["metrics"]
         if regression:
             return metrics["r2"], metrics["r2"], decision.promote
