@@ -6,6 +6,8 @@ the same machine:
   - binary (`/predict_npy`) batches, against the in-process ceiling of the
     runtime that serves;
   - adaptive batching on and off at 32 connections;
+  - the monitor's traffic log on (the default: every request's summary and
+    outputs written) and off, at 8 and 32 connections;
   - the same model on the Keras runtime, batching on and off (what batching
     buys where the model, not the edge, is the cost);
   - cold start, from `bentoml serve` to the first answered prediction, and the
@@ -310,21 +312,29 @@ def main() -> None:
     cold: dict[str, float] = {}
     s = args.seconds
 
+    no_log = {"LOCKGATE_SERVING__TRAFFIC_SAMPLE": "0"}
     runs = [
-        ("on", bento, {"LOCKGATE_SERVING__BATCHING": "true"}, meta.runtime.name),
-        ("off", bento, {"LOCKGATE_SERVING__BATCHING": "false"}, meta.runtime.name),
+        ("on", bento, {"LOCKGATE_SERVING__BATCHING": "true"}, meta.runtime.name, ""),
+        ("on", bento, {"LOCKGATE_SERVING__BATCHING": "true"} | no_log, meta.runtime.name, ", traffic log off"),
+        ("off", bento, {"LOCKGATE_SERVING__BATCHING": "false"}, meta.runtime.name, ""),
         ("on", "services.service:LockgateService",
-         {"LOCKGATE_MODEL_TAG": keras_copy(model_tag), "LOCKGATE_SERVING__BATCHING": "true"}, "keras"),
+         {"LOCKGATE_MODEL_TAG": keras_copy(model_tag), "LOCKGATE_SERVING__BATCHING": "true"}, "keras", ""),
         ("off", "services.service:LockgateService",
-         {"LOCKGATE_MODEL_TAG": keras_copy(model_tag), "LOCKGATE_SERVING__BATCHING": "false"}, "keras"),
+         {"LOCKGATE_MODEL_TAG": keras_copy(model_tag), "LOCKGATE_SERVING__BATCHING": "false"}, "keras", ""),
     ]
-    for batching, target, extra, runtime in runs:
-        label = f"{runtime}, batching {batching}"
+    for batching, target, extra, runtime, variant in runs:
+        label = f"{runtime}, batching {batching}{variant}"
+        traffic = home / "traffic"
+        shutil.rmtree(traffic, ignore_errors=True)
         process, url, cold[label] = serve(target, base_env | extra, probe)
         try:
             if settings.serving.socket_per_worker:
                 wait_for_every_worker(process, int(url.rsplit(":", 1)[1]), settings.serving.worker_count())
-            if runtime == meta.runtime.name and batching == "on":
+            if variant:
+                for c in (8, 32):
+                    cells.append(load(f"JSON, 1 example ({label})", url, "/predict", one, json_type, 1, c, s, script,
+                                      process))
+            elif runtime == meta.runtime.name and batching == "on":
                 for c in (1, 8, 32):
                     cells.append(load(f"JSON, 1 example ({label})", url, "/predict", one, json_type, 1, c, s, script,
                                       process))
@@ -393,6 +403,8 @@ def write_report(args, bento, meta, cells, cold, ceiling, ceiling_keras, size, s
     json32 = find(f"JSON, 1 example ({runtime}, batching on", 32)
     off32 = find(f"JSON, 1 example ({runtime}, batching off", 32)
     keras_on, keras_off = find("JSON, 1 example (keras, batching on", 32), find("JSON, 1 example (keras, batching off", 32)
+    logged = {c: find(f"JSON, 1 example ({runtime}, batching on)", c) for c in (8, 32)}
+    unlogged = {c: find(f"JSON, 1 example ({runtime}, batching on, traffic log off", c) for c in (8, 32)}
     npy = max((c for c in cells if c.name.startswith("npy")), key=lambda c: c.examples_per_s)
 
     def verdict(ok: bool) -> str:
@@ -434,6 +446,11 @@ def write_report(args, bento, meta, cells, cold, ceiling, ceiling_keras, size, s
         f"{verdict(gain(json32, off32) >= 2)} |",
         f"| the same on the Keras runtime | {batching_gain(keras_on, keras_off, 'keras')} | "
         f"{verdict(gain(keras_on, keras_off) >= 2)} |",
+        *[f"| traffic log on within 10% of off, {c} connections | {gain(logged[c], unlogged[c]):.2f}x"
+          + ("" if like_for_like(logged[c], unlogged[c]) else " in worker CPU per request (connections spread differently)")
+          + f" ({logged[c].requests_per_s:,.0f} against {unlogged[c].requests_per_s:,.0f} requests/s; worker CPU "
+          f"{logged[c].cpu_ms_per_request:.3f} against {unlogged[c].cpu_ms_per_request:.3f} ms a request) | "
+          f"{verdict(gain(logged[c], unlogged[c]) >= 0.9)} |" for c in (8, 32)],
         f"| cold start to the first answer <= 5 s ({runtime}, batching on) | "
         f"{cold[f'{runtime}, batching on']:.1f} s | {verdict(cold[f'{runtime}, batching on'] <= 5)} |",
         "",

@@ -11,12 +11,13 @@ from typing import Optional
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markdown import Markdown
 
 from lockgate.core.settings import apply_environment, get_settings, reset_settings
 from lockgate.families import FAMILIES
 from lockgate.orchestration.console import print_result, print_validation_failure
 from lockgate.orchestration.prefect_server import ServerStartFailed, ensure_server, running_server, stop_server
-from lockgate.orchestration.reporting import pipeline_markdown, validation_markdown
+from lockgate.orchestration.reporting import monitor_markdown, pipeline_markdown, validation_markdown
 from lockgate.registry.tracking import champion_version
 
 # The choices in --help, from the family registry.
@@ -150,6 +151,28 @@ def _use_local_prefect_server(settings, console) -> None:
     console.print(f"Prefect server: {server.url.removesuffix('/api')}")
 
 
+@app.command(help="Check the served champions' traffic for drift now, and print the report."
+             "\n\nExample:\n\n  lockgate monitor --model-name lockgate-penguins")
+def monitor(
+    model_name: Optional[str] = typer.Option(None, help="the model to check (default: every model whose service logged traffic)"),
+    home: Optional[Path] = typer.Option(None, help="workspace folder (default ./.lockgate or LOCKGATE_HOME)"),
+    config: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="YAML settings file"),
+) -> None:
+    settings = _prepare(home, config, {})
+    console = Console()
+    _use_local_prefect_server(settings, console)
+    # deferred: the flows import Prefect, seconds that the other commands do not need
+    from flows.monitor import monitor as monitor_flow
+
+    try:
+        reports = monitor_flow(model_name=model_name)
+    except Exception as exc:  # a step failed after its retries
+        console.print(f"[bold red]Monitor failed:[/] {type(exc).__name__}: {exc}")
+        raise typer.Exit(1)
+    for report in reports:
+        console.print(Markdown(monitor_markdown(report)))
+
+
 server_app = typer.Typer(help="The workspace's long-lived local Prefect server, which `lockgate run` reports to.")
 app.add_typer(server_app, name="server")
 
@@ -252,6 +275,8 @@ def serve(
     target = bento or _champion_bento(settings.home)
     command = [str(Path(sys.executable).with_name("bentoml")), "serve", target, "--host", host, "--port", str(port)]
     cwd = Path(__file__).resolve().parent.parent
+    # The service logs traffic under the workspace; bentoml runs it from the checkout.
+    os.environ["LOCKGATE_HOME"] = str(settings.home.resolve())
     typer.echo(f"serving {target} from workspace {settings.home} on http://{host}:{port}")
     os.chdir(cwd)
     os.execv(command[0], command)

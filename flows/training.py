@@ -78,7 +78,7 @@ def training_pipeline(
     if not summary.success:
         raise ValidationFailed(summary)
 
-    run_id = open_run_task(summary, name, str(flow_run.id or "local"), settings)
+    run_id = open_run_task(summary, name, str(flow_run.id or "local"), settings, data, target)
     result = PipelineResult(
         status="rejected", validation=summary, model=choice, run_id=run_id, tracking_uri=settings.tracking_uri
     )

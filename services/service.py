@@ -37,6 +37,7 @@ from starlette.responses import Response
 
 from lockgate.core.settings import get_settings
 from lockgate.export.runtimes import load_runtime, model_calls
+from lockgate.serving.traffic import TrafficLog, checked_labels, model_vocabulary, traffic_folder
 from services.batching import AdaptiveBatcher, Overloaded
 from services.edge import Edge, serve_binary_with
 from services.listening import spread_connections
@@ -93,6 +94,11 @@ class Answer(BaseModel):
     probabilities: list[list[float]] | None = None
     target: str | None = None
     predictions: list[float] | None = None
+    request_id: str | None = Field(None, description="send true labels for this request to /feedback with it")
+
+
+class FeedbackAnswer(BaseModel):
+    accepted: int
 
 
 class JSONAnswer(Response):
@@ -140,6 +146,11 @@ class LockgateService:
             on_batch=batch_sizes.observe,
         )
         identity = self.spec.identity()
+        self.traffic = TrafficLog(
+            traffic_folder(get_settings().home, meta.model_name), meta, str(meta.model_version),
+            self.settings.traffic_sample, model_vocabulary(bento_model.path),
+            self.settings.traffic_max_bytes, self.settings.traffic_keep_files,
+        )
         self.binary_headers = [
             (b"lockgate-model-name", identity["name"].encode()),
             (b"lockgate-model-version", identity["version"].encode()),
@@ -178,24 +189,34 @@ class LockgateService:
             self.predictions.labels(label=label, model_version=version).inc(count)
         return outputs
 
-    async def _answer(self, prepare: Callable[[], np.ndarray]) -> JSONAnswer:
-        """Validate with `prepare` (a RequestError becomes its 4xx), predict, answer."""
+    async def _answer(self, endpoint: str, prepare: Callable[[], np.ndarray]) -> JSONAnswer:
+        """Validate with `prepare` (a RequestError becomes its 4xx), predict,
+        log the request for the monitor when it is sampled, answer."""
         try:
-            outputs = await self._outputs(prepare())
+            x = prepare()
+            outputs = await self._outputs(x)
         except RequestError as error:
             raise _http_error(error) from None
-        return JSONAnswer(self.spec.respond(outputs))
+        answer = self.spec.respond(outputs)
+        request_id = self.traffic.record(endpoint, x, outputs)
+        if request_id:
+            answer["request_id"] = request_id
+        return JSONAnswer(answer)
 
     async def _answer_binary(self, array: np.ndarray) -> tuple[np.ndarray, list[tuple[bytes, bytes]]]:
         x = self.spec.binary_to_array(array, self.settings.max_rows_per_request, self.settings.max_text_chars)
-        return await self._outputs(x), self.binary_headers
+        outputs = await self._outputs(x)
+        request_id = self.traffic.record("/predict_npy", x, outputs)
+        if request_id:
+            return outputs, [*self.binary_headers, (b"lockgate-request-id", request_id.encode())]
+        return outputs, self.binary_headers
 
     @bentoml.api(route="/predict")
     async def predict(
         self, instances: list[Any] = Field(description="examples as nested lists of numbers, shape [n, *input_shape]")
     ) -> Answer:
         """Class probabilities and labels (or predicted values) for a batch of arrays."""
-        return await self._answer(lambda: self.spec.to_array(instances, self.settings.max_rows_per_request))
+        return await self._answer("/predict", lambda: self.spec.to_array(instances, self.settings.max_rows_per_request))
 
     @bentoml.api(route="/predict_records")
     async def predict_records(
@@ -206,7 +227,8 @@ class LockgateService:
         ),
     ) -> Answer:
         """Predictions for table rows given as JSON objects (tabular models)."""
-        return await self._answer(lambda: self.spec.records_to_array(records, self.settings.max_rows_per_request))
+        return await self._answer(
+            "/predict_records", lambda: self.spec.records_to_array(records, self.settings.max_rows_per_request))
 
     @bentoml.api(route="/predict_text")
     async def predict_text(
@@ -214,7 +236,7 @@ class LockgateService:
     ) -> Answer:
         """Class probabilities and labels for raw texts (text models)."""
         return await self._answer(
-            lambda: self.spec.texts_to_array(texts, self.settings.max_rows_per_request, self.settings.max_text_chars)
+            "/predict_text", lambda: self.spec.texts_to_array(texts, self.settings.max_rows_per_request, self.settings.max_text_chars)
         )
 
     @bentoml.api(route="/predict_image")
@@ -225,7 +247,20 @@ class LockgateService:
 
         Any declared content type is read: what decides is whether the bytes
         are a PNG or JPEG image, and anything else gets a 415 naming them."""
-        return await self._answer(lambda: self.spec.image_to_array(Path(image).read_bytes()))
+        return await self._answer("/predict_image", lambda: self.spec.image_to_array(Path(image).read_bytes()))
+
+    @bentoml.api(route="/feedback")
+    def feedback(
+        self, labels: list[Any] = Field(
+            description="true labels for answered requests: objects {request_id, row (0 for a request's first row), label}")
+    ) -> FeedbackAnswer:
+        """True labels as they arrive, for the monitor's live accuracy (or error)."""
+        try:
+            checked = checked_labels(labels, self.spec.meta, self.settings.max_labels_per_request)
+        except RequestError as error:
+            raise _http_error(error) from None
+        self.traffic.record_labels(checked)
+        return JSONAnswer({"accepted": len(checked)})
 
     @bentoml.api(route="/metadata")
     def metadata(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 from lockgate.core.records import ValidationSummary
@@ -22,7 +23,12 @@ def open_run(
     model_name: str,
     pipeline_id: str,
     settings: LockgateSettings | None = None,
+    data_source: str = "",
+    target: str | None = None,
 ) -> str:
+    """The pipeline run's MLflow run; `data_source` and `target` (as the run
+    was asked for them) are kept so that a retraining on drift reads the
+    same source again."""
     settings = settings or get_settings()
     experiment_id, mlflow_client = experiment_client(settings)
     existing = mlflow_client.search_runs(
@@ -41,6 +47,9 @@ def open_run(
             "lockgate.config_hash": settings.training_fingerprint(),
             "lockgate.code_version": code_version(),
             "lockgate.validation.validate": summary.verdict(),
+            # a file as an absolute path: the retraining may run in another folder
+            "lockgate.data_source": str(Path(data_source).resolve()) if data_source and Path(data_source).exists() else data_source,
+            "lockgate.target": target or "",
         },
     ).info.run_id
     opening = validation_record(summary)

@@ -189,6 +189,8 @@ class EvaluationReport(BaseModel):
     # What the no-skill baseline answers (its per-row losses are in the predictions file).
     baseline: str = "the no-skill baseline"
     task: TaskName
+    # The folder of held-out rows summarised as the service summarises requests.
+    monitoring_reference: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -378,3 +380,63 @@ class PipelineResult(BaseModel):
     withdrawn: RegisteredModel | None = None
     # Why nothing was trained (status "unchanged").
     note: str | None = None
+
+
+class FeatureFinding(BaseModel):
+    """One monitored feature's test, served window against held-out rows."""
+
+    feature: str
+    source: str  # the column or input it summarises, or "prediction"
+    test: str  # e.g. "Kolmogorov-Smirnov", "chi-square", "missing share"
+    statistic: float
+    p_value: float
+    drifted: bool  # rejected after the family-wise (Holm) correction
+    reference: str  # the held-out rows, in words
+    window: str  # the served rows, in words
+
+
+class LiveQuality(BaseModel):
+    """The model on the served rows whose true labels came back, beside the
+    same measure on its holdout, each with a 95% interval."""
+
+    metric: Literal["accuracy", "rmse"]
+    labelled: int  # served rows with a label
+    unmatched: int  # labels for requests that were not logged (sampled out, or older files)
+    live: float | None = None
+    live_low: float | None = None
+    live_high: float | None = None
+    holdout: float | None = None
+    holdout_low: float | None = None
+    holdout_high: float | None = None
+    holdout_rows: int = 0
+
+    def sentence(self) -> str:
+        if self.live is None:
+            return f"no labels yet for the served rows ({self.unmatched} labels for requests not logged)"
+        return (f"live {self.metric} {self.live:.4g} [{self.live_low:.4g}, {self.live_high:.4g}] on {self.labelled} "
+                f"labelled rows; holdout {self.holdout:.4g} [{self.holdout_low:.4g}, {self.holdout_high:.4g}] "
+                f"on {self.holdout_rows}")
+
+
+class MonitorReport(BaseModel):
+    """One check of a served champion: its latest traffic against its held-out rows."""
+
+    model_name: str
+    version: str
+    checked_at: str  # ISO time, UTC
+    tested: bool  # False: too few served rows, or no reference; `reason` says which
+    drifted: bool
+    headline: str
+    false_alarm_rate: float
+    window_rows: int
+    reference_rows: int
+    findings: list[FeatureFinding] = Field(default_factory=list)
+    skipped: list[str] = Field(default_factory=list)  # "feature: why it was not tested"
+    live: LiveQuality | None = None
+    data_source: str | None = None  # what the champion was trained on, for the retraining run
+    target: str | None = None
+    run_id: str | None = None  # the MLflow run that records this check
+    event_id: str | None = None  # the lockgate.drift.detected event, when drift was found
+
+    def drifted_features(self) -> list[FeatureFinding]:
+        return [f for f in self.findings if f.drifted]

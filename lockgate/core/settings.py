@@ -232,6 +232,13 @@ class ServingSettings(BaseModel):
     # One listening socket per worker (SO_REUSEPORT), so connections opened
     # at once are spread evenly over the workers (services/listening.py).
     socket_per_worker: bool = True
+    # Share of answered requests logged for the monitor (0 turns it off):
+    # each row's summary and the model's outputs, never headers or keys
+    # (lockgate/serving/traffic.py). Each worker keeps its newest files.
+    traffic_sample: float = Field(1.0, ge=0.0, le=1.0)
+    traffic_max_bytes: int = Field(64 * 1024 * 1024, ge=4096)
+    traffic_keep_files: int = Field(8, ge=1)
+    max_labels_per_request: int = Field(10_000, ge=1)  # /feedback
 
     def worker_count(self) -> int:
         return self.workers or os.cpu_count() or 1
@@ -259,6 +266,23 @@ class DeploySettings(BaseModel):
     dask_address: str | None = None
 
 
+class MonitorSettings(BaseModel):
+    """What the monitor compares, how often it may cry wolf, and how the
+    retraining it triggers is paced."""
+
+    # The chance that a window drawn from the champion's own data is called
+    # drifted: a family-wise rate over every column of the window (Holm).
+    false_alarm_rate: float = Field(0.01, gt=0.0, lt=0.5)
+    window_rows: int = Field(1000, ge=10)  # the newest logged rows a check compares
+    min_rows: int = Field(200, ge=10)  # fewer than this: the monitor says it cannot tell
+    reference_rows: int = Field(10_000, ge=100)  # held-out rows kept with a model to compare with
+    schedule_cron: str = "*/30 * * * *"  # the lockgate-monitor deployment's schedule
+    # One retraining per model per cool-down, however many drift events come.
+    cooldown_minutes: float = Field(360.0, ge=0.0)
+    retrain_delay_s: int = Field(0, ge=0)  # the retraining run is scheduled this long after the event
+    retrain_epochs: int = Field(20, ge=1, le=1000)
+
+
 class LockgateSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LOCKGATE_",
@@ -277,6 +301,7 @@ class LockgateSettings(BaseSettings):
     distillation: DistillationSettings = DistillationSettings()
     serving: ServingSettings = ServingSettings()
     deploy: DeploySettings = DeploySettings()
+    monitor: MonitorSettings = MonitorSettings()
     verify_bento: bool = True
     telemetry: bool = False
     # Where `lockgate run` reports its runs when PREFECT_API_URL is not set:

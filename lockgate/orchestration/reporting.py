@@ -7,6 +7,7 @@ from lockgate.core.records import (
     EvaluationReport,
     ExportReport,
     GateDecision,
+    MonitorReport,
     PipelineResult,
     TrainingResult,
     ValidationSummary,
@@ -174,6 +175,28 @@ def distillation_markdown(report: DistillationReport) -> str:
     lines = [f"# Distillation of champion v{report.teacher_version}", "",
              "| | teacher | student | student / teacher |", "|---|---:|---:|---:|"]
     lines += [f"| {name} | {teacher} | {student} | {r} |" for name, teacher, student, r in rows]
+    return "\n".join(lines)
+
+
+def monitor_markdown(report: MonitorReport, figure_uri: str | None = None) -> str:
+    """A monitor check: the verdict, each feature's test, the live quality."""
+    lines = [f"# {report.model_name} v{report.version}: {'DRIFT' if report.drifted else 'no drift'}", "",
+             report.headline, "",
+             f"Served rows {report.window_rows} (newest) against {report.reference_rows} held-out rows; "
+             f"family-wise false-alarm rate {report.false_alarm_rate:.1%} (Holm); checked {report.checked_at}.", ""]
+    if report.live is not None:
+        lines += [f"Labels: {report.live.sentence()}.", ""]
+    if figure_uri:
+        lines += [f"![served against held out]({figure_uri})", ""]
+    if report.findings:
+        lines += ["| feature | test | p-value | drifted | held out | served |", "|---|---|---|---|---|---|"]
+        for f in sorted(report.findings, key=lambda f: (not f.drifted, f.p_value)):
+            lines.append(f"| {_cell(f.feature)} | {f.test} | {f.p_value:.3g} | {'yes' if f.drifted else ''} "
+                         f"| {_cell(f.reference)} | {_cell(f.window)} |")
+    if report.skipped:
+        lines += ["", "Not tested: " + "; ".join(report.skipped)]
+    if report.run_id:
+        lines += ["", f"MLflow run `{report.run_id}`" + (f"; Prefect event `{report.event_id}`" if report.event_id else "")]
     return "\n".join(lines)
 
 

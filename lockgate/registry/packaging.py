@@ -52,6 +52,14 @@ def bento_version(registered: RegisteredModel) -> str:
     return f"v{registered.version}-{registered.run_id[:8]}"
 
 
+def bento_model_folder(model_name: str, version: str, run_id: str) -> Path:
+    """The Bento model store's folder of a registered version."""
+    # deferred: BentoML takes seconds to import; only storing, building or serving a Bento needs it
+    import bentoml
+
+    return Path(bentoml.models.get(f"{model_name}:v{version}-{run_id[:8]}").path)
+
+
 def store_model(
     registered: RegisteredModel,
     training: TrainingResult,
@@ -99,6 +107,9 @@ def store_model(
         tag, labels=labels, metadata=serving_meta
     ) as model:
         shutil.copy(training.model_path, Path(model.path) / "model.keras")
+        if evaluation.monitoring_reference and Path(evaluation.monitoring_reference).is_dir():
+            # What the service summarises texts against, and the monitor compares traffic with.
+            shutil.copytree(evaluation.monitoring_reference, Path(model.path) / Path(evaluation.monitoring_reference).name)
         for result in exports.passed() if exports else []:
             if result.path:
                 _copy_into(Path(result.path), Path(model.path) / "exports")

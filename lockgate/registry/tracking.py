@@ -166,7 +166,10 @@ class RunRecord:
         for path, text in self.texts.items():
             client.log_text(run_id, text, path)
         for local, folder in self.artifacts:
-            client.log_artifact(run_id, str(local), artifact_path=folder)
+            if Path(local).is_dir():  # a folder's files, under the folder's own name
+                client.log_artifacts(run_id, str(local), artifact_path="/".join(filter(None, [folder, Path(local).name])))
+            else:
+                client.log_artifact(run_id, str(local), artifact_path=folder)
         now = int(time.time() * 1000)
         metrics = [Metric(key=k, value=float(v), timestamp=now, step=0) for k, v in self.metrics.items()]
         params = [Param(k, str(v)) for k, v in self.params.items()]

@@ -79,3 +79,42 @@ def prediction_scatter(actual: np.ndarray, predicted: np.ndarray, path: Path, ti
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def distribution_panels(
+    panels: list[tuple[str, np.ndarray, np.ndarray, list[str] | None]], path: Path, title: str
+) -> Path:
+    """Served against held-out values, one panel a feature: overlaid
+    histograms for numbers, side-by-side shares for categories (`labels`
+    names each code)."""
+    plt = _pyplot()
+    columns = min(3, max(1, len(panels)))
+    rows = max(1, -(-len(panels) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 3.2 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (name, reference, window, labels) in zip(axes.flat, panels):
+        reference, window = reference[np.isfinite(reference)], window[np.isfinite(window)]
+        if labels is not None:
+            codes = np.union1d(np.unique(reference), np.unique(window)).astype(int)
+            ref_share = np.array([(reference == c).mean() if len(reference) else 0 for c in codes])
+            win_share = np.array([(window == c).mean() if len(window) else 0 for c in codes])
+            keep = np.argsort(-(ref_share + win_share))[:12]
+            positions = np.arange(len(keep))
+            ax.bar(positions - 0.2, ref_share[keep], width=0.4, label="held out")
+            ax.bar(positions + 0.2, win_share[keep], width=0.4, label="served")
+            names = [labels[c] if 0 <= c < len(labels) else str(c) for c in codes[keep]]
+            ax.set_xticks(positions, [n[:12] for n in names], rotation=45, ha="right", fontsize=7)
+            ax.set_ylabel("share")
+        else:
+            both = np.concatenate([reference, window])
+            bins = np.histogram_bin_edges(both, bins=30) if both.size else 10
+            ax.hist(reference, bins=bins, density=True, alpha=0.5, label="held out")
+            ax.hist(window, bins=bins, density=True, alpha=0.5, label="served")
+        ax.set_title(name, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -148,3 +148,32 @@ def paired_bootstrap_difference(
     tail = (1 - confidence) / 2
     low, high = np.quantile(diffs, [tail, 1 - tail])
     return float(observed), float(low), float(high)
+
+
+def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Two-sided Wilson score interval of a proportion: sound at small counts
+    and at 0 or 100%, where the normal approximation is not."""
+    if trials <= 0:
+        return (float("nan"), float("nan"))
+    # deferred: SciPy loads only where an interval is asked for
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.5 + confidence / 2))
+    share = successes / trials
+    centre = (share + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(share * (1 - share) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def rmse_interval(squared: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """Interval of a root mean squared error: Student's t on the mean of the
+    per-row squared errors, the bounds then square-rooted."""
+    n = len(squared)
+    if n < 2:
+        return (float("nan"), float("nan"))
+    # deferred: SciPy loads only where an interval is asked for
+    from scipy.stats import t
+
+    mean, spread = float(squared.mean()), float(squared.std(ddof=1))
+    half = float(t.ppf(0.5 + confidence / 2, n - 1)) * spread / math.sqrt(n)
+    return (math.sqrt(max(0.0, mean - half)), math.sqrt(mean + half))

@@ -25,6 +25,7 @@ from lockgate.families import family_for
 from lockgate.models.architectures import load_keras_model, predict_outputs, register_custom_layers
 from lockgate.registry.tracking import RunRecord
 from lockgate.scoring.gate import HoldoutScores, holdout_scores
+from lockgate.training.reference import write_reference
 
 
 def measure_latency(model: Any, x: np.ndarray, repeats: int = 30) -> dict[str, float]:
@@ -79,7 +80,10 @@ class Evaluation:
         metrics = {f"holdout_{k}": v for k, v in report.metrics.items()}
         metrics |= {f"champion_holdout_{k}": v for k, v in (report.champion_metrics or {}).items()}
         texts = {"evaluation/per_class.json": json.dumps(report.per_class, indent=2)} if report.per_class else {}
-        return RunRecord(metrics=metrics, artifacts=[(str(self.figure), "plots")], texts=texts)
+        artifacts = [(str(self.figure), "plots")]
+        if report.monitoring_reference:
+            artifacts.append((report.monitoring_reference, None))
+        return RunRecord(metrics=metrics, artifacts=artifacts, texts=texts)
 
 
 def evaluate(
@@ -88,7 +92,8 @@ def evaluate(
     """Score the trained model, and the champion when there is one, on the
     snapshot's holdout split, beside the no-skill baseline. Writes the
     predictions file (holdout_predictions.npz) and the holdout figure under
-    the run's folder; logs nothing."""
+    the run's folder, with the held-out rows the monitor compares served
+    traffic with (lockgate/training/reference.py); logs nothing."""
     snapshot = read_snapshot(snapshot_folder)
     family = family_for(snapshot.meta.family)
     target = family.target
@@ -125,6 +130,7 @@ def evaluate(
     }
     np.savez(predictions_file, **predictions)
     figure = target.holdout_figure(y, scored, names, out_dir)
+    reference = write_reference(snapshot, split, model, out_dir, settings.monitor.reference_rows, settings.training.seed)
     report = EvaluationReport(
         run_id=training.run_id,
         family=family.name,
@@ -136,5 +142,6 @@ def evaluate(
         predictions_file=str(predictions_file),
         confusion_matrix_image=str(figure),
         baseline=baseline,
+        monitoring_reference=str(reference),
     )
     return Evaluation(report=report, scores=holdout_scores(report, predictions), figure=Path(figure))

@@ -1,0 +1,1 @@
+"""Watching served models: drift tests, and checks of served traffic against held-out rows."""
