@@ -4,6 +4,7 @@ the rotating files, sampling, and the labels /feedback accepts."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -108,7 +109,10 @@ def test_traffic_is_sampled_and_keeps_no_request_headers(tmp_path):
     half = TrafficLog(tmp_path / "half", meta, "1", sample=0.5)
     logged = sum(half.record("/predict_records", x, outputs) is not None for _ in range(400))
     assert 140 < logged < 260
-    line = json.loads(next((tmp_path / "half").glob("traffic-*.jsonl")).read_text().splitlines()[0])
+    half.flush()
+    lines = next((tmp_path / "half").glob("traffic-*.jsonl")).read_text().splitlines()
+    assert len(lines) == logged
+    line = json.loads(lines[0])
     assert set(line) == {"id", "at", "version", "endpoint", "features", "outputs"}
     assert len(line["features"]) == 3 and line["features"][2][0] is None  # NaN written as null
 
@@ -134,3 +138,17 @@ def test_feedback_labels_are_checked_and_name_the_problem():
     assert checked_labels([{"request_id": "c" * 32, "label": 3}], regression, 10)[0]["label"] == 3.0
     with pytest.raises(RequestError, match="finite number"):
         checked_labels([{"request_id": "c" * 32, "label": float("nan")}], regression, 10)
+
+
+def test_queued_requests_are_written_within_the_flush_interval(tmp_path):
+    meta, frame = _table_meta()
+    log = TrafficLog(tmp_path, meta, "1", sample=1.0, flush_s=0.2)
+    contract = meta.table_contract()
+    ids = [log.record("/predict_records", encode(frame.head(rows), contract), np.full((rows, 2), 0.5)) for rows in (1, 3)]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not list(tmp_path.glob("traffic-*.jsonl")):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    lines = [json.loads(line) for f in tmp_path.glob("traffic-*.jsonl") for line in f.read_text().splitlines()]
+    assert [line["id"] for line in lines] == ids
+    assert [len(line["features"]) for line in lines] == [1, 3]  # each request's own rows, from one summary call
