@@ -77,30 +77,33 @@ def _records(path: Path) -> list[dict[str, Any]]:
 
 def served_window(folder: Path, version: str, max_rows: int, features: int, outputs: int) -> ServedWindow:
     """The newest `max_rows` served rows of `version`, newest last."""
-    ids: list[tuple[str, int]] = []
-    feature_rows: list[list[float | None]] = []
-    output_rows: list[list[float]] = []
-    others = 0
     records: list[dict[str, Any]] = []
     for path in _newest_first(folder, "traffic"):
-        records.extend(_records(path))
+        records.extend(reversed(_records(path)))  # each file's newest line first
         kept = sum(len(r.get("features", [])) for r in records if str(r.get("version")) == version)
         if kept >= max_rows:
             break
-    records.sort(key=lambda r: r.get("at", 0.0), reverse=True)
+    records.sort(key=lambda r: r.get("at", 0.0), reverse=True)  # stable: a file's order among equal times
+    chosen, others, kept = [], 0, 0
     for record in records:
         if str(record.get("version")) != version:
             others += len(record.get("features", []))
-            continue
+        elif kept < max_rows:
+            chosen.append(record)
+            kept += len(record["features"])
+    ids: list[tuple[str, int]] = []
+    feature_rows: list[list[float | None]] = []
+    output_rows: list[list[float]] = []
+    for record in reversed(chosen):  # oldest first
         for row, (summary, output) in enumerate(zip(record["features"], record["outputs"])):
             ids.append((record["id"], row))
             feature_rows.append(summary)
             output_rows.append(output)
-    ids, feature_rows, output_rows = ids[:max_rows], feature_rows[:max_rows], output_rows[:max_rows]
+    ids, feature_rows, output_rows = ids[-max_rows:], feature_rows[-max_rows:], output_rows[-max_rows:]
     return ServedWindow(
-        ids=ids[::-1],
-        features=np.array(feature_rows[::-1], dtype="float64").reshape(len(feature_rows), features),
-        outputs=np.array(output_rows[::-1], dtype="float64").reshape(len(output_rows), outputs),
+        ids=ids,
+        features=np.array(feature_rows, dtype="float64").reshape(len(feature_rows), features),
+        outputs=np.array(output_rows, dtype="float64").reshape(len(output_rows), outputs),
         other_versions=others,
     )
 

@@ -71,4 +71,4 @@ def test_the_newest_rows_make_the_window_and_too_few_are_not_tested(tmp_path):
     assert len(window.ids) == 100 and window.ids[-1] == (ids[-1][0], 9)  # the newest last
     report, figure = check(folder, traffic, MonitorSettings(window_rows=100, min_rows=200))
     assert not report.tested and not report.drifted and figure is None
-    assert "100 served rows" in report.headline
+    assert "100 rows" in report.headline and "200" in report.headline
