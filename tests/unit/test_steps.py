@@ -311,7 +311,10 @@ def test_the_computations_give_their_records_without_tracking(computed):
     assert evaluation.scores.champion_version is None and evaluation.scores.metrics == report.metrics
     logged = evaluation.run_record()
     assert set(logged.metrics) == {f"holdout_{k}" for k in report.metrics}
-    assert logged.artifacts == [(str(evaluation.figure), "plots")] and set(logged.texts) == {"evaluation/per_class.json"}
+    assert logged.artifacts == [(str(evaluation.figure), "plots"), (report.monitoring_reference, None)]
+    assert set(logged.texts) == {"evaluation/per_class.json"}
+    reference = Path(report.monitoring_reference)  # the held-out rows the monitor will compare traffic with
+    assert {p.name for p in reference.iterdir()} == {"reference.npz", "reference.json"}
 
 
 def test_the_gate_decides_from_the_scores_in_memory_as_from_the_file(computed):
