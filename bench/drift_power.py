@@ -105,8 +105,8 @@ class Table:
 
     def answer(self, x: np.ndarray) -> np.ndarray:
         """Monitored values of rows, the model's answers recomputed."""
-        return np.concatenate([summarise_inputs(x, self.meta), summarise_outputs(predictions(self.model, x, self.meta), self.meta)],
-                              axis=1).astype("float64")
+        answers = summarise_outputs(predictions(self.model, x, self.meta), self.meta)
+        return np.concatenate([summarise_inputs(x, self.meta), answers], axis=1).astype("float64")
 
 
 def load_table(name: str, folder: Path) -> Table:
@@ -244,7 +244,8 @@ def table_rows(table: Table, alpha: float, rng: np.random.Generator) -> tuple[li
         notes["false_alarms"].update(null.found)
         notes["null"] = [notes["null"][0] + null.flagged, notes["null"][1] + null.windows]
         rows.append(
-            f"| {table.name} | {shape} | {n:,} | {null.tests / null.windows:.0f} | {null.flagged / null.windows:.1%} ({null.flagged}/{null.windows}) | "
+            f"| {table.name} | {shape} | {n:,} | {null.tests / null.windows:.0f} | "
+            f"{null.flagged / null.windows:.1%} ({null.flagged}/{null.windows}) | "
             f"{clopper_pearson_upper(null.flagged, null.windows):.1%} | {numeric.flagged / numeric.windows:.0%} | "
             f"{moved.flagged / moved.windows:.0%} |")
         print(rows[-1], flush=True)
@@ -289,7 +290,8 @@ def compare_categorical_tests(rng: np.random.Generator) -> str:
     for name, shares in CATEGORY_SHARES.items():
         shares = shares / shares.sum()
         codes = np.arange(2, 2 + len(shares), dtype="float64")
-        feature = MonitoredFeature("column", "categorical", "column", ("(missing)", "(unseen)", *map(str, range(len(shares)))))
+        labels = ("(missing)", "(unseen)", *map(str, range(len(shares))))
+        feature = MonitoredFeature("column", "categorical", "column", labels)
         target = int(np.argmin(np.abs(shares - 0.25)))
 
         def moved(points: float) -> np.ndarray:
@@ -342,7 +344,8 @@ def exact_rates(share: float, n: int, m: int, alpha: float, reach: float = 8.0) 
 
     def counts(size: int) -> tuple[np.ndarray, np.ndarray]:
         spread = np.sqrt(size * share * (1 - share))
-        values = np.arange(max(0, int(size * share - reach * spread - 1)), min(size, int(size * share + reach * spread + 1)) + 1)
+        centre = size * share
+        values = np.arange(max(0, int(centre - reach * spread - 1)), min(size, int(centre + reach * spread + 1)) + 1)
         return values, stats.binom.pmf(values, size, share)
 
     in_window, window_chances = counts(n)
@@ -399,7 +402,8 @@ def main() -> None:
         with multiprocessing.get_context("fork").Pool(WORKERS) as pool:
             jobs = {name: pool.apply_async(table_job, (name,)) for name in first[:1]}
             categories = pool.apply_async(categories_job)
-            jobs |= {name: pool.apply_async(table_job, (name,)) for name in first[1:] + [n for n in TABLES if n not in first]}
+            rest = first[1:] + [name for name in TABLES if name not in first]
+            jobs |= {name: pool.apply_async(table_job, (name,)) for name in rest}
             results, comparison = [jobs[name].get() for name in TABLES], categories.get()
     alpha = MonitorSettings().false_alarm_rate
     flagged, windows = sum(r["null"][0] for r in results), sum(r["null"][1] for r in results)

@@ -182,7 +182,9 @@ def weighted_holm(p_values: np.ndarray, weights: np.ndarray, alpha: float) -> np
     return rejected
 
 
-def feature_tests(feature: MonitoredFeature, reference: np.ndarray, window: np.ndarray) -> tuple[list[FeatureDrift], list[str]]:
+def feature_tests(
+    feature: MonitoredFeature, reference: np.ndarray, window: np.ndarray
+) -> tuple[list[FeatureDrift], list[str]]:
     """The tests of one feature (not yet judged), and why any was skipped."""
     if feature.role == "categorical":
         return share_tests(feature, reference, window)
@@ -206,7 +208,9 @@ def feature_tests(feature: MonitoredFeature, reference: np.ndarray, window: np.n
     return tests, skipped
 
 
-def share_tests(feature: MonitoredFeature, reference: np.ndarray, window: np.ndarray) -> tuple[list[FeatureDrift], list[str]]:
+def share_tests(
+    feature: MonitoredFeature, reference: np.ndarray, window: np.ndarray
+) -> tuple[list[FeatureDrift], list[str]]:
     """One exact test per category (codes, or a few distinct numbers; NaN is
     a category of its own), the rare ones pooled; see the module docstring."""
     levels, inverse = np.unique(np.concatenate([reference, window]), return_inverse=True)
