@@ -78,9 +78,11 @@ def _records(path: Path) -> list[dict[str, Any]]:
 def served_window(folder: Path, version: str, max_rows: int, features: int, outputs: int) -> ServedWindow:
     """The newest `max_rows` served rows of `version`, newest last."""
     records: list[dict[str, Any]] = []
+    kept = 0
     for path in _newest_first(folder, "traffic"):
-        records.extend(reversed(_records(path)))  # each file's newest line first
-        kept = sum(len(r.get("features", [])) for r in records if str(r.get("version")) == version)
+        lines = _records(path)
+        records.extend(reversed(lines))  # each file's newest line first
+        kept += sum(len(r.get("features", [])) for r in lines if str(r.get("version")) == version)
         if kept >= max_rows:
             break
     records.sort(key=lambda r: r.get("at", 0.0), reverse=True)  # stable: a file's order among equal times
@@ -111,7 +113,7 @@ def served_window(folder: Path, version: str, max_rows: int, features: int, outp
 def served_labels(folder: Path) -> dict[tuple[str, int], Any]:
     """Every label sent to /feedback, by (request id, row); a later label wins."""
     labels: dict[tuple[str, int], Any] = {}
-    for path in sorted(_newest_first(folder, "labels"), key=lambda p: p.stat().st_mtime_ns):
+    for path in reversed(_newest_first(folder, "labels")):  # oldest first, so a later label wins
         for record in _records(path):
             for item in record.get("labels", []):
                 labels[(item["request_id"], int(item.get("row", 0)))] = item["label"]
@@ -169,7 +171,7 @@ def check(model_folder: Path, traffic: Path, settings: MonitorSettings, figure_f
     window_rows = np.concatenate([window.features, summarise_outputs(window.outputs, meta)], axis=1)
     result = drift_tests(features, reference_rows, window_rows, settings.false_alarm_rate, settings.min_rows)
     report = MonitorReport(
-        **base, tested=result.tested, drifted=result.drifted, headline=_headline(result, window),
+        **base, tested=result.tested, drifted=result.drifted, headline=_headline(result),
         window_rows=len(window.ids), reference_rows=len(reference.y),
         findings=[FeatureFinding(feature=f.feature, source=f.source, test=f.test, statistic=f.statistic,
                                  p_value=f.p_value, drifted=f.drifted, reference=f.reference_summary,
@@ -183,7 +185,7 @@ def check(model_folder: Path, traffic: Path, settings: MonitorSettings, figure_f
     return report, figure
 
 
-def _headline(result: DriftResult, window: ServedWindow) -> str:
+def _headline(result: DriftResult) -> str:
     if not result.tested:
         return f"not checked: {result.reason}"
     return result.headline()

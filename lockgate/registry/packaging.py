@@ -49,7 +49,12 @@ SERVE_LOCKS = serve_locks()
 
 
 def bento_version(registered: RegisteredModel) -> str:
-    return f"v{registered.version}-{registered.run_id[:8]}"
+    return version_label(registered.version, registered.run_id)
+
+
+def version_label(version: str, run_id: str) -> str:
+    """A registered version's Bento version: its number and its run."""
+    return f"v{version}-{run_id[:8]}"
 
 
 def bento_model_folder(model_name: str, version: str, run_id: str) -> Path:
@@ -57,7 +62,7 @@ def bento_model_folder(model_name: str, version: str, run_id: str) -> Path:
     # deferred: BentoML takes seconds to import; only storing, building or serving a Bento needs it
     import bentoml
 
-    return Path(bentoml.models.get(f"{model_name}:v{version}-{run_id[:8]}").path)
+    return Path(bentoml.models.get(f"{model_name}:{version_label(version, run_id)}").path)
 
 
 def store_model(
