@@ -1,5 +1,5 @@
-"""The gated training pipeline: validate, train, evaluate, gate, export,
-register, package, promote. The flow only composes steps and decides; the
+"""The gated training pipeline: validate, train, evaluate, explain, gate,
+export, register, document, package, promote. The flow only composes steps and decides; the
 steps do."""
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from lockgate.core.settings import LockgateSettings, get_settings
 from lockgate.orchestration.reporting import pipeline_markdown, publish_markdown, validation_markdown
 from tasks.champion import choose_model_task, find_champion_task
 from tasks.distil import compare_task
+from tasks.document import document_task
 from tasks.evaluate import evaluate_task
+from tasks.explain import explain_task
 from tasks.export import export_task
 from tasks.gate import gate_task
 from tasks.package import package_task
@@ -89,10 +91,14 @@ def training_pipeline(
         result.evaluation = evaluation.report
         if distil:
             result.distillation = compare_task(training, result.evaluation, champion, summary.snapshot, settings)
-        result.gate = gate_task(evaluation.report, evaluation.scores, settings)
+        if settings.explain.enabled:
+            result.explanation = explain_task(training, summary.snapshot, champion, settings)
+        result.gate = gate_task(evaluation.report, evaluation.scores, settings, result.explanation)
         if result.gate.promote:
             result.exports = export_task(training, summary.snapshot, settings)
             registered = register_task(training, result.gate, summary, name, settings, result.exports)
+            result.card = document_task(registered, training, result.evaluation, result.gate, summary, result.exports,
+                                        result.explanation, champion, settings)
             _package_and_promote(result, registered, training, summary, settings)
     publish_markdown("pipeline-summary", pipeline_markdown(result), "Lockgate run summary")
     return result
@@ -112,7 +118,8 @@ def _package_and_promote(
     package = None
     try:
         package = package_task(
-            registered, training, result.evaluation, summary.snapshot, summary.data_hash, result.exports, settings
+            registered, training, result.evaluation, summary.snapshot, summary.data_hash, result.exports, settings,
+            result.card,
         )
         outcome = promote_task(registered, package, result.evaluation.champion_version, result.gate, settings)
         for _ in range(MAX_REJUDGEMENTS):
@@ -122,7 +129,7 @@ def _package_and_promote(
             champion = find_champion_task(registered.name, settings)
             evaluation = evaluate_task(training, summary.snapshot, champion, settings)
             result.evaluation = evaluation.report
-            result.gate = gate_task(evaluation.report, evaluation.scores, settings)
+            result.gate = gate_task(evaluation.report, evaluation.scores, settings, result.explanation)
             if result.gate.promote:
                 outcome = promote_task(registered, package, result.evaluation.champion_version, result.gate, settings)
     except Exception as failure:

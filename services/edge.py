@@ -1,6 +1,6 @@
 """The service's edge, one pure ASGI middleware: API keys, the body-size
-limit, one JSON log line per request, GET for the metadata endpoint, and the
-binary route for arrays.
+limit, one JSON log line per request, GET for the metadata endpoint, GET
+/model_card, and the binary route for arrays.
 
 One layer, not one per feature: each ASGI layer costs a call and wrapped
 `receive`/`send` closures per request, and at a thousand requests a second on
@@ -16,6 +16,10 @@ application/x-npy``, takes a batch as a NumPy ``.npy`` file (no pickles) and
 answers the model's outputs as ``.npy`` float32, with the model's identity in
 ``Lockgate-*`` headers: a large batch skips JSON both ways
 (``lockgate.serving.client.predict_npy`` is a client for it).
+
+``GET /model_card`` answers the served version's model card as HTML, or as
+Markdown with ``?format=markdown`` or ``Accept: text/markdown``; behind the
+keys like every model route.
 """
 
 from __future__ import annotations
@@ -31,11 +35,13 @@ import numpy as np
 import orjson
 
 from lockgate.core.settings import get_settings
+from lockgate.serving.model_card import ServedCard
 from lockgate.serving.requests import RequestError
 
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/docs", "/docs.json"})
 NPY_ROUTE = "/predict_npy"
 NPY_TYPE = "application/x-npy"
+CARD_ROUTE = "/model_card"
 access_log = logging.getLogger("lockgate.access")
 
 Scope = dict[str, Any]
@@ -45,6 +51,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 BinaryHandler = Callable[[np.ndarray], Awaitable[tuple[np.ndarray, list[tuple[bytes, bytes]]]]]
 
 _binary_handler: BinaryHandler | None = None
+_card: ServedCard | None = None
 
 
 def serve_binary_with(handler: BinaryHandler | None) -> None:
@@ -52,6 +59,12 @@ def serve_binary_with(handler: BinaryHandler | None) -> None:
     BentoML creates the middleware before the service exists."""
     global _binary_handler
     _binary_handler = handler
+
+
+def serve_card(card: ServedCard | None) -> None:
+    """The service hands the edge its model's card when it starts."""
+    global _card
+    _card = card
 
 
 def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -161,6 +174,9 @@ class Edge:
         if path == NPY_ROUTE and method == "POST":
             await self._npy(content_type, receive, send)
             return
+        if path == CARD_ROUTE and method == "GET":
+            await self._model_card(scope, headers, send)
+            return
         if path == "/metadata" and method == "GET":
             # BentoML exposes the metadata API as POST: ask it with an empty object.
             scope = dict(scope, method="POST")
@@ -169,6 +185,16 @@ class Edge:
             await self.app(scope, _empty_object(receive), send)
             return
         await self.app(scope, receive, send)
+
+    async def _model_card(self, scope: Scope, headers: list[tuple[bytes, bytes]], send: Send) -> None:
+        if _card is None:
+            await send_error(send, 404, "this model was packaged without a model card")
+            return
+        accept = b",".join(value for name, value in headers if name.lower() == b"accept")
+        if b"format=markdown" in scope.get("query_string", b"") or b"text/markdown" in accept:
+            await send_body(send, 200, _card.markdown, b"text/markdown; charset=utf-8")
+        else:
+            await send_body(send, 200, _card.html, b"text/html; charset=utf-8")
 
     async def _npy(self, content_type: bytes, receive: Receive, send: Send) -> None:
         if content_type.split(b";")[0].strip().lower() != NPY_TYPE.encode():

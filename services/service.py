@@ -37,9 +37,10 @@ from starlette.responses import Response
 
 from lockgate.core.settings import get_settings
 from lockgate.export.runtimes import load_runtime, model_calls
+from lockgate.serving.model_card import read_card
 from lockgate.serving.traffic import TrafficLog, checked_labels, model_vocabulary, traffic_folder
 from services.batching import AdaptiveBatcher, Overloaded
-from services.edge import Edge, serve_binary_with
+from services.edge import Edge, serve_binary_with, serve_card
 from services.listening import spread_connections
 from services.request_timeout import cancel_timers_of_answered_requests
 from services.runtime import ModelSpec, RequestError
@@ -160,6 +161,7 @@ class LockgateService:
             (b"lockgate-classes", orjson.dumps(meta.class_names)),
         ]
         serve_binary_with(self._answer_binary)
+        serve_card(read_card(bento_model.path))
         # What is loaded now lives as long as the worker: out of the collector's
         # sight, so a full collection (about 40 ms over BentoML's objects) does
         # not stall every request in flight.

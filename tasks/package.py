@@ -19,10 +19,12 @@ def package_model(
     data_hash: str,
     exports: ExportReport | None = None,
     settings: LockgateSettings | None = None,
+    card: str | None = None,
 ) -> PackagedService:
     settings = settings or get_settings()
     model_tag = store_model(
-        registered, training, evaluation, snapshot_folder, data_hash, exports, runtime=settings.serving.runtime
+        registered, training, evaluation, snapshot_folder, data_hash, exports, runtime=settings.serving.runtime,
+        card=card,
     )
     bento_tag = build_bento(registered, model_tag, data_hash)
     difference = float("nan")

@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from lockgate.core.contract import TableContract
+from lockgate.core.tokens import TextVocabulary
 
 # A model family's name (lockgate.families.FAMILIES), what it predicts
 # (lockgate.families.targets) and the kind of input its requests carry
@@ -50,6 +51,7 @@ class DatasetMeta(BaseModel):
     rows: int = 0
     contract: dict[str, Any] | None = None  # tables: TableContract.to_dict()
     model_columns: list[str] | None = None  # tables: the encoded columns the model reads
+    vocabulary: TextVocabulary | None = None  # text: the words its ids stand for (lockgate/core/tokens.py)
     data_hash: str = ""
     profile: dict[str, dict[str, float]] = Field(default_factory=dict)  # what drift is measured on
     # The parsed contract, with the dict it was parsed from: the service reads
@@ -206,6 +208,39 @@ class EvaluationReport(BaseModel):
         return self.task == "regression"
 
 
+class Explanation(BaseModel):
+    """Why a model answers as it does: integrated gradients on a sample of
+    holdout examples (with their completeness check), permutation importance
+    for tables, the two rankings' agreement, pictures, and the change of
+    ranking against the champion's. Importances are by feature name."""
+
+    examples: int = 0  # holdout examples explained by integrated gradients
+    method: str = ""  # what the importances below come from, in words
+    integrated_gradients: str = ""  # "" when they applied; else why not
+    steps: int | None = None  # trapezoid intervals the completeness check needed
+    tolerance: float = 0.01  # allowed |sum - (f(x) - f(b))|, relative to |f(x) - f(b)|
+    complete_share: float | None = None  # examples whose attributions passed the check
+    max_relative_error: float | None = None
+    baseline: str = ""  # the integrated gradients' baseline, in words
+    importance: dict[str, float] = Field(default_factory=dict)  # mean |attribution| per feature (top ones)
+    permutation: dict[str, float] = Field(default_factory=dict)  # holdout loss rise per shuffled feature
+    permutation_spread: dict[str, float] = Field(default_factory=dict)
+    agreement_ndcg: float | None = None  # integrated gradients ranked against permutation importance
+    agreement_spearman: float | None = None
+    champion_version: str | None = None
+    champion_ndcg: float | None = None  # this model's ranking against the champion's
+    champion_note: str = ""  # how the champion comparison was made, or why it could not be
+    pictures: list[str] = Field(default_factory=list)  # files, logged under explanation/
+    folder: str | None = None  # the run's explanation folder (explanation.json, pictures)
+    seconds: float = 0.0
+
+    def ranking(self) -> dict[str, float]:
+        """The importances rankings are compared on: permutation importance
+        where there is one (any model, so champions of other architectures
+        compare), else the attributions."""
+        return self.permutation or self.importance
+
+
 class NoSkillComparison(BaseModel):
     """A first model against the no-skill baseline on the same holdout rows:
     mean per-row proper score (lower is better) of each, and the one-sided
@@ -237,6 +272,9 @@ class GateDecision(BaseModel):
     # Figures that show imbalance beside accuracy (classification): balanced
     # accuracy, the majority class's share, and each class's recall.
     imbalance: dict[str, float] = Field(default_factory=dict)
+    # What a reviewer should look at, though it does not block (e.g. the
+    # attribution ranking moved far from the champion's).
+    warnings: list[str] = Field(default_factory=list)
 
     def headline(self) -> str:
         return ("PROMOTE" if self.promote else "REJECT") + ": " + "; ".join(self.reasons)
@@ -373,6 +411,8 @@ class PipelineResult(BaseModel):
     exports: ExportReport | None = None
     distillation: DistillationReport | None = None
     training: TrainingResult | None = None
+    explanation: Explanation | None = None
+    card: str | None = None  # the registered version's model card (Markdown file)
     tracking_uri: str = ""
     # The champion this run replaced (promoted), or the version it registered
     # and then withdrew (rejected after the champion moved, or a later step failed).

@@ -283,6 +283,25 @@ class MonitorSettings(BaseModel):
     retrain_epochs: int = Field(20, ge=1, le=1000)
 
 
+class ExplainSettings(BaseModel):
+    """Attributions and the model card of every run (lockgate.explaining)."""
+
+    enabled: bool = True
+    examples: int = Field(100, ge=1)  # holdout examples explained by integrated gradients
+    tolerance: float = Field(0.01, gt=0, lt=1)  # completeness: |sum - (f(x) - f(b))| within this share of |f(x) - f(b)|
+    complete_share: float = Field(0.99, gt=0, le=1)  # ... on at least this share of the examples
+    start_steps: int = Field(16, ge=1)
+    max_steps: int = Field(1024, ge=2)
+    permutation_rows: int = Field(2000, ge=10)  # holdout rows shuffled for permutation importance
+    permutation_repeats: int = Field(5, ge=1)
+    ranking_warning_ndcg: float = Field(0.9, ge=0, le=1)  # below this against the champion: a gate warning
+    intended_use: str = (
+        "Predicting the label of new examples drawn like the training data, as an aid to people "
+        "who review its answers; not for decisions about people without such a review."
+    )
+    out_of_scope: str = "Data unlike the training data (the monitor's drift checks say when served data moves)."
+
+
 class LockgateSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LOCKGATE_",
@@ -302,6 +321,7 @@ class LockgateSettings(BaseSettings):
     serving: ServingSettings = ServingSettings()
     deploy: DeploySettings = DeploySettings()
     monitor: MonitorSettings = MonitorSettings()
+    explain: ExplainSettings = ExplainSettings()
     verify_bento: bool = True
     telemetry: bool = False
     # Where `lockgate run` reports its runs when PREFECT_API_URL is not set:

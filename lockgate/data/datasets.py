@@ -26,6 +26,7 @@ import pandas as pd
 
 from lockgate.core.contract import TableContract, encode, infer_contract, typed_frame
 from lockgate.core.locks import atomic_write_text, unique_temporary
+from lockgate.core.tokens import TextVocabulary, fit_vocabulary, token_ids
 from lockgate.core.records import DatasetMeta, FamilyName
 from lockgate.core.settings import TrainingSettings
 from lockgate.families import family_for
@@ -36,6 +37,9 @@ TEXT_SUFFIXES = {".txt"}
 BUILTIN_SOURCES = ("digits", "mnist", "cifar10", "imdb")
 # A numeric target with more distinct values than this is a regression target.
 REGRESSION_MIN_DISTINCT = 20
+
+
+TEXTS_FILE = "texts.parquet"  # a text snapshot's texts as validated
 
 
 class DataLoadError(Exception):
@@ -55,6 +59,7 @@ class LoadedData:
     problems: list[str] = field(default_factory=list)  # found while reading
     text_column: str | None = None  # text only: the column holding the text
     contract: TableContract | None = None  # tables, once validation has decided the roles
+    vocabulary: TextVocabulary | None = None  # text, once validation has counted the training texts' words
     # Tables: rows left out because their label is missing, and per column
     # how many cells held a token that means "missing" ('n/a', '?', ...).
     unlabelled_rows: int = 0
@@ -73,6 +78,16 @@ class LoadedData:
             training.max_categories, reference=champion,
         )
         return self.contract
+
+    def decide_vocabulary(self, training: "TrainingSettings") -> TextVocabulary:
+        """A text data set's vocabulary, counted on the training split only
+        (the rows the network learns from): a word seen only in held-out
+        texts is unknown to the model, as it will be to the served one."""
+        texts = self.frame[self.text_column].astype(str).to_numpy()
+        labels = self.frame[self.target].astype(str).to_numpy()
+        train = split_for(class_indices(labels)[1], training)["train"]
+        self.vocabulary = fit_vocabulary(texts[train], training.max_tokens, training.sequence_length)
+        return self.vocabulary
 
     @property
     def feature_columns(self) -> list[str]:
@@ -471,9 +486,23 @@ class Snapshot:
             return None
         return pd.read_parquet(features).iloc[rows].reset_index(drop=True)
 
+    def texts(self, rows: np.ndarray) -> np.ndarray | None:
+        """A text data set's texts as validated, in the snapshot's order; None
+        for other data (and for text snapshots written before tokenising)."""
+        texts = self.folder / TEXTS_FILE
+        if not texts.is_file():
+            return None
+        return pd.read_parquet(texts).iloc[:, 0].to_numpy(dtype=str)[rows]
+
     def inputs_for(self, model_meta: DatasetMeta, rows: np.ndarray) -> np.ndarray:
         """The input of another model (the champion's) for these rows: a table
-        is encoded again with that model's own contract; other data as is."""
+        is encoded again with that model's own contract, a text tokenised
+        with its vocabulary (a text model from before, which tokenised
+        itself, gets the strings); other data as is."""
+        if model_meta.inputs == "texts" and self.meta.vocabulary is not None:
+            texts = self.texts(rows)
+            if texts is not None:
+                return token_ids(texts, model_meta.vocabulary) if model_meta.vocabulary is not None else texts
         contract = model_meta.table_contract()
         frame = self.raw_rows(rows) if contract is not None else None
         if frame is None:
@@ -528,6 +557,8 @@ def snapshot_digest(data: LoadedData) -> str:
     """The content hash a snapshot of `data` is stored under."""
     x, targets = training_arrays(data)
     contract = data.contract.to_dict() if data.contract is not None else None
+    if data.vocabulary is not None:  # the ids mean these words
+        contract = data.vocabulary.model_dump()
     return content_hash(x, targets, data.feature_columns, data.family, contract)
 
 
@@ -546,9 +577,7 @@ def write_snapshot(data: LoadedData, root: Path, digest: str | None = None) -> t
         if data.is_regression:
             class_names, y = [], targets.astype("float32")
         else:
-            class_names = sorted(set(targets.tolist()), key=_label_sort_key)
-            index = {name: i for i, name in enumerate(class_names)}
-            y = np.array([index[v] for v in targets], dtype="int64")
+            class_names, y = class_indices(targets)
         # Two runs of the same data may write this folder at once: each writes
         # its own temporary files and renames them into place (same content),
         # and meta.json, which marks the snapshot complete, goes last.
@@ -559,6 +588,10 @@ def write_snapshot(data: LoadedData, root: Path, digest: str | None = None) -> t
             tmp = unique_temporary(folder / "features.parquet")
             typed_frame(data.frame, data.contract).to_parquet(tmp, index=False)
             tmp.replace(folder / "features.parquet")
+        if data.vocabulary is not None:  # raw texts, to tokenise again with another model's vocabulary
+            tmp = unique_temporary(folder / TEXTS_FILE)
+            data.frame[[data.text_column]].astype(str).to_parquet(tmp, index=False)
+            tmp.replace(folder / TEXTS_FILE)
         meta = DatasetMeta(
             name=data.name,
             family=data.family,
@@ -574,6 +607,7 @@ def write_snapshot(data: LoadedData, root: Path, digest: str | None = None) -> t
             rows=int(len(x)),
             contract=contract,
             model_columns=data.contract.model_columns() if data.contract is not None else None,
+            vocabulary=data.vocabulary,
             data_hash=digest,
             profile=column_profile(data.frame, data.profile_columns),
         )
@@ -586,6 +620,13 @@ def read_snapshot(folder: str | Path) -> Snapshot:
     meta = DatasetMeta.model_validate_json((folder / "meta.json").read_text())
     with np.load(folder / "data.npz") as archive:
         return Snapshot(folder=folder, meta=meta, x=archive["x"], y=archive["y"])
+
+
+def class_indices(labels: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """The class names in order (numbers by value) and each label's index."""
+    class_names = sorted(set(labels.tolist()), key=_label_sort_key)
+    index = {name: i for i, name in enumerate(class_names)}
+    return class_names, np.array([index[v] for v in labels], dtype="int64")
 
 
 def _label_sort_key(label: str) -> tuple[int, float | str]:

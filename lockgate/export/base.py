@@ -122,10 +122,13 @@ def folder_size(path: Path) -> int:
 
 
 def plain_input(x: np.ndarray) -> np.ndarray:
-    """Strings as UTF-8 bytes in an object array, numbers as float32."""
+    """Strings as UTF-8 bytes in an object array, integers (token ids) as
+    int32, other numbers as float32."""
     x = np.asarray(x)
     if x.dtype.kind in "USO":
         return np.asarray([text(v).encode("utf-8") for v in x.reshape(-1)], dtype=object).reshape(x.shape)
+    if x.dtype.kind in "iu":
+        return x.astype("int32", copy=False)
     return x.astype("float32", copy=False)
 
 

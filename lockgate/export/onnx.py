@@ -82,7 +82,8 @@ def onnx_predict(path: Path, threads: int | None = None) -> Predict:
 
         return predict_texts
 
-    dtype = "float64" if feed.type == "tensor(double)" else "float32"
+    # Text models take token ids; everything else numbers as float.
+    dtype = {"tensor(double)": "float64", "tensor(int32)": "int32", "tensor(int64)": "int64"}.get(feed.type, "float32")
 
     def predict(x: np.ndarray) -> np.ndarray:
         output = session.run(None, {name: np.asarray(x, dtype=dtype)})[0]

@@ -39,6 +39,7 @@ class Family:
     augmentable: ClassVar[bool] = False  # random flips, shifts and zoom keep the label
     needs_tensorflow: ClassVar[str] = ""  # why it cannot train on another Keras backend, if it cannot
     table: ClassVar[bool] = False  # reads a table through a data contract
+    blendable: ClassVar[bool] = True  # candidates may be averaged into one model
 
     @property
     def task(self) -> TaskName:

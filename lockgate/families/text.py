@@ -1,6 +1,10 @@
-"""Text classification: an LSTM or a small transformer over raw strings
-(IMDB style). Tokenisation is a layer of the model, so the saved model and
-the service take text exactly as users write it."""
+"""Text classification: a bag of words and word pairs, a bidirectional LSTM
+or a small transformer over token ids.
+
+Texts are tokenised before the model (lockgate/core/tokens.py, with the
+vocabulary kept in the data's meta), as a table's categories are encoded:
+the graph takes integers, so ONNX and TFLite run it and are checked for
+parity, and the service tokenises each request with the same function."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import numpy as np
 
 from lockgate.core.records import DatasetMeta
 from lockgate.core.settings import TrainingSettings, ValidationSettings
+from lockgate.core.tokens import token_ids
 from lockgate.families.base import Family
 from lockgate.families.checks import BLOCKING, WARNING, check
 from lockgate.families.targets import Classification
@@ -28,8 +33,17 @@ class TextFamily(Family):
     name = "text"
     target = Classification()
     inputs = "texts"
-    architectures = ("lstm", "transformer")
-    needs_tensorflow: ClassVar[str] = "text models tokenise with TextVectorization, which needs the TensorFlow backend"
+    architectures = ("bag", "lstm", "transformer")
+    # Explanations integrate over one model's "embed" layer; an average of
+    # candidates has one per candidate.
+    blendable: ClassVar[bool] = False
+
+    def candidates(self, meta: DatasetMeta, requested: str) -> tuple[str, ...]:
+        """By default the bag of words and pairs and the LSTM: the bag wins
+        where a few words decide (and trains in seconds), the LSTM where word
+        order does; the validation split decides. The transformer only when
+        asked: it seldom beat both and costs as much as the LSTM."""
+        return ("bag", "lstm") if requested == "auto" else (self.architecture(meta, requested),)
 
     def feature_columns(self, data: "LoadedData") -> list[str]:
         return [data.text_column]
@@ -38,7 +52,11 @@ class TextFamily(Family):
         return TEXT_FEATURES
 
     def features(self, data: "LoadedData") -> np.ndarray:
-        return data.frame[data.text_column].astype(str).to_numpy(dtype=str)
+        """Token ids in the data's vocabulary (counted with default settings
+        if validation has not counted it)."""
+        if data.vocabulary is None:
+            data.decide_vocabulary(TrainingSettings())
+        return token_ids(data.frame[data.text_column].astype(str).to_numpy(dtype=str), data.vocabulary)
 
     def feature_expectations(self, data: "LoadedData", settings: ValidationSettings) -> list["gxe.Expectation"]:
         from great_expectations import expectations as gxe  # deferred: seconds to import, and only validation builds suites
@@ -63,4 +81,6 @@ class TextFamily(Family):
     def model_inputs(
         self, meta: DatasetMeta, x_train: np.ndarray, architecture: str, settings: TrainingSettings, width: float
     ) -> tuple[Any, Any]:
-        return text_encoder(x_train, architecture, settings.max_tokens, settings.sequence_length, width)
+        if meta.vocabulary is None:
+            raise ValueError("text data without a vocabulary was snapshot before tokenising; validate it again")
+        return text_encoder(x_train, meta.vocabulary, architecture, width)

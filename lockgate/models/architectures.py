@@ -19,6 +19,7 @@ from lockgate.core.settings import TrainingSettings
 from lockgate.models.forest import register_forest_layer
 
 if TYPE_CHECKING:
+    from lockgate.core.tokens import TextVocabulary
     from lockgate.families import Family
 
 
@@ -225,37 +226,128 @@ def _table_features():
     return TableFeatures
 
 
-def text_encoder(texts: np.ndarray, architecture: str, max_tokens: int, sequence_length: int, width: float = 1.0):
-    """Raw strings in: tokenisation is a layer of the model, so the saved model
-    and the service take text exactly as users write it."""
+BIGRAM_BUCKETS = 1 << 17  # hashed word pairs the bag model embeds (bucket 0: no pair)
+BIGRAM_MULTIPLIER = 7919  # a prime; ids up to ~270,000 keep id * it + next id within int32
+
+
+def bigram_buckets(ids: np.ndarray, buckets: int = BIGRAM_BUCKETS) -> np.ndarray:
+    """Each position's word pair (its word and the next) hashed to 1..buckets-1,
+    0 where either is padding: numpy's twin of the bag model's own hashing,
+    used to count document frequencies for its idf weights."""
+    ids = np.asarray(ids, dtype="int64")
+    following = np.concatenate([ids[:, 1:], np.zeros_like(ids[:, :1])], axis=1)
+    hashed = (ids * BIGRAM_MULTIPLIER + following) % (buckets - 1) + 1
+    return np.where((ids > 0) & (following > 0), hashed, 0)
+
+
+def inverse_document_frequency(codes: np.ndarray, size: int, min_documents: int = 2) -> np.ndarray:
+    """scikit-learn's smooth idf, log((1 + n) / (1 + df)) + 1, of every code
+    in `codes` (one row a document); 0 for padding and for codes in fewer
+    than `min_documents` training texts (their embeddings would stay
+    untrained noise)."""
+    n = len(codes)
+    keys = np.unique(np.arange(n, dtype="int64")[:, None] * size + np.asarray(codes, dtype="int64"))
+    df = np.bincount(keys % size, minlength=size)
+    idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
+    idf[df < min_documents] = 0.0
+    idf[0] = 0.0
+    return idf.astype("float32")
+
+
+def text_encoder(ids_train: np.ndarray, vocabulary: "TextVocabulary", architecture: str, width: float = 1.0):
+    """Token ids (lockgate/core/tokens.py) into a text's features.
+
+    Every architecture takes one int32 input (batch, sequence_length), 0 the
+    padding, and its first layer is named "embed" and gives (batch,
+    sequence, width); the mask is computed from the ids, never from the
+    embedding (no mask_zero), so a model from the ids and the embedding to
+    the output reproduces the model: explanations integrate over "embed".
+
+    - bag: a bag of words and hashed word pairs, each embedding weighted by
+      its idf (TF-IDF inside the model), summed and normalised, then dense;
+    - lstm: a bidirectional LSTM over the words;
+    - transformer: one block of self-attention over words and positions."""
     # deferred: Keras takes seconds to import; only code that builds, trains or loads a model needs it
     import keras
-    from keras import layers
+    from keras import layers, ops
 
-    texts = np.asarray(texts, dtype=str)
-    # No longer than nearly all texts: padding most of every sequence only dilutes.
-    words = np.char.count(texts, " ") + 1
-    sequence_length = int(min(sequence_length, max(8, np.percentile(words, 95) if len(words) else 8)))
-    vectorise = layers.TextVectorization(
-        max_tokens=max_tokens, output_sequence_length=sequence_length, name="tokenise"
-    )
-    vectorise.adapt(texts)
-    vocabulary = vectorise.vocabulary_size()
-    inputs = keras.Input(shape=(), dtype="string", name="text")
-    tokens = vectorise(inputs)
+    ids_train = np.asarray(ids_train, dtype="int32")
+    length, size = int(vocabulary.sequence_length), int(vocabulary.size)
+    inputs = keras.Input(shape=(length,), dtype="int32", name="ids")
+    mask = ops.not_equal(inputs, 0)
+    if architecture == "bag":
+        embed = _bag_embedding()(size, BIGRAM_BUCKETS, _units(64, width), name="embed")
+        embed.build((None, length))
+        embed.set_idf(inverse_document_frequency(ids_train, size, min_documents=1),
+                      inverse_document_frequency(bigram_buckets(ids_train), BIGRAM_BUCKETS))
+        x = embed(inputs)
+        words = ops.maximum(ops.sum(ops.cast(mask, "float32"), axis=1, keepdims=True), 1.0)
+        x = ops.sum(x, axis=1) / ops.sqrt(words)
+        x = layers.Dropout(0.3)(x)
+        return inputs, layers.Dense(_units(64, width), activation="relu")(x)
     if architecture == "transformer":
         embedding = _units(64, width)
-        x = _token_and_position_embedding()(vocabulary, sequence_length, embedding, name="embed")(tokens)
-        attention = layers.MultiHeadAttention(num_heads=2, key_dim=_units(32, width), dropout=0.1)(x, x)
+        x = _token_and_position_embedding()(size, length, embedding, name="embed")(inputs)
+        attention = layers.MultiHeadAttention(num_heads=2, key_dim=_units(32, width), dropout=0.1)(
+            x, x, attention_mask=ops.logical_and(mask[:, :, None], mask[:, None, :])
+        )
         x = layers.LayerNormalization(epsilon=1e-6)(x + attention)
         feed_forward = layers.Dense(embedding)(layers.Dense(_units(128, width), activation="relu")(x))
         x = layers.LayerNormalization(epsilon=1e-6)(x + layers.Dropout(0.1)(feed_forward))
-        x = layers.GlobalAveragePooling1D()(x)
+        x = layers.GlobalAveragePooling1D()(x, mask=mask)
     else:
-        x = layers.Embedding(vocabulary, _units(64, width), mask_zero=True, name="embed")(tokens)
-        x = layers.Bidirectional(layers.LSTM(_units(32, width)))(x)
+        x = layers.Embedding(size, _units(64, width), name="embed")(inputs)
+        x = layers.Bidirectional(layers.LSTM(_units(32, width)))(x, mask=mask)
     x = layers.Dropout(0.3)(x)
     return inputs, layers.Dense(_units(32, width), activation="relu")(x)
+
+
+def _bag_embedding():
+    """The layer class, defined on first use so importing this module stays cheap."""
+    if "bag" in _LAYERS:
+        return _LAYERS["bag"]
+    # deferred: Keras takes seconds to import; only code that builds, trains or loads a model needs it
+    from keras import layers, ops
+
+    @_register
+    class BagEmbedding(layers.Layer):
+        """Each position's word and word pair (it and the next word, hashed),
+        embedded and weighted by their idf: summed over the text, a TF-IDF
+        vector times an embedding matrix. The idf weights are counted on the
+        training ids and kept, not trained. Integer ops only (multiply, add,
+        modulo, gather), so every export format runs it."""
+
+        def __init__(self, vocabulary: int, buckets: int, width: int, **kwargs):
+            super().__init__(**kwargs)
+            self.vocabulary, self.buckets, self.width = vocabulary, buckets, width
+            self.words = layers.Embedding(vocabulary, width, name="words")
+            self.pairs = layers.Embedding(buckets, width, name="pairs")
+
+        def build(self, input_shape):
+            self.words.build(input_shape)
+            self.pairs.build(input_shape)
+            self.word_idf = self.add_weight(shape=(self.vocabulary,), initializer="zeros", trainable=False, name="word_idf")
+            self.pair_idf = self.add_weight(shape=(self.buckets,), initializer="zeros", trainable=False, name="pair_idf")
+            super().build(input_shape)
+
+        def set_idf(self, word_idf: np.ndarray, pair_idf: np.ndarray) -> None:
+            self.word_idf.assign(word_idf)
+            self.pair_idf.assign(pair_idf)
+
+        def call(self, ids):
+            ids = ops.cast(ids, "int32")
+            following = ops.concatenate([ids[:, 1:], ops.zeros_like(ids[:, :1])], axis=1)
+            hashed = ops.mod(ids * BIGRAM_MULTIPLIER + following, self.buckets - 1) + 1
+            pairs = ops.where(ops.logical_and(ops.greater(ids, 0), ops.greater(following, 0)), hashed, 0)
+            word_weight = ops.expand_dims(ops.take(self.word_idf, ids, axis=0), -1)
+            pair_weight = ops.expand_dims(ops.take(self.pair_idf, pairs, axis=0), -1)
+            return self.words(ids) * word_weight + self.pairs(pairs) * pair_weight
+
+        def get_config(self):
+            return super().get_config() | {"vocabulary": self.vocabulary, "buckets": self.buckets, "width": self.width}
+
+    _LAYERS["bag"] = BagEmbedding
+    return BagEmbedding
 
 
 def _register(cls):
@@ -307,6 +399,7 @@ def register_custom_layers() -> None:
     """Make Lockgate's own layers known before a saved model is deserialised."""
     register_forest_layer()
     _token_and_position_embedding()
+    _bag_embedding()
     _table_features()
 
 

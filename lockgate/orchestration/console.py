@@ -7,7 +7,7 @@ from rich.table import Table
 
 from lockgate.core.records import PipelineResult, ValidationSummary
 from lockgate.core.settings import LockgateSettings
-from lockgate.orchestration.reporting import SHOWN_METRICS, recall_line, training_sentence
+from lockgate.orchestration.reporting import SHOWN_METRICS, explanation_sentence, recall_line, training_sentence
 
 
 def print_validation_failure(console: Console, summary: ValidationSummary) -> None:
@@ -69,6 +69,12 @@ def print_result(console: Console, result: PipelineResult, settings: LockgateSet
         console.print(f"Gate: [bold {colour}]{'PROMOTE' if result.gate.promote else 'REJECT'}[/]")
         for reason in result.gate.reasons:
             console.print(f"  - {reason}")
+        for warning in result.gate.warnings:
+            console.print(f"  [yellow]warning[/] {warning}", markup=True)
+    if result.explanation:
+        console.print(explanation_sentence(result.explanation).split(" Pictures:")[0], markup=False)
+    if result.card:
+        console.print(f"Model card: {result.card}/model_card.html", markup=False)
     if result.status == "unchanged":
         console.print(f"[bold]{(result.note or 'nothing changed').capitalize()}[/]")
         console.print("Nothing was trained or registered.")

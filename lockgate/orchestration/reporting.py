@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lockgate.core.records import (
     DistillationReport,
     EvaluationReport,
+    Explanation,
     ExportReport,
     GateDecision,
     MonitorReport,
@@ -53,6 +56,7 @@ def gate_markdown(decision: GateDecision, report: EvaluationReport) -> str:
         "",
         "## Reasons",
         *[f"- {reason}" for reason in decision.reasons],
+        *(["", "## Warnings", *[f"- {warning}" for warning in decision.warnings]] if decision.warnings else []),
     ]
     return "\n".join(lines)
 
@@ -90,6 +94,11 @@ def pipeline_markdown(result: PipelineResult) -> str:
         parts += ["", training_sentence(result.training)]
     if result.evaluation and result.gate:
         parts += ["", gate_markdown(result.gate, result.evaluation)]
+    if result.explanation:
+        parts += ["", explanation_sentence(result.explanation)]
+    if result.card:
+        card = Path(result.card) / "model_card.html"
+        parts += ["", f"Model card: [{card.name}]({card.as_uri()}) (and the version's description in MLflow)."]
     if result.note:
         parts += ["", result.note[:1].upper() + result.note[1:] + "."]
     if result.registered:
@@ -107,6 +116,21 @@ def pipeline_markdown(result: PipelineResult) -> str:
         parts.append(f"Bento **{result.package.bento_tag}**, verified on {result.package.verified_examples} "
                      f"holdout examples (max |Δp| {result.package.max_abs_difference:.2e}).")
     return "\n".join(parts)
+
+
+def explanation_sentence(explanation: Explanation) -> str:
+    """How the model was explained, with links to its pictures."""
+    sentence = f"Explained by {explanation.method}"
+    if explanation.steps is not None:
+        sentence += (f": {explanation.steps} steps, attributions complete within {explanation.tolerance:.0%} on "
+                     f"{explanation.complete_share:.0%} of {explanation.examples} examples")
+    top = sorted(explanation.ranking(), key=lambda name: -explanation.ranking()[name])[:5]
+    if top:
+        sentence += f"; most important: {', '.join(top)}"
+    if explanation.champion_note:
+        sentence += f"; {explanation.champion_note}"
+    links = ", ".join(f"[{Path(p).name}]({Path(p).resolve().as_uri()})" for p in explanation.pictures)
+    return sentence + "." + (f" Pictures: {links}." if links else "")
 
 
 def training_sentence(training: TrainingResult) -> str:

@@ -27,6 +27,7 @@ from lockgate.core.records import (
 from lockgate.data.datasets import read_snapshot
 from lockgate.export.runtimes import choose_runtime, runtime_outputs, serve_locks
 from lockgate.registry import bento_server
+from lockgate.serving.model_card import CARD_FOLDER
 from lockgate.serving.requests import requests_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -73,10 +74,12 @@ def store_model(
     data_hash: str,
     exports: ExportReport | None = None,
     runtime: Literal["auto", "keras"] = "auto",
+    card: str | None = None,
 ) -> str:
-    """Copy the model, its serving metadata and the exports that passed their
-    parity check into the Bento model store, with the runtime that will serve
-    it (`runtime="keras"` keeps the Keras model whatever passed)."""
+    """Copy the model, its serving metadata, its model card (the `card`
+    folder) and the exports that passed their parity check into the Bento
+    model store, with the runtime that will serve it (`runtime="keras"`
+    keeps the Keras model whatever passed)."""
     # deferred: BentoML takes seconds to import; only storing, building or serving a Bento needs it
     import bentoml
 
@@ -115,6 +118,8 @@ def store_model(
         if evaluation.monitoring_reference and Path(evaluation.monitoring_reference).is_dir():
             # What the service summarises texts against, and the monitor compares traffic with.
             shutil.copytree(evaluation.monitoring_reference, Path(model.path) / Path(evaluation.monitoring_reference).name)
+        if card and Path(card).is_dir():  # what GET /model_card answers
+            shutil.copytree(card, Path(model.path) / CARD_FOLDER)
         for result in exports.passed() if exports else []:
             if result.path:
                 _copy_into(Path(result.path), Path(model.path) / "exports")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
     # deferred: matplotlib loads only when a figure is drawn
     import matplotlib
 
@@ -20,7 +20,7 @@ def _pyplot():
 
 
 def training_curves(history: dict[str, list[float]], path: Path, first_epoch: int = 0) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     second = "accuracy" if "accuracy" in history else "rmse"
     for ax, metric in zip(axes, ("loss", second)):
@@ -39,7 +39,7 @@ def training_curves(history: dict[str, list[float]], path: Path, first_epoch: in
 
 
 def confusion_matrix_image(matrix: np.ndarray, labels: list[str], path: Path, title: str) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     size = max(4.0, 0.5 * len(labels) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(matrix, cmap="Blues")
@@ -61,7 +61,7 @@ def confusion_matrix_image(matrix: np.ndarray, labels: list[str], path: Path, ti
 
 def prediction_scatter(actual: np.ndarray, predicted: np.ndarray, path: Path, title: str) -> Path:
     """Predicted against actual values, and the residuals, for a regression."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     low, high = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
     axes[0].scatter(actual, predicted, s=8, alpha=0.6)
@@ -87,7 +87,7 @@ def distribution_panels(
     """Served against held-out values, one panel a feature: overlaid
     histograms for numbers, side-by-side shares for categories (`labels`
     names each code)."""
-    plt = _pyplot()
+    plt = pyplot()
     columns = min(3, max(1, len(panels)))
     rows = max(1, -(-len(panels) // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 3.2 * rows), squeeze=False)

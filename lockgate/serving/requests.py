@@ -20,6 +20,7 @@ import pandas as pd
 
 from lockgate.core.contract import ColumnSpec, TableContract, encode
 from lockgate.core.records import DatasetMeta
+from lockgate.core.tokens import token_ids
 from lockgate.serving.preprocessing import load_image_file
 
 
@@ -114,13 +115,14 @@ class ImageRequests(ArrayRequests):
 
 
 class TextRequests(Requests):
-    """Raw strings, which the model tokenises itself."""
+    """Raw strings, tokenised here with the model's vocabulary (a text model
+    from before tokenising moved out of the graph takes the strings)."""
 
     name = "texts"
     endpoints = "/predict_text with a list of strings"
 
     def text_input(self, texts: Any, meta: DatasetMeta, max_rows: int, max_chars: int) -> np.ndarray:
-        """A list of strings -> the string array the model tokenises itself."""
+        """A list of strings -> the model's token ids."""
         if not isinstance(texts, list) or not texts:
             raise RequestError(422, "'texts' must be a non-empty list of strings")
         if len(texts) > max_rows:
@@ -132,6 +134,8 @@ class TextRequests(Requests):
                 raise RequestError(422, f"text {i} is empty")
             if len(text) > max_chars:
                 raise RequestError(413, f"text {i} has {len(text)} characters; the limit is {max_chars}")
+        if meta.vocabulary is not None:
+            return token_ids(texts, meta.vocabulary)
         return np.asarray(texts, dtype=str)
 
     def binary_input(self, array: np.ndarray, meta: DatasetMeta, max_rows: int, max_chars: int) -> np.ndarray:
@@ -139,9 +143,16 @@ class TextRequests(Requests):
         return self.text_input(array.tolist(), meta, max_rows, max_chars)
 
     def warm_up_input(self, meta: DatasetMeta) -> np.ndarray:
-        return np.array(["warm up"])
+        return self.text_input(["warm up"], meta, 1, 100)
 
     def example_request(self, meta: DatasetMeta, x: Any) -> tuple[str, dict[str, Any]]:
+        """Token ids are written back as their words (unknown ones as a word it does not hold):
+        the route takes texts, and the service tokenises them to the same ids."""
+        x = np.asarray(x)
+        if x.dtype.kind in "iu" and meta.vocabulary is not None:
+            unknown = next(f"unk{n}" for n in range(len(meta.vocabulary.words) + 1) if f"unk{n}" not in meta.vocabulary.index())
+            words = ["", unknown, *meta.vocabulary.words]
+            return "/predict_text", {"texts": [" ".join(words[i] for i in row if i) or unknown for row in x]}
         return "/predict_text", {"texts": [str(t) for t in x]}
 
 

@@ -14,6 +14,10 @@ same pure function here and on the champion's holdout
   sharpness (mean absolute difference of neighbouring pixels);
 - a text: its characters and words, its share of words outside the
   vocabulary kept with the model, and the mean log rank of its known words;
+  a model that takes token ids (its vocabulary in its meta) is summarised
+  from the ids the service computed: words (up to its sequence length),
+  unknown share and the mean log rank of known words (ids are ranks), as
+  the characters are no longer at hand;
 - other arrays: each value when there are at most 32, else the row's mean
   and standard deviation.
 
@@ -43,6 +47,7 @@ import orjson
 
 from lockgate.core.contract import FIRST_CODE, UNSEEN_CODE, TableContract
 from lockgate.core.records import DatasetMeta
+from lockgate.core.tokens import FIRST_WORD, UNKNOWN
 from lockgate.serving.requests import RequestError
 
 FeatureRole = Literal["numeric", "categorical"]
@@ -74,7 +79,9 @@ def input_features(meta: DatasetMeta) -> list[MonitoredFeature]:
         names = ["mean", "contrast", "sharpness"] + ([f"channel{c}" for c in range(channels)] if channels > 1 else [])
         return [MonitoredFeature(f"image.{n}", "numeric", "image") for n in names]
     if meta.inputs == "texts":
-        return [MonitoredFeature(f"text.{n}", "numeric", "text") for n in ("characters", "words", "unknown_share", "word_rank")]
+        names = ("words", "unknown_share", "word_rank") if meta.vocabulary is not None else (
+            "characters", "words", "unknown_share", "word_rank")
+        return [MonitoredFeature(f"text.{n}", "numeric", "text") for n in names]
     width = int(np.prod(meta.input_shape)) if meta.input_shape else 1
     if width <= MAX_ARRAY_COLUMNS:
         names = (meta.feature_columns if len(meta.feature_columns) == width else [f"x{i}" for i in range(width)])
@@ -90,6 +97,8 @@ def summarise_inputs(x: np.ndarray, meta: DatasetMeta, vocabulary: dict[str, int
         return _summarise_table(np.asarray(x, dtype="float32"), meta.table_contract())
     if meta.inputs == "images":
         return _summarise_images(np.asarray(x, dtype="float32"), meta)
+    if meta.inputs == "texts" and meta.vocabulary is not None:
+        return summarise_token_ids(np.asarray(x))
     if meta.inputs == "texts":
         return summarise_texts([str(t) for t in np.asarray(x, dtype=object).reshape(-1)], vocabulary)
     flat = np.asarray(x, dtype="float32").reshape(len(x), -1)
@@ -164,6 +173,20 @@ def text_vocabulary(texts: list[str], size: int = VOCABULARY_SIZE) -> dict[str, 
             counts[word] = counts.get(word, 0) + 1
     ranked = sorted(counts, key=lambda w: (-counts[w], w))[:size]
     return {word: rank for rank, word in enumerate(ranked)}
+
+
+def summarise_token_ids(ids: np.ndarray) -> np.ndarray:
+    """Words, unknown share and mean log rank of the known words of each row
+    of token ids (lockgate/core/tokens.py: 0 padding, 1 unknown, 2.. by rank)."""
+    ids = np.asarray(ids, dtype="int64").reshape(len(ids), -1)
+    present = ids > 0
+    count = present.sum(axis=1).astype("float64")
+    known = ids >= FIRST_WORD
+    with np.errstate(invalid="ignore", divide="ignore"):
+        unknown_share = np.where(count > 0, (ids == UNKNOWN).sum(axis=1) / count, np.nan)
+        ranks = np.where(known, np.log1p(np.maximum(ids - FIRST_WORD, 0)), 0.0).sum(axis=1)
+        word_rank = np.where(known.any(axis=1), ranks / known.sum(axis=1), np.nan)
+    return np.stack([count, unknown_share, word_rank], axis=1).astype("float32")
 
 
 def summarise_texts(texts: list[str], vocabulary: dict[str, int] | None) -> np.ndarray:

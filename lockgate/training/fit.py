@@ -109,13 +109,14 @@ def choose_on_validation(outcomes: list[FitOutcome], snapshot: Snapshot, setting
     blended = float(family.target.example_losses(y, np.mean(outputs, axis=0)).mean())
     scored.sort(key=lambda item: item[0])
     seconds = sum(o.seconds for o in outcomes)
-    if blended < scored[0][0]:
+    if blended < scored[0][0] and family.blendable:
         best = blend(outcomes, snapshot)
         scored.insert(0, (blended, best))
     best_score, best = scored[0]
     others = ", ".join(f"{o.architecture} {s:.4f}" for s, o in scored[1:])
+    unblended = "" if best.architecture == BLEND else f", {BLEND} {blended:.4f}" if family.blendable else ""
     best.choice = (f"{best.architecture}, chosen on the validation split ({len(rows)} rows): mean {score} "
-                   f"{best_score:.4f} against {others}" + ("" if best.architecture == BLEND else f", {BLEND} {blended:.4f}"))
+                   f"{best_score:.4f} against {others}{unblended}")
     best.seconds = seconds
     return best
 

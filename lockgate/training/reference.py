@@ -35,7 +35,7 @@ def write_reference(
     if len(rows) > max_rows:
         rows = np.sort(np.random.default_rng(seed).choice(rows, size=max_rows, replace=False))
     vocabulary = None
-    if meta.inputs == "texts":  # the training texts' words, so the held-out texts are summarised as served ones
+    if meta.inputs == "texts" and meta.vocabulary is None:  # the training texts' words, so the held-out texts are summarised as served ones
         vocabulary = text_vocabulary([str(t) for t in snapshot.x[split["train"]].reshape(-1)])
     x = snapshot.x[rows]
     out = folder / REFERENCE_FOLDER

@@ -54,6 +54,8 @@ def validate(
         return ValidationSummary(dataset=data.name, family=data.family, rows=len(data.frame), success=False, checks=[check])
     if data.is_table:
         data.decide_roles(settings.training, reference)
+    if data.family == "text" and data.target in data.frame.columns and data.text_column in data.frame.columns:
+        data.decide_vocabulary(settings.training)
     digest = _content_digest(data)
     cache = _cached_result_path(digest, reference, settings) if digest is not None else None
     reused = _reuse(cache) if cache is not None else None
@@ -98,6 +100,8 @@ def identify(
         return None
     if data.is_table:
         data.decide_roles(settings.training, reference)
+    if data.family == "text" and data.target in data.frame.columns and data.text_column in data.frame.columns:
+        data.decide_vocabulary(settings.training)
     digest = _content_digest(data)
     if digest is None:
         return None

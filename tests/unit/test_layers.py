@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("lockgate.export", "lockgate.families"),
     ("lockgate.data",),
     ("lockgate.registry",),
-    ("lockgate.validation", "lockgate.training", "lockgate.monitoring"),
+    ("lockgate.validation", "lockgate.training", "lockgate.monitoring", "lockgate.explaining"),
     ("lockgate.orchestration",),
     ("tasks",),
     ("flows",),
