@@ -217,7 +217,7 @@ class Explanation(BaseModel):
     examples: int = 0  # holdout examples explained by integrated gradients
     method: str = ""  # what the importances below come from, in words
     integrated_gradients: str = ""  # "" when they applied; else why not
-    steps: int | None = None  # trapezoid intervals the completeness check needed
+    steps: int | None = None  # the most trapezoid intervals an example needed to pass the completeness check
     tolerance: float = 0.01  # allowed |sum - (f(x) - f(b))|, relative to |f(x) - f(b)|
     complete_share: float | None = None  # examples whose attributions passed the check
     max_relative_error: float | None = None

@@ -291,7 +291,7 @@ class ExplainSettings(BaseModel):
     tolerance: float = Field(0.01, gt=0, lt=1)  # completeness: |sum - (f(x) - f(b))| within this share of |f(x) - f(b)|
     complete_share: float = Field(0.99, gt=0, le=1)  # ... on at least this share of the examples
     start_steps: int = Field(16, ge=1)
-    max_steps: int = Field(1024, ge=2)
+    max_steps: int = Field(16384, ge=2)  # only the examples that still fail the check get more
     permutation_rows: int = Field(2000, ge=10)  # holdout rows shuffled for permutation importance
     permutation_repeats: int = Field(5, ge=1)
     ranking_warning_ndcg: float = Field(0.9, ge=0, le=1)  # below this against the champion: a gate warning

@@ -33,7 +33,7 @@ class Attributions:
     explained_output: np.ndarray  # (n,) int: the output explained (the predicted class, or 0)
     output_at_input: np.ndarray  # (n,) f(x)
     output_at_baseline: np.ndarray  # (n,) f(b)
-    steps: int  # trapezoid intervals along the path
+    steps: int  # the most trapezoid intervals any example needed along its path
     completeness_error: np.ndarray  # (n,) |sum of attributions - (f(x) - f(b))|
     tolerance: float  # allowed error, relative to |f(x) - f(b)|
 
@@ -52,9 +52,13 @@ class Attributions:
         return self.completeness_error / np.maximum(gap, ABSOLUTE_FLOOR)
 
 
-def gradient_function(call: Callable[[Any], Any]) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """(x, explained output index per row) -> (the explained outputs, their
-    gradients with respect to x), with the running Keras backend's autodiff."""
+def gradient_function(
+    call: Callable[[Any, Any], Any],
+) -> Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """(x, explained output index per row, context per row) -> (the explained
+    outputs, their gradients with respect to x), with the running Keras
+    backend's autodiff. `call(x, context)` is the model from x on; context
+    is what stays fixed along the path (a text's token ids), or (n, 0)."""
     import keras  # deferred: Keras takes seconds to import; only explaining a model needs it
 
     backend = keras.backend.backend()
@@ -62,14 +66,14 @@ def gradient_function(call: Callable[[Any], Any]) -> Callable[[np.ndarray, np.nd
         import tensorflow as tf  # deferred: only the TensorFlow backend differentiates with it
 
         @tf.function(reduce_retracing=True)
-        def tf_gradients(x, index):
+        def tf_gradients(x, index, context):
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                picked = tf.gather(call(x), index, axis=1, batch_dims=1)
+                picked = tf.gather(call(x, context), index, axis=1, batch_dims=1)
             return picked, tape.gradient(picked, x)
 
-        def run(x: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            picked, grads = tf_gradients(tf.constant(x, tf.float32), tf.constant(index, tf.int32))
+        def run(x: np.ndarray, index: np.ndarray, context: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            picked, grads = tf_gradients(tf.constant(x, tf.float32), tf.constant(index, tf.int32), tf.constant(context))
             return picked.numpy(), grads.numpy()
 
         return run
@@ -77,23 +81,24 @@ def gradient_function(call: Callable[[Any], Any]) -> Callable[[np.ndarray, np.nd
         import jax  # deferred: only the JAX backend differentiates with it
         import jax.numpy as jnp
 
-        def picked_sum(x, index):
-            picked = jnp.take_along_axis(call(x), index[:, None], axis=1)[:, 0]
+        def picked_sum(x, index, context):
+            picked = jnp.take_along_axis(call(x, context), index[:, None], axis=1)[:, 0]
             return picked.sum(), picked
 
         jax_gradients = jax.jit(jax.grad(picked_sum, has_aux=True))
 
-        def run_jax(x: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            grads, picked = jax_gradients(jnp.asarray(x, jnp.float32), jnp.asarray(index))
+        def run_jax(x: np.ndarray, index: np.ndarray, context: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            grads, picked = jax_gradients(jnp.asarray(x, jnp.float32), jnp.asarray(index), jnp.asarray(context))
             return np.asarray(picked), np.asarray(grads)
 
         return run_jax
     if backend == "torch":
         import torch  # deferred: only the PyTorch backend differentiates with it
 
-        def run_torch(x: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        def run_torch(x: np.ndarray, index: np.ndarray, context: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             tensor = torch.tensor(x, dtype=torch.float32, requires_grad=True)
-            picked = torch.gather(call(tensor), 1, torch.as_tensor(index, dtype=torch.int64)[:, None])[:, 0]
+            outputs = call(tensor, torch.as_tensor(context))
+            picked = torch.gather(outputs, 1, torch.as_tensor(index, dtype=torch.int64)[:, None])[:, 0]
             (grads,) = torch.autograd.grad(picked.sum(), tensor)
             return picked.detach().cpu().numpy(), grads.detach().cpu().numpy()
 
@@ -102,40 +107,60 @@ def gradient_function(call: Callable[[Any], Any]) -> Callable[[np.ndarray, np.nd
 
 
 def integrated_gradients(
-    gradients: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    gradients: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
     x: np.ndarray,
     baseline: np.ndarray,
     explained_output: np.ndarray,
     tolerance: float = 0.01,
     share: float = 0.99,
     start_steps: int = 16,
-    max_steps: int = 1024,
+    max_steps: int = 16384,
+    context: np.ndarray | None = None,
+    chunk_rows: int = 4096,
 ) -> Attributions:
     """Attributions of `x` against `baseline` (same shape, or one example that
-    broadcasts), doubling the path's steps until completeness holds on
-    `share` of the examples or `max_steps` is reached (then the record says
-    how complete they are)."""
+    broadcasts). Every example starts with `start_steps` intervals; while
+    fewer than `share` of them pass the completeness check, the steps of
+    those that fail are doubled (up to `max_steps`), the others kept. Path
+    points of many examples and steps go to the model together, in chunks
+    of `chunk_rows` rows."""
     x = np.asarray(x, dtype="float32")
+    n = len(x)
     baseline = np.broadcast_to(np.asarray(baseline, dtype="float32"), x.shape)
     index = np.asarray(explained_output, dtype="int32")
+    context = np.zeros((n, 0), dtype="int32") if context is None else np.asarray(context)
     difference = x - baseline
+    summed = np.zeros(x.shape, dtype="float64")
 
-    def at(alpha: float) -> tuple[np.ndarray, np.ndarray]:
-        return gradients(baseline + np.float32(alpha) * difference, index)
+    def add(examples: np.ndarray, alphas: np.ndarray, weight: float = 1.0) -> np.ndarray:
+        """Add the gradients at `alphas` along each example's path; the
+        explained outputs there, (examples, alphas)."""
+        picked = np.zeros((len(examples), len(alphas)), dtype="float64")
+        per_call = max(1, chunk_rows // max(len(alphas), 1))
+        for start in range(0, len(examples), per_call):
+            group = examples[start : start + per_call]
+            for a0 in range(0, len(alphas), chunk_rows):
+                a = alphas[a0 : a0 + chunk_rows].astype("float32")
+                shape = (len(group) * len(a),) + x.shape[1:]
+                points = (baseline[group][:, None] + a.reshape((1, -1) + (1,) * (x.ndim - 1)) * difference[group][:, None])
+                out, grads = gradients(points.reshape(shape), np.repeat(index[group], len(a)),
+                                       np.repeat(context[group], len(a), axis=0))
+                summed[group] += weight * grads.reshape((len(group), len(a)) + x.shape[1:]).sum(axis=1)
+                picked[start : start + len(group), a0 : a0 + len(a)] = out.reshape(len(group), len(a))
+        return picked
 
-    start_out, start_grad = at(0.0)
-    end_out, end_grad = at(1.0)
-    # The trapezoid sum over `steps` intervals: half of each end, every interior point.
-    summed = (start_grad.astype("float64") + end_grad) / 2.0
-    steps = max(1, start_steps)
-    for k in range(1, steps):
-        summed += at(k / steps)[1]
+    everyone = np.arange(n)
+    start_out = add(everyone, np.array([0.0]), 0.5)[:, 0]
+    end_out = add(everyone, np.array([1.0]), 0.5)[:, 0]
+    steps = np.full(n, max(1, start_steps))
+    add(everyone, np.arange(1, steps[0]) / steps[0])
     while True:
-        values = (difference * (summed / steps)).astype("float32")
-        error = np.abs(values.reshape(len(x), -1).sum(axis=1, dtype="float64") - (end_out - start_out))
-        result = Attributions(values, index, end_out, start_out, steps, error, tolerance)
-        if result.complete_share >= share or steps * 2 > max_steps:
+        values = (difference * (summed / steps.reshape((-1,) + (1,) * (x.ndim - 1)))).astype("float32")
+        error = np.abs(values.reshape(n, -1).sum(axis=1, dtype="float64") - (end_out - start_out))
+        result = Attributions(values, index, end_out, start_out, int(steps.max(initial=0)), error, tolerance)
+        failing = np.flatnonzero(~result.within_tolerance & (steps * 2 <= max_steps))
+        if result.complete_share >= share or len(failing) == 0:
             return result
-        for k in range(1, 2 * steps, 2):  # the midpoints: doubling reuses every gradient taken
-            summed += at(k / (2 * steps))[1]
-        steps *= 2
+        m = int(steps[failing[0]])  # every failing example has been refined alike
+        add(failing, np.arange(1, 2 * m, 2) / (2 * m))  # the midpoints: doubling reuses every gradient taken
+        steps[failing] *= 2

@@ -266,7 +266,7 @@ def _explanation_lines(explanation: Explanation | None) -> tuple[list[str], str]
     lines = [f"Method: {explanation.method}."]
     if explanation.steps is not None:
         lines.append(f"Integrated gradients on {explanation.examples} holdout examples from {explanation.baseline}, "
-                     f"{explanation.steps} steps: attributions sum to f(x) - f(baseline) within "
+                     f"up to {explanation.steps} steps (doubled per example until it passed): attributions sum to f(x) - f(baseline) within "
                      f"{explanation.tolerance:.0%} on {explanation.complete_share:.1%} of examples "
                      f"(largest error {explanation.max_relative_error:.2%}).")
     elif explanation.integrated_gradients:
@@ -313,8 +313,8 @@ def _contract_changes(before: DatasetMeta, after: DatasetMeta) -> str:
         same = before.input_shape == after.input_shape and before.class_names == after.class_names
         return "same input shape and classes" if same else (
             f"input shape {before.input_shape} -> {after.input_shape}, classes {len(before.class_names)} -> {len(after.class_names)}")
-    roles_before = {c.name: (c.role if c.used else "excluded") for c in old.columns}
-    roles_after = {c.name: (c.role if c.used else "excluded") for c in new.columns}
+    roles_before = {c.name: (c.role if c.used else f"excluded {c.role}") for c in old.columns}
+    roles_after = {c.name: (c.role if c.used else f"excluded {c.role}") for c in new.columns}
     changes = [f"`{n}` added ({roles_after[n]})" for n in roles_after if n not in roles_before]
     changes += [f"`{n}` removed" for n in roles_before if n not in roles_after]
     changes += [f"`{n}` {roles_before[n]} -> {roles_after[n]}" for n in roles_after

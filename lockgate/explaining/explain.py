@@ -49,7 +49,7 @@ def explain(
         explained = outputs.argmax(axis=1) if target.name == "classification" else np.zeros(len(x), dtype="int32")
         attributions = integrated_gradients(
             gradient_function(start.call), start.x, start.baseline, explained, settings.tolerance,
-            settings.complete_share, settings.start_steps, settings.max_steps,
+            settings.complete_share, settings.start_steps, settings.max_steps, start.context,
         )
         record = record.model_copy(update=_attribution_fields(attributions, start, x, meta, settings))
         pictures += _attribution_pictures(attributions, start, x, snapshot, out)

@@ -28,12 +28,13 @@ class GradientStart:
     """The continuous input the path runs along, and how its dimensions add
     up to the features people read."""
 
-    call: Callable[[Any], Any]  # the explained input (a backend tensor) -> the model's outputs
+    call: Callable[[Any, Any], Any]  # (explained input, context), backend tensors -> the model's outputs
     x: np.ndarray  # float32, (n, ...)
     baseline: np.ndarray  # float32, broadcastable to x
     baseline_words: str  # what the baseline is, for the card
     feature_names: list[str]  # of per_feature's columns; empty where they differ by example (tokens)
     grouping: np.ndarray | None = None  # (input dims, features) 0/1, or None: sum the last axis
+    context: np.ndarray | None = None  # per example, fixed along the path (a text's token ids)
 
     def per_feature(self, values: np.ndarray) -> np.ndarray:
         """Attributions of the input's dimensions summed per feature: (n, features)."""
@@ -62,8 +63,8 @@ def refuse_trees(model: Any) -> None:
         )
 
 
-def _called(model: Any) -> Callable[[Any], Any]:
-    return lambda tensor: model(tensor, training=False)
+def _called(model: Any) -> Callable[[Any, Any], Any]:
+    return lambda tensor, context: model(tensor, training=False)
 
 
 class Start:
@@ -95,7 +96,7 @@ class Values(Start):
         refuse_trees(model)
         flat = x.reshape(len(x), -1).astype("float32")
         width = flat.shape[1]
-        return GradientStart(lambda t: model(t, training=False), flat, np.zeros(width, "float32"), "all zeros",
+        return GradientStart(_called(model), flat, np.zeros(width, "float32"), "all zeros",
                              [f"x{i}" for i in range(width)], np.eye(width, dtype="float32"))
 
 
@@ -162,10 +163,10 @@ class TokenEmbeddings(Start):
             raise NotDifferentiable("the text model has no 'embed' layer to start the gradients from") from None
         body = keras.Model([model.inputs[0], embed.output], model.output)
         embeddings = np.asarray(embed(ids), dtype="float32")
-        tokens = keras.ops.convert_to_tensor(ids.astype("int32"))
-        return GradientStart(lambda e: body([tokens, e], training=False), embeddings,
+        return GradientStart(lambda e, tokens: body([tokens, e], training=False), embeddings,
                              np.zeros(embeddings.shape[1:], "float32"),
-                             "zero embeddings at every token position (the same padding)", [])
+                             "zero embeddings at every token position (the same padding)", [],
+                             context=ids.astype("int32"))
 
 
 STARTS: dict[str, Start] = {s.kind: s for s in (Pixels(), Values(), TableColumns(), TokenEmbeddings())}

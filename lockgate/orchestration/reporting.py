@@ -122,7 +122,7 @@ def explanation_sentence(explanation: Explanation) -> str:
     """How the model was explained, with links to its pictures."""
     sentence = f"Explained by {explanation.method}"
     if explanation.steps is not None:
-        sentence += (f": {explanation.steps} steps, attributions complete within {explanation.tolerance:.0%} on "
+        sentence += (f": up to {explanation.steps} steps, attributions complete within {explanation.tolerance:.0%} on "
                      f"{explanation.complete_share:.0%} of {explanation.examples} examples")
     top = sorted(explanation.ranking(), key=lambda name: -explanation.ranking()[name])[:5]
     if top:
