@@ -198,3 +198,32 @@ def _pickled_npy() -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     return buffer.getvalue()
+
+
+def _get(app, path: str, **kwargs) -> httpx.Response:
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            return await client.get(path, **kwargs)
+
+    return asyncio.run(go())
+
+
+def test_model_card_by_get_as_html_or_markdown_behind_the_keys(monkeypatch):
+    from lockgate.serving.model_card import ServedCard
+
+    monkeypatch.setenv("LOCKGATE_API_KEYS", "k1")
+    monkeypatch.delenv("LOCKGATE_ALLOW_ANONYMOUS", raising=False)
+    key = {"X-API-Key": "k1"}
+    monkeypatch.setattr(edge, "_card", None)
+    app = Edge(_ok, max_bytes=1000)
+    missing = _get(app, "/model_card", headers=key)
+    assert missing.status_code == 404 and "without a model card" in missing.json()["error"]
+    monkeypatch.setattr(edge, "_card", ServedCard(html=b"<h1>Model card: m v3</h1>", markdown=b"# Model card: m v3\n"))
+    page = _get(app, "/model_card", headers=key)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.text == "<h1>Model card: m v3</h1>"
+    for extra in ({"params": {"format": "markdown"}}, {"headers": key | {"Accept": "text/markdown"}}):
+        text = _get(app, "/model_card", **({"headers": key} | extra))
+        assert text.status_code == 200 and text.headers["content-type"].startswith("text/markdown")
+        assert text.text == "# Model card: m v3\n"
+    assert _get(app, "/model_card").status_code == 401
