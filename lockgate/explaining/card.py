@@ -141,8 +141,8 @@ def card_markdown(facts: CardFacts, settings: ExplainSettings) -> str:
         f"- **Model**: {facts.model_name}, version {facts.version} in the MLflow registry (run `{facts.run_id}`)",
         f"- **Family**: {meta.family} ({meta.task}); architecture **{training.architecture or 'default'}**"
         + (f": {training.choice}" if training.choice else ""),
-        f"- **Size**: {training.parameters:,} parameters; trained {training.epochs_run} epochs in "
-        f"{training.seconds:.1f} s on {training.device}" + (f" by {training.processes} processes" if training.processes > 1 else ""),
+        f"- **Size**: {_size_words(training)}; trained in {training.seconds:.1f} s on {training.device}"
+        + (f" by {training.processes} processes" if training.processes > 1 else ""),
         f"- **Input**: {_input_words(meta)}",
         "- **Output**: " + (f"the value of `{meta.target}`" if regression else
                             f"probabilities of {len(meta.class_names)} classes of `{meta.target}`: "
@@ -161,6 +161,14 @@ def card_markdown(facts: CardFacts, settings: ExplainSettings) -> str:
     card.section("Changes against the champion", changes, no_champion)
     card.section("Limitations and caveats", _limitations(facts))
     return "\n".join(card.lines).rstrip() + "\n"
+
+
+def _size_words(training: TrainingResult) -> str:
+    if training.architecture == "forest":
+        return f"a forest of {training.epochs_run} boosting iterations"
+    if "forest" in training.architecture:
+        return f"{training.architecture}: the average of a network and a forest"
+    return f"{training.parameters:,} parameters, {training.epochs_run} epochs"
 
 
 def _input_words(meta: DatasetMeta) -> str:
@@ -190,7 +198,7 @@ def _data_lines(facts: CardFacts) -> list[str]:
                          f"{described.split(': ', 1)[-1].replace('|', '/')} |")
     if meta.class_names and not facts.evaluation.regression:
         counts = np.bincount(facts.y_true.astype(int), minlength=len(meta.class_names))
-        lines.append("- **Holdout classes**: " + ", ".join(f"`{n}` {c}" for n, c in zip(meta.class_names[:20], counts)))
+        lines += ["", "- **Holdout classes**: " + ", ".join(f"`{n}` {c}" for n, c in zip(meta.class_names[:20], counts))]
     return lines
 
 
