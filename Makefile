@@ -51,4 +51,4 @@ lock:
 	{ $(EXTRA) serve; $(EXTRA) serve-keras; } | $(BIN)/uv pip compile - -c requirements.lock $(LOCK_FLAGS) --no-header -o requirements-serve-keras.lock
 
 clean:
-	rm -rf $(VENV) .lockgate
+	rm -rf $(VENV) .lockgate tests/browser/node_modules tests/browser/.chromium
