@@ -70,12 +70,10 @@ def _slices(snapshot, explanation: Explanation | None, y: np.ndarray, predicted:
         if top is not None:
             return holdout_slices(top, frame[top].to_numpy(dtype=object), y, predicted, evaluation.regression,
                                   settings.gate.confidence)
-    if snapshot.meta.inputs == "texts" and snapshot.meta.text_column:
-        frame = snapshot.raw_rows(holdout)
-        if frame is not None and snapshot.meta.text_column in frame:
-            words = frame[snapshot.meta.text_column].astype(str).str.split().str.len().to_numpy(dtype=float)
-            return holdout_slices("words in the text", words, y, predicted, evaluation.regression,
-                                  settings.gate.confidence)
+    if snapshot.meta.inputs == "texts" and snapshot.x.ndim == 2:  # token ids, 0 the padding
+        words = (snapshot.x[holdout] > 0).sum(axis=1).astype(float)
+        return holdout_slices("words in the text (up to the model's sequence length)", words, y, predicted,
+                              evaluation.regression, settings.gate.confidence)
     return []
 
 

@@ -161,8 +161,10 @@ def _attribution_fields(
 
 
 def token_words(meta: DatasetMeta) -> list[str]:
-    """Id -> word of a text model's vocabulary (empty when it has none)."""
-    return list(getattr(meta, "vocabulary", None) or [])
+    """Id -> word of a text model's vocabulary (lockgate/core/tokens.py:
+    0 padding, 1 a word it does not know); empty when it has none."""
+    vocabulary = getattr(meta, "vocabulary", None)
+    return ["", "[unknown word]"] + list(vocabulary.words) if vocabulary is not None else []
 
 
 def _word_importance(per_token: np.ndarray, ids: np.ndarray, meta: DatasetMeta) -> dict[str, float]:

@@ -112,3 +112,23 @@ def test_regression_attributions_are_complete(tmp_path):
     record = explain(model, snapshot, holdout, DEFAULTS, 0, tmp_path)
     _assert_complete(record)
     assert record.permutation and record.importance
+
+
+@pytest.mark.parametrize("architecture", ["bag", "lstm", "transformer"])
+def test_text_attributions_are_complete_and_zero_on_padding(reviews_csv, tmp_path, architecture):
+    snapshot, model, holdout = _trained(str(reviews_csv), "sentiment", epochs=6, architecture=architecture)
+    record = explain(model, snapshot, holdout, DEFAULTS, 0, tmp_path)
+    _assert_complete(record)
+    assert record.importance, "no word was explained"
+    page = (tmp_path / "explanation" / "token_highlights.html").read_text()
+    assert "<span" in page and "Green raised" in page
+    # Padding is masked: the model cannot see it, so it gets nothing.
+    ids = snapshot.x[holdout[:20]]
+    start = gradient_start("texts", model, ids, snapshot.meta)
+    from lockgate.explaining.attributions import gradient_function, integrated_gradients
+
+    explained = np.zeros(len(ids), dtype="int32")
+    values = start.per_feature(integrated_gradients(gradient_function(start.call), start.x, start.baseline, explained,
+                                                    context=start.context).values)
+    assert (ids == 0).any() and np.all(values[ids == 0] == 0.0)
+    assert np.abs(values[ids > 0]).sum() > 0
