@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from uuid import UUID
 
 import pytest
@@ -41,10 +42,18 @@ def _pointer() -> dict | None:
 
 def test_digits_are_promoted_with_a_registered_bento(digits_champion):
     import bentoml
+    import mlflow
 
     result = digits_champion.result
     assert result.evaluation.metrics["accuracy"] >= 0.95
     assert result.registered.version == "1"
+    # Documented: the card is the version's description in MLflow, and ships in the Bento model.
+    card = (Path(result.card) / "model_card.md").read_text()
+    client = mlflow.MlflowClient()
+    assert client.get_model_version(digits_champion.name, "1").description == card
+    assert (Path(bentoml.models.get(result.package.model_tag).path) / "card" / "model_card.html").is_file()
+    artifacts = {a.path for a in client.list_artifacts(result.run_id, "explanation")}
+    assert {"explanation/explanation.json", "explanation/image_attributions.png"} <= artifacts
     assert bentoml.get(result.package.bento_tag).info.labels["model_name"] == digits_champion.name
     assert bentoml.models.get(result.package.model_tag).info.labels["model_version"] == "1"
 
@@ -64,6 +73,13 @@ def test_second_run_is_judged_against_the_first(digits_champion):
     assert second.evaluation.champion_metrics["accuracy"] == pytest.approx(champion_run.data.metrics["holdout_accuracy"])
     assert second.gate.difference_ci is not None
     assert any(f"champion v{before}" in reason for reason in second.gate.reasons)
+    # Explained before the gate, and its attribution ranking compared with the
+    # champion's recorded one: a large change is a warning, never a block.
+    explained = second.explanation
+    assert explained.steps is not None and explained.complete_share >= 0.99
+    assert explained.champion_version == before and explained.champion_ndcg is not None
+    ranking_warnings = [w for w in second.gate.warnings if "importance ranking changed" in w]
+    assert bool(ranking_warnings) == (explained.champion_ndcg < settings.explain.ranking_warning_ndcg)
     # Same data, seed and code; TensorFlow on two threads is not bit-exact, so
     # the probabilities differ a little. The decision is the rule's on the
     # paired interval of Brier scores (challenger minus champion, lower is
@@ -91,7 +107,7 @@ def test_weaker_challenger_is_rejected_by_the_comparison_and_the_champion_stays(
     assert result.gate.reasons and all("below the required" not in r for r in result.gate.reasons)
     assert any("could be worse by more than the allowed" in r for r in result.gate.reasons), result.gate.reasons
     assert result.gate.difference_ci[0] > 0  # even the optimistic bound is a worse Brier score
-    assert result.registered is None and result.package is None
+    assert result.registered is None and result.package is None and result.card is None
     assert champion_version(name) == before_champion
     assert len(model_versions(name)) == before_versions
 
