@@ -3,12 +3,20 @@ trains the same model on the same data for the same epochs: a cold first run,
 a warm run that trains (a setting changed), and an unchanged re-run.
 
     .venv/bin/python bench/pipeline_overhead.py --epochs 15
+
+With --explain-cost, what the explain and document steps (attributions,
+permutation importance, pictures, the model card) add to a digits and a wine
+run: the same trained run with explanations off and on, alternated.
+
+    .venv/bin/python bench/pipeline_overhead.py --explain-cost --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
 import re
 import subprocess
 import sys
@@ -48,9 +56,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--bare", action="store_true", help="only the bare Keras script, printing its accuracy")
+    parser.add_argument("--explain-cost", action="store_true", help="explanations off against on, digits and wine")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     if args.bare:
         print(f"accuracy={bare_keras(args.epochs, 42)[1]:.4f}")
+        return
+    if args.explain_cost:
+        explain_cost(args.repeats)
         return
     home = Path(tempfile.mkdtemp(prefix="lockgate-bench-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCKGATE_", "PREFECT_", "BENTOML_", "MLFLOW_"))}
@@ -100,6 +113,71 @@ def main() -> None:
     from report import write_section
 
     write_section("pipeline_overhead", f".venv/bin/python bench/pipeline_overhead.py --epochs {args.epochs}", body)
+
+
+def explain_cost(repeats: int) -> None:
+    """Whole `lockgate run` processes with default settings, explanations off
+    and on alternated, each a first model (its own name) so every run is
+    promoted and carded; after one run that starts the Prefect server."""
+    from sklearn.datasets import load_wine
+
+    home = Path(tempfile.mkdtemp(prefix="lockgate-bench-explain-"))
+    wine = home / "wine.csv"
+    load_wine(as_frame=True).frame.to_csv(wine, index=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCKGATE_", "PREFECT_", "BENTOML_", "MLFLOW_"))}
+    env.update(LOCKGATE_HOME=str(home), COLUMNS="200", TF_CPP_MIN_LOG_LEVEL="2")
+    lockgate = str(Path(sys.executable).with_name("lockgate"))
+    data = {"digits": ["--data", "digits"], "wine": ["--data", str(wine), "--target", "target"]}
+    counter = iter(range(10_000))
+
+    def run(name: str, explain: bool) -> tuple[float, float | None]:
+        extra = {"LOCKGATE_EXPLAIN__ENABLED": str(explain).lower(), "LOCKGATE_MODEL_NAME": f"bench-{name}-{next(counter)}"}
+        started = time.perf_counter()
+        done = subprocess.run([lockgate, "run", *data[name]], env=env | extra, capture_output=True, text=True, timeout=1800)
+        seconds = time.perf_counter() - started
+        if done.returncode != 0 or "Gate: PROMOTE" not in done.stdout:
+            raise SystemExit(f"{name} failed or was not promoted:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        card = re.search(r"Model card:\s*(\S+)model_card\.html", done.stdout.replace("\n", ""))
+        step = None
+        if explain and card:
+            record = Path(card.group(1)).parent / "explanation" / "explanation.json"
+            step = json.loads(record.read_text())["seconds"] if record.is_file() else None
+        return seconds, step
+
+    rows = []
+    try:
+        run("digits", False)  # starts the workspace's Prefect server
+        for name in data:
+            off, on, steps = [], [], []
+            for _ in range(repeats):
+                off.append(run(name, False)[0])
+                seconds, step = run(name, True)
+                on.append(seconds)
+                steps.append(step or float("nan"))
+            rows.append((name, statistics.median(off), statistics.median(on), statistics.median(steps), off, on))
+    finally:
+        subprocess.run([lockgate, "server", "stop"], env=env, capture_output=True, timeout=120)
+    lines = [
+        f"Whole `lockgate run` processes with default settings (each a first model, so each is promoted, exported, "
+        f"carded and packaged), explanations off (`LOCKGATE_EXPLAIN__ENABLED=false`) and on alternated, {repeats} "
+        "of each, after one run that started the Prefect server. \"explain step\" is the explanation's own time "
+        "(attributions, permutation importance, pictures); the rest of the difference is logging them and the "
+        "model card.",
+        "",
+        "| data | off: median s | on: median s | added s | ratio on/off | explain step s | goal (<= 20 s added) | runs off | runs on |",
+        "|---|---:|---:|---:|---:|---:|---|---|---|",
+    ]
+    for name, off, on, step, offs, ons in rows:
+        added = on - off
+        lines.append(f"| {name} | {off:.1f} | {on:.1f} | {added:+.1f} | {on / off:.2f} | {step:.1f} | "
+                     f"{'met' if added <= 20 else '**not met**'} | {', '.join(f'{s:.1f}' for s in offs)} | "
+                     f"{', '.join(f'{s:.1f}' for s in ons)} |")
+    body = "\n".join(lines)
+    print(body)
+    from report import write_section
+
+    write_section("explanation_overhead", f".venv/bin/python bench/pipeline_overhead.py --explain-cost --repeats {repeats}",
+                  body)
 
 
 if __name__ == "__main__":

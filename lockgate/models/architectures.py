@@ -226,7 +226,10 @@ def _table_features():
     return TableFeatures
 
 
-BIGRAM_BUCKETS = 1 << 17  # hashed word pairs the bag model embeds (bucket 0: no pair)
+BIGRAM_BUCKETS = 1 << 16  # hashed word pairs the bag model embeds (bucket 0: no pair)
+BAG_WIDTH, BAG_DROPOUT, BAG_HIDDEN, BAG_NORM = 64, 0.5, False, 'sqrt'
+WORD_MIN_DOCUMENTS = 1
+BAG_L2, BAG_PAIRS = 0.0, 1.0
 BIGRAM_MULTIPLIER = 7919  # a prime; ids up to ~270,000 keep id * it + next id within int32
 
 
@@ -276,14 +279,22 @@ def text_encoder(ids_train: np.ndarray, vocabulary: "TextVocabulary", architectu
     inputs = keras.Input(shape=(length,), dtype="int32", name="ids")
     mask = ops.not_equal(inputs, 0)
     if architecture == "bag":
-        embed = _bag_embedding()(size, BIGRAM_BUCKETS, _units(64, width), name="embed")
+        embed = _bag_embedding()(size, BIGRAM_BUCKETS, _units(BAG_WIDTH, width), name="embed")
         embed.build((None, length))
-        embed.set_idf(inverse_document_frequency(ids_train, size, min_documents=1),
-                      inverse_document_frequency(bigram_buckets(ids_train), BIGRAM_BUCKETS))
+        embed.set_idf(inverse_document_frequency(ids_train, size, min_documents=WORD_MIN_DOCUMENTS),
+                      inverse_document_frequency(bigram_buckets(ids_train, BIGRAM_BUCKETS), BIGRAM_BUCKETS) * BAG_PAIRS)
         x = embed(inputs)
         words = ops.maximum(ops.sum(ops.cast(mask, "float32"), axis=1, keepdims=True), 1.0)
-        x = ops.sum(x, axis=1) / ops.sqrt(words)
-        x = layers.Dropout(0.3)(x)
+        if BAG_NORM == "l2":
+            x = ops.sum(x, axis=1)
+            x = x / ops.maximum(ops.sqrt(ops.sum(ops.square(x), axis=1, keepdims=True)), 1e-6)
+        elif BAG_NORM == "mean":
+            x = ops.sum(x, axis=1) / words
+        else:
+            x = ops.sum(x, axis=1) / ops.sqrt(words)
+        x = layers.Dropout(BAG_DROPOUT)(x)
+        if not BAG_HIDDEN:
+            return inputs, x
         return inputs, layers.Dense(_units(64, width), activation="relu")(x)
     if architecture == "transformer":
         embedding = _units(64, width)
@@ -307,6 +318,7 @@ def _bag_embedding():
     if "bag" in _LAYERS:
         return _LAYERS["bag"]
     # deferred: Keras takes seconds to import; only code that builds, trains or loads a model needs it
+    import keras
     from keras import layers, ops
 
     @_register
@@ -320,8 +332,9 @@ def _bag_embedding():
         def __init__(self, vocabulary: int, buckets: int, width: int, **kwargs):
             super().__init__(**kwargs)
             self.vocabulary, self.buckets, self.width = vocabulary, buckets, width
-            self.words = layers.Embedding(vocabulary, width, name="words")
-            self.pairs = layers.Embedding(buckets, width, name="pairs")
+            regulariser = keras.regularizers.L2(BAG_L2) if BAG_L2 else None
+            self.words = layers.Embedding(vocabulary, width, name="words", embeddings_regularizer=regulariser)
+            self.pairs = layers.Embedding(buckets, width, name="pairs", embeddings_regularizer=regulariser)
 
         def build(self, input_shape):
             self.words.build(input_shape)

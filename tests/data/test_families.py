@@ -12,7 +12,7 @@ import pytest
 
 from lockgate.core.records import DatasetMeta
 from lockgate.core.settings import TrainingSettings
-from lockgate.data.datasets import DataLoadError, load_source
+from lockgate.data.datasets import DataLoadError, load_source, read_snapshot
 from tasks.validate import validate_task
 
 
@@ -45,13 +45,17 @@ def test_text_column_can_be_named_among_other_columns(tmp_path, reviews_csv):
     assert named.family == "text" and named.feature_columns == ["review"]
 
 
-def test_text_passes_and_snapshots_raw_strings(reviews_csv, reviews_folder):
+def test_text_passes_and_snapshots_token_ids_with_the_raw_strings(reviews_csv, reviews_folder):
     summary = validate_task.fn(str(reviews_csv), "sentiment")
     assert summary.success and summary.family == "text", _failures(summary)
     meta = json.loads((Path(summary.snapshot) / "meta.json").read_text())
     assert meta["text_column"] == "review" and meta["class_names"] == ["negative", "positive"]
+    vocabulary = meta["vocabulary"]
+    assert vocabulary["words"] and vocabulary["sequence_length"] == meta["input_shape"][0]
     with np.load(Path(summary.snapshot) / "data.npz") as archive:
-        assert archive["x"].dtype.kind == "U" and "." in archive["x"][0]
+        assert archive["x"].dtype == np.int32 and archive["x"].shape[1] == vocabulary["sequence_length"]
+    snapshot = read_snapshot(summary.snapshot)
+    assert "." in snapshot.texts(np.arange(3))[0]  # the texts as written, to tokenise with another vocabulary
     folder = validate_task.fn(str(reviews_folder))
     assert folder.success and folder.family == "text" and folder.rows == 200
 

@@ -13,6 +13,7 @@ from lockgate.data.datasets import read_snapshot, split_for
 from lockgate.families import family_for
 from lockgate.models.architectures import build_model, load_keras_model, predict_outputs
 from lockgate.scoring.metrics import regression_metrics
+from lockgate.serving.requests import requests_for
 from lockgate.training.fit import fit
 from tasks.validate import validate_task
 
@@ -25,14 +26,16 @@ def _train(source: str, target: str | None, **training):
     return snapshot, outcome.model, snapshot.x[holdout], snapshot.y[holdout]
 
 
-@pytest.mark.parametrize("architecture", ["lstm", "transformer"])
-def test_text_model_reads_raw_strings(reviews_csv, tmp_path, architecture):
+@pytest.mark.parametrize("architecture", ["bag", "lstm", "transformer"])
+def test_text_model_reads_token_ids_of_raw_strings(reviews_csv, tmp_path, architecture):
     snapshot, model, x, y = _train(str(reviews_csv), "sentiment", epochs=12, architecture=architecture)
-    assert model.layers[1].name == "tokenise"  # tokenisation is inside the saved model
+    assert x.dtype == np.int32 and model.inputs[0].dtype == "int32"  # tokenised before the model
+    assert model.layers[1].name == "embed"
     accuracy = float(np.mean(predict_outputs(model, x).argmax(axis=1) == y))
     assert accuracy >= 0.85, f"{architecture}: {accuracy:.3f}"
-    clear = np.array(["A great and wonderful film, superb cast.", "Awful, boring and dull: a terrible plot."])
-    labels = [snapshot.class_names[i] for i in predict_outputs(model, clear).argmax(axis=1)]
+    clear = ["A great and wonderful film, superb cast.", "Awful, boring and dull: a terrible plot."]
+    ids = requests_for(snapshot.meta).text_input(clear, snapshot.meta, 10, 1000)  # as the service reads them
+    labels = [snapshot.class_names[i] for i in predict_outputs(model, ids).argmax(axis=1)]
     assert labels == ["positive", "negative"]
     path = tmp_path / "text.keras"
     model.save(path)
@@ -68,9 +71,10 @@ def test_architecture_follows_the_data_or_settings():
     assert family_for("image").architecture(_meta("image", [8, 8, 1]), "auto") == "small_cnn"
     assert family_for("image").architecture(_meta("image", [28, 28, 1]), "auto") == "mnist"
     assert family_for("image").architecture(_meta("image", [32, 32, 3]), "auto") == "cifar"
-    assert family_for("text").architecture(_meta("text", []), "auto") == "lstm"
+    assert family_for("text").architecture(_meta("text", []), "auto") == "bag"
+    assert family_for("text").candidates(_meta("text", []), "auto") == ("bag", "lstm")
     assert family_for("regression").architecture(_meta("regression", [3]), "linear") == "linear"
-    with pytest.raises(ValueError, match="does not fit text data; choose one of lstm, transformer"):
+    with pytest.raises(ValueError, match="does not fit text data; choose one of bag, lstm, transformer"):
         family_for("text").architecture(_meta("text", []), "cifar")
 
 

@@ -125,10 +125,10 @@ async def _ok(scope, receive, send):
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-def _call(app, path: str, **kwargs) -> httpx.Response:
+def _call(app, path: str, method: str = "POST", **kwargs) -> httpx.Response:
     async def go():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-            return await client.post(path, **kwargs)
+            return await client.request(method, path, **kwargs)
 
     return asyncio.run(go())
 
@@ -201,11 +201,7 @@ def _pickled_npy() -> bytes:
 
 
 def _get(app, path: str, **kwargs) -> httpx.Response:
-    async def go():
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-            return await client.get(path, **kwargs)
-
-    return asyncio.run(go())
+    return _call(app, path, "GET", **kwargs)
 
 
 def test_model_card_by_get_as_html_or_markdown_behind_the_keys(monkeypatch):
