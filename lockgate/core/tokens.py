@@ -7,9 +7,10 @@ tokeniser: training, evaluation, the champion's scoring, the traffic summary
 and the service all call `token_ids` with the model's `TextVocabulary`
 (kept in its DatasetMeta, so it reaches the Bento).
 
-Standardisation is Keras' TextVectorization default (lower case, ASCII
-punctuation removed, split on whitespace), so a word is what users of that
-layer expect. Ids: 0 padding, 1 a word the vocabulary does not hold, 2.. its
+Standardisation: lower case, apostrophes removed ("don't" is "dont"), every
+other ASCII punctuation mark a break between words (a link, a hashtag or
+"well-known" splits into its words, as scikit-learn's TF-IDF splits them),
+then split on whitespace. Ids: 0 padding, 1 a word the vocabulary does not hold, 2.. its
 words, the most frequent first.
 """
 
@@ -22,12 +23,12 @@ import numpy as np
 from pydantic import BaseModel, PrivateAttr
 
 PADDING, UNKNOWN, FIRST_WORD = 0, 1, 2
-# TextVectorization's "lower_and_strip_punctuation": these characters are deleted.
-_PUNCTUATION = str.maketrans("", "", string.punctuation)
+# Apostrophes are deleted (contractions stay one word); other marks break words.
+_PUNCTUATION = str.maketrans({mark: " " for mark in string.punctuation if mark != "'"} | {"'": None})
 
 
 def words(text: str) -> list[str]:
-    """A text's words: lower case, punctuation removed, split on whitespace."""
+    """A text's words: lower case, apostrophes removed, other punctuation a break."""
     return text.lower().translate(_PUNCTUATION).split()
 
 
@@ -38,7 +39,7 @@ class TextVocabulary(BaseModel):
     document_frequency: list[int]  # training texts holding each word
     documents: int  # training texts counted
     sequence_length: int  # ids per text: its first words, padded with 0
-    standardize: str = "lower_and_strip_punctuation"
+    standardize: str = "lower case, apostrophes removed, other punctuation splits words"
     _index: dict[str, int] | None = PrivateAttr(default=None)
 
     @property

@@ -17,6 +17,13 @@ from lockgate.core.contract import TableContract
 from lockgate.core.records import DatasetMeta
 from lockgate.core.settings import TrainingSettings
 from lockgate.models.forest import register_forest_layer
+from lockgate.models.tfidf import (
+    BIGRAM_BUCKETS,
+    BIGRAM_MULTIPLIER,
+    bigram_buckets,
+    inverse_document_frequency,
+    register_tfidf_layers,
+)
 
 if TYPE_CHECKING:
     from lockgate.core.tokens import TextVocabulary
@@ -226,35 +233,7 @@ def _table_features():
     return TableFeatures
 
 
-BIGRAM_BUCKETS = 1 << 16  # hashed word pairs the bag model embeds (bucket 0: no pair)
-BAG_WIDTH, BAG_DROPOUT, BAG_HIDDEN, BAG_NORM = 64, 0.5, False, 'sqrt'
-WORD_MIN_DOCUMENTS = 1
-BAG_L2, BAG_PAIRS = 0.0, 1.0
-BIGRAM_MULTIPLIER = 7919  # a prime; ids up to ~270,000 keep id * it + next id within int32
-
-
-def bigram_buckets(ids: np.ndarray, buckets: int = BIGRAM_BUCKETS) -> np.ndarray:
-    """Each position's word pair (its word and the next) hashed to 1..buckets-1,
-    0 where either is padding: numpy's twin of the bag model's own hashing,
-    used to count document frequencies for its idf weights."""
-    ids = np.asarray(ids, dtype="int64")
-    following = np.concatenate([ids[:, 1:], np.zeros_like(ids[:, :1])], axis=1)
-    hashed = (ids * BIGRAM_MULTIPLIER + following) % (buckets - 1) + 1
-    return np.where((ids > 0) & (following > 0), hashed, 0)
-
-
-def inverse_document_frequency(codes: np.ndarray, size: int, min_documents: int = 2) -> np.ndarray:
-    """scikit-learn's smooth idf, log((1 + n) / (1 + df)) + 1, of every code
-    in `codes` (one row a document); 0 for padding and for codes in fewer
-    than `min_documents` training texts (their embeddings would stay
-    untrained noise)."""
-    n = len(codes)
-    keys = np.unique(np.arange(n, dtype="int64")[:, None] * size + np.asarray(codes, dtype="int64"))
-    df = np.bincount(keys % size, minlength=size)
-    idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
-    idf[df < min_documents] = 0.0
-    idf[0] = 0.0
-    return idf.astype("float32")
+LSTM_STEPS = 64  # words an LSTM reads: longer texts cost it time and the bag reads them whole
 
 
 def text_encoder(ids_train: np.ndarray, vocabulary: "TextVocabulary", architecture: str, width: float = 1.0):
@@ -267,8 +246,9 @@ def text_encoder(ids_train: np.ndarray, vocabulary: "TextVocabulary", architectu
     the output reproduces the model: explanations integrate over "embed".
 
     - bag: a bag of words and hashed word pairs, each embedding weighted by
-      its idf (TF-IDF inside the model), summed and normalised, then dense;
-    - lstm: a bidirectional LSTM over the words;
+      its idf (TF-IDF inside the model), summed and normalised: the head is
+      linear on it;
+    - lstm: a bidirectional LSTM over the first LSTM_STEPS words;
     - transformer: one block of self-attention over words and positions."""
     # deferred: Keras takes seconds to import; only code that builds, trains or loads a model needs it
     import keras
@@ -279,23 +259,15 @@ def text_encoder(ids_train: np.ndarray, vocabulary: "TextVocabulary", architectu
     inputs = keras.Input(shape=(length,), dtype="int32", name="ids")
     mask = ops.not_equal(inputs, 0)
     if architecture == "bag":
-        embed = _bag_embedding()(size, BIGRAM_BUCKETS, _units(BAG_WIDTH, width), name="embed")
+        embed = _bag_embedding()(size, BIGRAM_BUCKETS, _units(64, width), name="embed")
         embed.build((None, length))
-        embed.set_idf(inverse_document_frequency(ids_train, size, min_documents=WORD_MIN_DOCUMENTS),
-                      inverse_document_frequency(bigram_buckets(ids_train, BIGRAM_BUCKETS), BIGRAM_BUCKETS) * BAG_PAIRS)
+        embed.set_idf(inverse_document_frequency(ids_train, size, min_documents=1),
+                      inverse_document_frequency(bigram_buckets(ids_train, BIGRAM_BUCKETS), BIGRAM_BUCKETS))
         x = embed(inputs)
         words = ops.maximum(ops.sum(ops.cast(mask, "float32"), axis=1, keepdims=True), 1.0)
-        if BAG_NORM == "l2":
-            x = ops.sum(x, axis=1)
-            x = x / ops.maximum(ops.sqrt(ops.sum(ops.square(x), axis=1, keepdims=True)), 1e-6)
-        elif BAG_NORM == "mean":
-            x = ops.sum(x, axis=1) / words
-        else:
-            x = ops.sum(x, axis=1) / ops.sqrt(words)
-        x = layers.Dropout(BAG_DROPOUT)(x)
-        if not BAG_HIDDEN:
-            return inputs, x
-        return inputs, layers.Dense(_units(64, width), activation="relu")(x)
+        x = ops.sum(x, axis=1) / ops.sqrt(words)
+        # Linear on the bag, as logistic regression on TF-IDF: a hidden layer overfitted sooner.
+        return inputs, layers.Dropout(0.5)(x)
     if architecture == "transformer":
         embedding = _units(64, width)
         x = _token_and_position_embedding()(size, length, embedding, name="embed")(inputs)
@@ -308,7 +280,8 @@ def text_encoder(ids_train: np.ndarray, vocabulary: "TextVocabulary", architectu
         x = layers.GlobalAveragePooling1D()(x, mask=mask)
     else:
         x = layers.Embedding(size, _units(64, width), name="embed")(inputs)
-        x = layers.Bidirectional(layers.LSTM(_units(32, width)))(x, mask=mask)
+        steps = min(length, LSTM_STEPS)
+        x = layers.Bidirectional(layers.LSTM(_units(32, width)))(x[:, :steps], mask=mask[:, :steps])
     x = layers.Dropout(0.3)(x)
     return inputs, layers.Dense(_units(32, width), activation="relu")(x)
 
@@ -318,7 +291,6 @@ def _bag_embedding():
     if "bag" in _LAYERS:
         return _LAYERS["bag"]
     # deferred: Keras takes seconds to import; only code that builds, trains or loads a model needs it
-    import keras
     from keras import layers, ops
 
     @_register
@@ -332,9 +304,8 @@ def _bag_embedding():
         def __init__(self, vocabulary: int, buckets: int, width: int, **kwargs):
             super().__init__(**kwargs)
             self.vocabulary, self.buckets, self.width = vocabulary, buckets, width
-            regulariser = keras.regularizers.L2(BAG_L2) if BAG_L2 else None
-            self.words = layers.Embedding(vocabulary, width, name="words", embeddings_regularizer=regulariser)
-            self.pairs = layers.Embedding(buckets, width, name="pairs", embeddings_regularizer=regulariser)
+            self.words = layers.Embedding(vocabulary, width, name="words")
+            self.pairs = layers.Embedding(buckets, width, name="pairs")
 
         def build(self, input_shape):
             self.words.build(input_shape)
@@ -411,6 +382,7 @@ def _token_and_position_embedding():
 def register_custom_layers() -> None:
     """Make Lockgate's own layers known before a saved model is deserialised."""
     register_forest_layer()
+    register_tfidf_layers()
     _token_and_position_embedding()
     _bag_embedding()
     _table_features()

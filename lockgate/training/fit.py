@@ -21,6 +21,7 @@ from lockgate.data.datasets import Snapshot, read_snapshot, split_for
 from lockgate.families import Family, family_for
 from lockgate.models.architectures import build_model, predict_outputs, trainable_model
 from lockgate.models.forest import FOREST, fit_forest, forest_model
+from lockgate.models.tfidf import TFIDF, fit_tfidf, tfidf_model
 from lockgate.registry.tracking import LoggedModel, RunRecord
 from lockgate.scoring.plots import training_curves
 from lockgate.training.checkpoints import resumable_epoch, whole_checkpoints
@@ -72,14 +73,17 @@ def fit(
     why = "as asked" if settings.architecture != "auto" else f"the {family.name} family's default"
     if teacher_outputs is not None or group is not None:
         candidates = (family.architecture(snapshot.meta, settings.architecture),)
-        if candidates == (FOREST,):
-            candidates, why = (family.architectures[0],), "a distillation student or a multi-process training is a network"
+        if candidates[0] in (FOREST, TFIDF):
+            network = next(a for a in family.architectures if a not in (FOREST, TFIDF))
+            candidates, why = (network,), "a distillation student or a multi-process training is a network"
     else:
         candidates = family.candidates(snapshot.meta, settings.architecture)
     outcomes = []
     for architecture in candidates:
         if architecture == FOREST:
             outcomes.append(fit_forest_model(snapshot, settings))
+        elif architecture == TFIDF:
+            outcomes.append(fit_tfidf_model(snapshot, settings))
         else:
             outcomes.append(fit_network(
                 snapshot, settings.model_copy(update={"architecture": architecture}), backup_dir, callbacks, verbose,
@@ -162,6 +166,22 @@ def fit_forest_model(snapshot: Snapshot, settings: TrainingSettings) -> FitOutco
     return FitOutcome(
         model, {}, forest.iterations, 0, forest.seconds, Placement("CPU (scikit-learn)", contextlib.nullcontext, 1, False),
         0, len(split["train"]) + len(split["validation"]), architecture=FOREST, validation_outputs=forest.validation_outputs,
+    )
+
+
+def fit_tfidf_model(snapshot: Snapshot, settings: TrainingSettings) -> FitOutcome:
+    """TF-IDF with logistic regression (lockgate/models/tfidf.py), its strength
+    chosen on the validation split, as a Keras model over the token ids."""
+    family = family_for(snapshot.meta.family)
+    split = split_for(snapshot.y, settings)
+    fitted = fit_tfidf(
+        snapshot.x[split["train"]], snapshot.y[split["train"]], snapshot.x[split["validation"]],
+        snapshot.y[split["validation"]], snapshot.meta.vocabulary.size, len(snapshot.class_names), settings.class_weight,
+    )
+    model = tfidf_model(fitted, snapshot.x.shape[1], family.target.output, name=f"lockgate_{family.name}_tfidf")
+    return FitOutcome(
+        model, {}, 0, 0, fitted.seconds, Placement("CPU (scikit-learn)", contextlib.nullcontext, 1, False),
+        0, len(split["train"]) + len(split["validation"]), architecture=TFIDF, validation_outputs=fitted.validation_outputs,
     )
 
 
