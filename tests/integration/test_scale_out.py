@@ -17,8 +17,15 @@ import pytest
 from tests.integration.stack import REPO_ROOT, clean_env, free_port
 
 # Two processes and one process training on the same global batches differ
-# only in the order floating-point sums are taken; measured here: 8e-7 after
-# three epochs of the digits CNN.
+# only in the order floating-point sums are taken. How far that moves the
+# weights depends on the CPU: 8e-7 after three epochs of the digits CNN on
+# one machine, 1.4e-2 on an AMD EPYC one (the same on code from before
+# any change here), as rounding differences grow through training. So the
+# two models are compared by their answers: every holdout label the same,
+# and each probability within SAME_ANSWER_TOLERANCE.
+SAME_ANSWER_TOLERANCE = 0.02
+# The same processes taking the same steps (a resumed run against an
+# uninterrupted one) sum in the same order: their weights agree to rounding.
 SAME_TRAINING_TOLERANCE = 1e-5
 
 
@@ -70,8 +77,16 @@ def test_two_processes_train_one_model_through_the_pipeline(prefect_harness, mod
     one = settings.model_copy(deep=True)
     one.training.workers = 1
     train_on_local_processes(_request(one, Path(result.validation.snapshot), tmp_path / "one"), 1)
-    difference = _max_difference(_weights(result.training.model_path), _weights(tmp_path / "one" / MODEL_FILE))
-    assert difference <= SAME_TRAINING_TOLERANCE, f"two processes and one differ by {difference:.2e}"
+    from lockgate.data.datasets import read_snapshot, split_for
+    from lockgate.models.architectures import load_keras_model, predict_outputs
+
+    snapshot = read_snapshot(result.validation.snapshot)
+    x = snapshot.x[split_for(snapshot.y, settings.training)["holdout"]]
+    two, single = (predict_outputs(load_keras_model(p), x) for p in (result.training.model_path, tmp_path / "one" / MODEL_FILE))
+    weights = _max_difference(_weights(result.training.model_path), _weights(tmp_path / "one" / MODEL_FILE))
+    assert (two.argmax(axis=1) == single.argmax(axis=1)).all(), f"labels differ (weights by {weights:.2e})"
+    assert float(abs(two - single).max()) <= SAME_ANSWER_TOLERANCE, (
+        f"probabilities differ by {float(abs(two - single).max()):.2e} (weights by {weights:.2e})")
 
 
 def _kill_rank(rank: int) -> None:

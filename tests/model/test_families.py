@@ -71,10 +71,10 @@ def test_architecture_follows_the_data_or_settings():
     assert family_for("image").architecture(_meta("image", [8, 8, 1]), "auto") == "small_cnn"
     assert family_for("image").architecture(_meta("image", [28, 28, 1]), "auto") == "mnist"
     assert family_for("image").architecture(_meta("image", [32, 32, 3]), "auto") == "cifar"
-    assert family_for("text").architecture(_meta("text", []), "auto") == "bag"
-    assert family_for("text").candidates(_meta("text", []), "auto") == ("bag", "lstm")
+    assert family_for("text").architecture(_meta("text", []), "auto") == "tfidf"
+    assert family_for("text").candidates(_meta("text", []), "auto") == ("tfidf", "lstm")
     assert family_for("regression").architecture(_meta("regression", [3]), "linear") == "linear"
-    with pytest.raises(ValueError, match="does not fit text data; choose one of bag, lstm, transformer"):
+    with pytest.raises(ValueError, match="does not fit text data; choose one of tfidf, lstm, bag, transformer"):
         family_for("text").architecture(_meta("text", []), "cifar")
 
 
