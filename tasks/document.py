@@ -23,7 +23,6 @@ from lockgate.explaining.importance import ranked
 from lockgate.orchestration.steps import pipeline_task
 from lockgate.registry.tracking import RunRecord, client, code_version, record
 from lockgate.scoring.metrics import read_predictions
-from tasks.explain import champion_explanation
 
 
 def document_model(
@@ -47,8 +46,8 @@ def document_model(
         model_name=registered.name, version=registered.version, run_id=registered.run_id,
         code_version=code_version(), training=training, summary=summary, meta=snapshot.meta,
         evaluation=evaluation, gate=gate, exports=exports, explanation=explanation,
-        champion=ChampionFacts(champion.version, evaluation.champion_metrics or {}, champion.data_meta,
-                               champion_explanation(champion, settings)) if champion else None,
+        champion=ChampionFacts(champion.version, evaluation.champion_metrics or {}, champion.data_meta)
+        if champion else None,
         y_true=y, predicted=predicted, slices=_slices(snapshot, explanation, y, predicted, evaluation, settings),
         confidence=settings.gate.confidence,
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 from lockgate.core.records import ChampionRef, Explanation, TrainingResult
 from lockgate.core.settings import LockgateSettings, get_settings
 from lockgate.data.datasets import read_snapshot, split_for
-from lockgate.explaining.explain import EXPLANATION_FOLDER, EXPLANATION_RECORD, compare_with_champion, explain
+from lockgate.explaining.explain import EXPLANATION_FOLDER, EXPLANATION_RECORD, explain
 from lockgate.models.architectures import load_keras_model
 from lockgate.orchestration.steps import pipeline_task
 from lockgate.registry.tracking import RunRecord, download_json, record
@@ -36,10 +36,8 @@ def explain_model(
     holdout = split_for(snapshot.y, settings.training)["holdout"]
     run_folder = settings.runs_dir / training.run_id
     explained = explain(load_keras_model(training.model_path), snapshot, holdout, settings.explain,
-                        settings.training.seed, run_folder)
-    explained = compare_with_champion(explained, champion_explanation(champion, settings),
-                                      champion.version if champion else None, settings.explain)
-    (run_folder / EXPLANATION_FOLDER / EXPLANATION_RECORD).write_text(explained.model_dump_json(indent=2))
+                        settings.training.seed, run_folder, champion_explanation(champion, settings),
+                        champion.version if champion else None)
     metrics = {"explanation_seconds": explained.seconds}
     for key in ("steps", "complete_share", "agreement_ndcg", "champion_ndcg"):
         value = getattr(explained, key)

@@ -230,6 +230,7 @@ class Explanation(BaseModel):
     champion_version: str | None = None
     champion_ndcg: float | None = None  # this model's ranking against the champion's
     champion_note: str = ""  # how the champion comparison was made, or why it could not be
+    champion_top: list[str] = Field(default_factory=list)  # the champion's most important features
     pictures: list[str] = Field(default_factory=list)  # files, logged under explanation/
     folder: str | None = None  # the run's explanation folder (explanation.json, pictures)
     seconds: float = 0.0

@@ -33,10 +33,14 @@ class Attributions:
     explained_output: np.ndarray  # (n,) int: the output explained (the predicted class, or 0)
     output_at_input: np.ndarray  # (n,) f(x)
     output_at_baseline: np.ndarray  # (n,) f(b)
-    steps: int  # the most trapezoid intervals any example needed along its path
     completeness_error: np.ndarray  # (n,) |sum of attributions - (f(x) - f(b))|
     tolerance: float  # allowed error, relative to |f(x) - f(b)|
-    example_steps: np.ndarray  # (n,) the intervals each example's path was summed over
+    example_steps: np.ndarray  # (n,) the trapezoid intervals each example's path was summed over
+
+    @property
+    def steps(self) -> int:
+        """The most intervals any example needed."""
+        return int(self.example_steps.max(initial=0))
 
     @property
     def within_tolerance(self) -> np.ndarray:
@@ -158,8 +162,7 @@ def integrated_gradients(
     while True:
         values = (difference * (summed / steps.reshape((-1,) + (1,) * (x.ndim - 1)))).astype("float32")
         error = np.abs(values.reshape(n, -1).sum(axis=1, dtype="float64") - (end_out - start_out))
-        result = Attributions(values, index, end_out, start_out, int(steps.max(initial=0)), error, tolerance,
-                              steps.copy())
+        result = Attributions(values, index, end_out, start_out, error, tolerance, steps.copy())
         failing = np.flatnonzero(~result.within_tolerance & (steps * 2 <= max_steps))
         if result.complete_share >= share or len(failing) == 0:
             return result

@@ -52,7 +52,6 @@ class ChampionFacts:
     version: str
     metrics: dict[str, float]
     meta: DatasetMeta
-    explanation: Explanation | None
 
 
 @dataclass(frozen=True)
@@ -309,9 +308,9 @@ def _change_lines(facts: CardFacts) -> tuple[list[str], str]:
     explanation = facts.explanation
     if explanation is not None:
         lines.append(f"Attributions: {explanation.champion_note or 'not compared'}.")
-        if champion.explanation is not None:
-            theirs, ours = ranked(champion.explanation.ranking())[:5], ranked(explanation.ranking())[:5]
-            lines.append(f"Top features: champion {', '.join(theirs) or '-'}; this version {', '.join(ours) or '-'}.")
+        if explanation.champion_top:
+            ours = ranked(explanation.ranking())[: len(explanation.champion_top)]
+            lines.append(f"Top features: champion {', '.join(explanation.champion_top)}; this version {', '.join(ours) or '-'}.")
     return lines, ""
 
 

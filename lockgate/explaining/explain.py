@@ -18,7 +18,7 @@ from lockgate.core.settings import ExplainSettings
 from lockgate.data.datasets import Snapshot
 from lockgate.explaining.attributions import Attributions, gradient_function, integrated_gradients
 from lockgate.explaining.importance import ndcg, permutation_importance, ranked, spearman
-from lockgate.explaining.inputs import GradientStart, NotDifferentiable, gradient_start
+from lockgate.explaining.inputs import GradientStart, NotDifferentiable, gradient_start, source_columns
 from lockgate.explaining.pictures import image_maps, importance_chart, token_highlights
 from lockgate.families import family_for
 from lockgate.models.architectures import predict_outputs
@@ -26,13 +26,16 @@ from lockgate.models.architectures import predict_outputs
 EXPLANATION_FOLDER = "explanation"
 EXPLANATION_RECORD = "explanation.json"
 TOP_FEATURES = 30  # importances kept in the record and the card
+TOP_SHOWN = 5  # the champion's top features a challenger's card names
 
 
 def explain(
-    model: Any, snapshot: Snapshot, holdout: np.ndarray, settings: ExplainSettings, seed: int, run_folder: Path
+    model: Any, snapshot: Snapshot, holdout: np.ndarray, settings: ExplainSettings, seed: int, run_folder: Path,
+    champion: Explanation | None = None, champion_version: str | None = None,
 ) -> Explanation:
-    """Explain `model` on the snapshot's `holdout` rows; the record and the
-    pictures go to `run_folder/explanation/`."""
+    """Explain `model` on the snapshot's `holdout` rows, its ranking compared
+    with the champion's recorded `champion` explanation (when there is a
+    champion); the record and the pictures go to `run_folder/explanation/`."""
     started = time.perf_counter()
     meta = snapshot.meta
     target = family_for(meta.family).target
@@ -51,8 +54,9 @@ def explain(
             gradient_function(start.call), start.x, start.baseline, explained, settings.tolerance,
             settings.complete_share, settings.start_steps, settings.max_steps, start.context,
         )
-        record = record.model_copy(update=_attribution_fields(attributions, start, x, meta, settings))
-        pictures += _attribution_pictures(attributions, start, x, snapshot, out)
+        per_feature = start.per_feature(attributions.values)
+        record = record.model_copy(update=_attribution_fields(attributions, start, per_feature, x, meta, settings))
+        pictures += _attribution_pictures(attributions, per_feature, x, meta, out)
     except NotDifferentiable as reason:
         record.integrated_gradients = str(reason)
     if meta.contract:
@@ -72,6 +76,7 @@ def explain(
                                          out / "importance.png"))
     record.method = _method(record)
     record.pictures = [str(p) for p in pictures]
+    record = compare_with_champion(record, champion, champion_version, settings)
     record.seconds = round(time.perf_counter() - started, 3)
     atomic_write_text(out / EXPLANATION_RECORD, record.model_dump_json(indent=2))
     return record
@@ -98,7 +103,7 @@ def compare_with_champion(record: Explanation, champion: Explanation | None, cha
         note = (f"{method} ranking against champion v{champion_version}: nDCG {score:.3f}"
                 + (f", below {settings.ranking_warning_ndcg}" if score < settings.ranking_warning_ndcg else ""))
     return record.model_copy(update={"champion_version": champion_version, "champion_ndcg": score,
-                                     "champion_note": note})
+                                     "champion_note": note, "champion_top": ranked(champion.ranking())[:TOP_SHOWN]})
 
 
 def ranking_warning(record: Explanation, settings: ExplainSettings) -> str | None:
@@ -107,11 +112,6 @@ def ranking_warning(record: Explanation, settings: ExplainSettings) -> str | Non
         return None
     return (f"the feature importance ranking changed against champion v{record.champion_version}: "
             f"nDCG {record.champion_ndcg:.3f} < {settings.ranking_warning_ndcg} (see the model card's changes)")
-
-
-def read_explanation(folder: Path) -> Explanation | None:
-    path = folder / EXPLANATION_RECORD
-    return Explanation.model_validate_json(path.read_text()) if path.is_file() else None
 
 
 def _finite(value: float) -> float | None:
@@ -132,22 +132,20 @@ def _column_groups(meta: DatasetMeta) -> dict[str, list[int]]:
     """Each source column's positions in an encoded row (a date's parts and a
     text's tokens are shuffled together)."""
     groups: dict[str, list[int]] = defaultdict(list)
-    position = 0
-    for spec in meta.table_contract().used:
-        for _ in spec.model_columns():
-            groups[spec.name].append(position)
-            position += 1
+    for position, column in enumerate(source_columns(meta.table_contract())):
+        groups[column].append(position)
     return dict(groups)
 
 
 def _attribution_fields(
-    attributions: Attributions, start: GradientStart, x: np.ndarray, meta: DatasetMeta, settings: ExplainSettings
+    attributions: Attributions, start: GradientStart, per_feature: np.ndarray, x: np.ndarray, meta: DatasetMeta,
+    settings: ExplainSettings,
 ) -> dict[str, Any]:
-    per_feature = np.abs(start.per_feature(attributions.values))
+    size = np.abs(per_feature)
     if start.feature_names:
-        importance = dict(zip(start.feature_names, per_feature.mean(axis=0).tolist()))
+        importance = dict(zip(start.feature_names, size.mean(axis=0).tolist()))
     else:  # tokens: a word's mean |attribution| where it occurs
-        importance = _word_importance(per_feature, x, meta)
+        importance = _word_importance(size, x, meta)
     keep = ranked(importance)[:TOP_FEATURES]
     return {
         "examples": len(x),
@@ -180,15 +178,13 @@ def _word_importance(per_token: np.ndarray, ids: np.ndarray, meta: DatasetMeta) 
 
 
 def _attribution_pictures(
-    attributions: Attributions, start: GradientStart, x: np.ndarray, snapshot: Snapshot, out: Path
+    attributions: Attributions, per_feature: np.ndarray, x: np.ndarray, meta: DatasetMeta, out: Path
 ) -> list[Path]:
-    meta = snapshot.meta
     if meta.inputs == "images":
         return [image_maps(x, attributions.values, attributions.explained_output, meta.class_names,
                            out / "image_attributions.png")]
     if meta.inputs == "texts":
-        per_token = start.per_feature(attributions.values)
-        return [token_highlights(x, per_token, token_words(meta), attributions.explained_output, meta.class_names,
+        return [token_highlights(x, per_feature, token_words(meta), attributions.explained_output, meta.class_names,
                                  out / "token_highlights.html")]
     return []
 

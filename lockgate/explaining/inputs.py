@@ -38,9 +38,8 @@ class GradientStart:
 
     def per_feature(self, values: np.ndarray) -> np.ndarray:
         """Attributions of the input's dimensions summed per feature: (n, features)."""
-        flat = values.reshape(len(values), -1) if self.grouping is not None else values
         if self.grouping is not None:
-            return flat @ self.grouping
+            return values.reshape(len(values), -1) @ self.grouping
         return values.sum(axis=-1).reshape(len(values), -1)
 
 
@@ -118,7 +117,7 @@ class TableColumns(Start):
         body = keras.Model(table.output, model.output)
         features = np.asarray(table(x.astype("float32")), dtype="float32")
         contract = meta.table_contract()
-        columns = _source_columns(contract)
+        columns = source_columns(contract)
         names = [spec.name for spec in contract.used]
         grouping = np.zeros((features.shape[1], len(names)), dtype="float32")
         dim = 0
@@ -139,7 +138,7 @@ class TableColumns(Start):
                              "every category embedding zero", names, grouping)
 
 
-def _source_columns(contract: Any) -> list[str]:
+def source_columns(contract: Any) -> list[str]:
     """The source column of each position of an encoded row."""
     return [spec.name for spec in contract.used for _ in spec.model_columns()]
 

@@ -19,9 +19,9 @@ from lockgate.core.settings import TrainingSettings
 from lockgate.models.forest import register_forest_layer
 from lockgate.models.tfidf import (
     BIGRAM_BUCKETS,
-    BIGRAM_MULTIPLIER,
     bigram_buckets,
     inverse_document_frequency,
+    pair_ids,
     register_tfidf_layers,
 )
 
@@ -320,9 +320,7 @@ def _bag_embedding():
 
         def call(self, ids):
             ids = ops.cast(ids, "int32")
-            following = ops.concatenate([ids[:, 1:], ops.zeros_like(ids[:, :1])], axis=1)
-            hashed = ops.mod(ids * BIGRAM_MULTIPLIER + following, self.buckets - 1) + 1
-            pairs = ops.where(ops.logical_and(ops.greater(ids, 0), ops.greater(following, 0)), hashed, 0)
+            pairs = pair_ids(ids, self.buckets)
             word_weight = ops.expand_dims(ops.take(self.word_idf, ids, axis=0), -1)
             pair_weight = ops.expand_dims(ops.take(self.pair_idf, pairs, axis=0), -1)
             return self.words(ids) * word_weight + self.pairs(pairs) * pair_weight

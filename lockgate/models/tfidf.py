@@ -40,6 +40,16 @@ def bigram_buckets(ids: np.ndarray, buckets: int = BIGRAM_BUCKETS) -> np.ndarray
     return np.where((ids > 0) & (following > 0), hashed, 0)
 
 
+def pair_ids(ids: Any, buckets: int) -> Any:
+    """`bigram_buckets` in `keras.ops`, inside a model: each position's word
+    pair hashed to 1..buckets-1, 0 where either word is padding."""
+    from keras import ops  # deferred: Keras takes seconds to import; only a model's call needs it
+
+    following = ops.concatenate([ids[:, 1:], ops.zeros_like(ids[:, :1])], axis=1)
+    hashed = ops.mod(ids * BIGRAM_MULTIPLIER + following, buckets - 1) + 1
+    return ops.where(ops.logical_and(ops.greater(ids, 0), ops.greater(following, 0)), hashed, 0)
+
+
 def inverse_document_frequency(codes: np.ndarray, size: int, min_documents: int = 2) -> np.ndarray:
     """scikit-learn's smooth idf, log((1 + n) / (1 + df)) + 1, of every code
     in `codes` (one row a document); 0 for padding and for codes in fewer
@@ -167,11 +177,6 @@ def register_tfidf_layers() -> dict[str, type]:
     # deferred: Keras takes seconds to import; only code that builds, trains or loads a model needs it
     from keras import layers, ops
 
-    def pairs_of(ids: Any, buckets: int) -> Any:
-        following = ops.concatenate([ids[:, 1:], ops.zeros_like(ids[:, :1])], axis=1)
-        hashed = ops.mod(ids * BIGRAM_MULTIPLIER + following, buckets - 1) + 1
-        return ops.where(ops.logical_and(ops.greater(ids, 0), ops.greater(following, 0)), hashed, 0)
-
     @_register
     class TfidfEmbedding(layers.Layer):
         """Each position's word and word pair: idf times its logit weights
@@ -192,7 +197,7 @@ def register_tfidf_layers() -> dict[str, type]:
 
         def call(self, ids):
             ids = ops.cast(ids, "int32")
-            pairs = pairs_of(ids, self.buckets)
+            pairs = pair_ids(ids, self.buckets)
             words = ops.take(self.word_weights, ids, axis=0) * ops.expand_dims(ops.take(self.word_idf, ids, axis=0), -1)
             pair = ops.take(self.pair_weights, pairs, axis=0) * ops.expand_dims(ops.take(self.pair_idf, pairs, axis=0), -1)
             return words + pair
@@ -220,7 +225,7 @@ def register_tfidf_layers() -> dict[str, type]:
             ids, contributions = inputs
             ids = ops.cast(ids, "int32")
             word_idf = ops.take(self.word_idf, ids, axis=0)
-            pair_idf = ops.take(self.pair_idf, pairs_of(ids, self.buckets), axis=0)
+            pair_idf = ops.take(self.pair_idf, pair_ids(ids, self.buckets), axis=0)
             norm = ops.sqrt(ops.maximum(ops.sum(word_idf**2 + pair_idf**2, axis=1, keepdims=True), 1e-12))
             return ops.softmax(ops.sum(contributions, axis=1) / norm + self.bias, axis=-1)
 

@@ -15,6 +15,7 @@ from lockgate.core.records import (
     TrainingResult,
     ValidationSummary,
 )
+from lockgate.explaining.importance import ranked
 
 SHOWN_METRICS = (
     "accuracy", "balanced_accuracy", "majority_class_rate", "macro_f1", "log_loss", "brier_score", "no_skill_brier_score",
@@ -124,7 +125,7 @@ def explanation_sentence(explanation: Explanation) -> str:
     if explanation.steps is not None:
         sentence += (f": up to {explanation.steps} steps, attributions complete within {explanation.tolerance:.0%} on "
                      f"{explanation.complete_share:.0%} of {explanation.examples} examples")
-    top = sorted(explanation.ranking(), key=lambda name: -explanation.ranking()[name])[:5]
+    top = ranked(explanation.ranking())[:5]
     if top:
         sentence += f"; most important: {', '.join(top)}"
     if explanation.champion_note:

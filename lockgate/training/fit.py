@@ -163,10 +163,7 @@ def fit_forest_model(snapshot: Snapshot, settings: TrainingSettings) -> FitOutco
         settings.seed, settings.class_weight,
     )
     model = forest_model(forest, layout, family.task, n_classes, name=f"lockgate_{family.name}_forest")
-    return FitOutcome(
-        model, {}, forest.iterations, 0, forest.seconds, Placement("CPU (scikit-learn)", contextlib.nullcontext, 1, False),
-        0, len(split["train"]) + len(split["validation"]), architecture=FOREST, validation_outputs=forest.validation_outputs,
-    )
+    return _fitted_by_scikit_learn(model, FOREST, forest.iterations, forest.seconds, split, forest.validation_outputs)
 
 
 def fit_tfidf_model(snapshot: Snapshot, settings: TrainingSettings) -> FitOutcome:
@@ -179,9 +176,18 @@ def fit_tfidf_model(snapshot: Snapshot, settings: TrainingSettings) -> FitOutcom
         snapshot.y[split["validation"]], snapshot.meta.vocabulary.size, len(snapshot.class_names), settings.class_weight,
     )
     model = tfidf_model(fitted, snapshot.x.shape[1], family.target.output, name=f"lockgate_{family.name}_tfidf")
+    return _fitted_by_scikit_learn(model, TFIDF, 0, fitted.seconds, split, fitted.validation_outputs)
+
+
+def _fitted_by_scikit_learn(model: Any, architecture: str, iterations: int, seconds: float,
+                            split: dict[str, np.ndarray], validation_outputs: np.ndarray) -> FitOutcome:
+    """A model scikit-learn fitted in this process on the training rows and
+    refitted with the validation rows; its validation outputs are from
+    before the refit."""
     return FitOutcome(
-        model, {}, 0, 0, fitted.seconds, Placement("CPU (scikit-learn)", contextlib.nullcontext, 1, False),
-        0, len(split["train"]) + len(split["validation"]), architecture=TFIDF, validation_outputs=fitted.validation_outputs,
+        model, {}, iterations, 0, seconds, Placement("CPU (scikit-learn)", contextlib.nullcontext, 1, False),
+        0, len(split["train"]) + len(split["validation"]), architecture=architecture,
+        validation_outputs=validation_outputs,
     )
 
 

@@ -99,7 +99,7 @@ def test_a_ranking_far_from_the_champions_is_a_warning_and_a_close_one_is_not():
     close = compare_with_champion(Explanation(permutation={"a": 0.9, "b": 0.6, "c": 0.2, "d": 0.01}), champion, "3", settings)
     assert close.champion_ndcg == pytest.approx(1.0) and ranking_warning(close, settings) is None
     far = compare_with_champion(Explanation(permutation={"a": 0.0, "b": 0.1, "c": 0.5, "d": 1.0}), champion, "3", settings)
-    assert far.champion_ndcg < 0.9
+    assert far.champion_ndcg < 0.9 and far.champion_top == ["a", "b", "c", "d"]
     warning = ranking_warning(far, settings)
     assert warning and "champion v3" in warning and "nDCG" in warning
     unknown = compare_with_champion(Explanation(permutation={"a": 1.0}), None, "3", settings)
@@ -169,9 +169,9 @@ def test_a_challengers_card_shows_what_changed_against_the_champion():
         {"name": "c", "role": "categorical", "dtype": "object", "missing_share": 0.0}]}})
     mine = Explanation(permutation={"a": 0.1, "b": 0.3}, champion_version="1", champion_ndcg=0.5,
                        champion_note="permutation importance ranking against champion v1: nDCG 0.500, below 0.9",
+                       champion_top=["a", "c"],
                        method="permutation importance on the holdout")
-    text = card_markdown(_facts(ChampionFacts("1", {"accuracy": 0.8}, champion_meta,
-                                              Explanation(permutation={"a": 0.3, "c": 0.1})), mine), ExplainSettings())
+    text = card_markdown(_facts(ChampionFacts("1", {"accuracy": 0.8}, champion_meta), mine), ExplainSettings())
     changes = text.split("## Changes against the champion")[1].split("## ")[0]
     assert "| accuracy | 0.8 | 0.9 | +0.1 |" in changes
     assert "`b` added (numeric)" in changes and "`c` removed" in changes and "`id` added (excluded identifier)" in changes
